@@ -1,0 +1,94 @@
+"""Analytic densities with exact scores: the oracle that tests and experiments use.
+
+A mixture of isotropic Gaussians stays a mixture of isotropic Gaussians under every
+linear SDE of `sde_lib`: component N(mu_k, s_k^2 I) becomes
+N(alpha(t) mu_k, (alpha(t)^2 s_k^2 + sigma(t)^2) I) at time t, so log p_t and its score
+are exact at every t.
+"""
+import dataclasses
+import math
+
+import jax
+import jax.numpy as jnp
+
+import sde_lib
+
+
+def _mixture_log_prob(x, means, variances, log_weights):
+  """log sum_k w_k N(x; means_k, variances_k I) for x [B, D], means [B or 1, K, D],
+  variances [B or 1, K], log_weights [K]."""
+  dim = x.shape[-1]
+  sq = jnp.sum((x[:, None, :] - means) ** 2, axis=-1)               # [B, K]
+  log_comp = -0.5 * sq / variances - 0.5 * dim * jnp.log(2 * math.pi * variances)
+  return jax.nn.logsumexp(log_comp + log_weights[None], axis=-1)
+
+
+def _mixture_score(x, means, variances, log_weights):
+  """Gradient of `_mixture_log_prob` in x, in closed form (responsibility-weighted)."""
+  dim = x.shape[-1]
+  sq = jnp.sum((x[:, None, :] - means) ** 2, axis=-1)
+  log_comp = -0.5 * sq / variances - 0.5 * dim * jnp.log(2 * math.pi * variances)
+  resp = jax.nn.softmax(log_comp + log_weights[None], axis=-1)            # [B, K]
+  return jnp.sum(resp[..., None] * (means - x[:, None, :]) / variances[..., None], axis=1)
+
+
+@dataclasses.dataclass(frozen=True)
+class GaussianMixture:
+  """sum_k weights_k N(means_k, stds_k^2 I): means [K, D], stds [K], weights [K] (sum 1).
+
+  Points `x` are [B, D]; times `t` are [B].
+  """
+
+  means: jax.Array
+  stds: jax.Array
+  weights: jax.Array
+
+  def __post_init__(self):
+    means = jnp.asarray(self.means, jnp.float32)
+    stds = jnp.asarray(self.stds, jnp.float32)
+    weights = jnp.asarray(self.weights, jnp.float32)
+    if means.ndim != 2 or stds.shape != means.shape[:1] or weights.shape != stds.shape:
+      raise ValueError(f"GaussianMixture needs means [K, D], stds [K], weights [K]; got "
+                       f"{means.shape}, {stds.shape}, {weights.shape}")
+    object.__setattr__(self, "means", means)
+    object.__setattr__(self, "stds", stds)
+    object.__setattr__(self, "weights", weights / jnp.sum(weights))
+
+  @property
+  def dim(self) -> int:
+    return self.means.shape[1]
+
+  def sample(self, key: jax.Array, n: int) -> jax.Array:
+    """n samples [n, D]."""
+    k_comp, k_noise = jax.random.split(key)
+    comp = jax.random.categorical(k_comp, jnp.log(self.weights), shape=(n,))
+    noise = jax.random.normal(k_noise, (n, self.dim))
+    return self.means[comp] + self.stds[comp, None] * noise
+
+  def _params_t(self, sde: sde_lib.SDE, t: jax.Array):
+    alpha, sigma = sde.marginal(t)                                   # [B]
+    means = alpha[:, None, None] * self.means[None]                   # [B, K, D]
+    variances = alpha[:, None] ** 2 * self.stds[None] ** 2 + sigma[:, None] ** 2
+    return means, variances, jnp.log(self.weights)
+
+  def log_prob(self, x: jax.Array) -> jax.Array:
+    """Exact log-density [B] of the data distribution."""
+    return _mixture_log_prob(x, self.means[None], self.stds[None] ** 2, jnp.log(self.weights))
+
+  def score(self, x: jax.Array) -> jax.Array:
+    """Exact score grad_x log p(x), [B, D]."""
+    return _mixture_score(x, self.means[None], self.stds[None] ** 2, jnp.log(self.weights))
+
+  def smoothed(self, sigma: float) -> "GaussianMixture":
+    """The data density convolved with N(0, sigma^2 I) (the DSM target density p_sigma)."""
+    return GaussianMixture(self.means, jnp.sqrt(self.stds**2 + sigma**2), self.weights)
+
+  def log_prob_t(self, sde: sde_lib.SDE, x: jax.Array, t: jax.Array) -> jax.Array:
+    """Exact log p_t(x) [B] of the marginal at time t under `sde`."""
+    return _mixture_log_prob(x, *self._params_t(sde, t))
+
+  def score_fn(self, sde: sde_lib.SDE):
+    """The exact score function (x [B, D], t [B]) -> grad_x log p_t(x) [B, D]."""
+    def score(x, t):
+      return _mixture_score(x, *self._params_t(sde, t))
+    return score

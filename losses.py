@@ -1,0 +1,187 @@
+"""Score-matching objectives.
+
+Convention (the seed report's): no factor 1/2, squared norms summed over the data
+dimensions, averaged over the batch. Every loss takes `per_example=True` to return
+the per-example terms [B] instead of their mean (for standard errors).
+
+Single-noise-level objectives take `score_fn: x [B, ...] -> score [B, ...]`.
+The multi-noise-level objectives that train networks take `score_fn(x, t)` and an
+`sde_lib.SDE`, and perturb with its kernel x_t = alpha(t) x_0 + sigma(t) z.
+"""
+import math
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+
+import divergence
+import sde_lib
+
+batch_broadcast = sde_lib.batch_broadcast
+
+
+def _sum_per_example(v: jax.Array) -> jax.Array:
+  return jnp.sum(jnp.reshape(v, (v.shape[0], -1)), axis=-1)
+
+
+def _reduce(terms: jax.Array, per_example: bool) -> jax.Array:
+  return terms if per_example else jnp.mean(terms)
+
+
+# --- Single noise level: the seed report's four objectives. -------------------------
+
+def esm_loss(score_fn, true_score_fn, x, per_example=False):
+  """Explicit score matching: E ||s(x) - grad log p(x)||^2."""
+  return _reduce(_sum_per_example((score_fn(x) - true_score_fn(x)) ** 2), per_example)
+
+
+ISM_ESTIMATORS = ("exact", "hutchinson")
+
+
+def ism_loss(score_fn, x, key=None, estimator="exact", probe="rademacher",
+             per_example=False):
+  """Implicit score matching (Hyvarinen 2005): E [||s(x)||^2 + 2 tr(ds/dx)].
+
+  estimator: "exact" (D Jacobian-vector products per batch) or "hutchinson" (one
+  probe per example, `probe` in {"rademacher", "gaussian"}, drawn from `key`).
+  ESM = ISM + E ||grad log p||^2 for any s (integration by parts).
+  """
+  if estimator == "exact":
+    trace = divergence.exact(score_fn, x)
+  elif estimator == "hutchinson":
+    if key is None:
+      raise ValueError("ism_loss(estimator='hutchinson') needs a PRNG key")
+    trace = divergence.hutchinson(score_fn, x, divergence.sample_probe(key, x.shape, probe))
+  else:
+    raise ValueError(f"unknown ISM estimator {estimator!r}; valid choices: {list(ISM_ESTIMATORS)}")
+  return _reduce(_sum_per_example(score_fn(x) ** 2) + 2 * trace, per_example)
+
+
+def ssm_loss(score_fn, x, key, n_projections=1, variance_reduction=False,
+             probe="gaussian", per_example=False):
+  """Sliced score matching (Song et al., 2019): E_v [(v^T s)^2 + 2 v^T (ds/dx) v].
+
+  With `variance_reduction` (SSM-VR) the first term is replaced by its expectation
+  ||s||^2 over v. Either way the expectation over v is ISM.
+  """
+  def one_projection(k):
+    v = divergence.sample_probe(k, x.shape, probe)
+    s, jvp = jax.jvp(score_fn, (x,), (v,))
+    first = _sum_per_example(s**2) if variance_reduction else _sum_per_example(v * s) ** 2
+    return first + 2 * _sum_per_example(v * jvp)
+
+  terms = jnp.mean(jax.vmap(one_projection)(jax.random.split(key, n_projections)), axis=0)
+  return _reduce(terms, per_example)
+
+
+def _student_t_score(eps, df=5.0):
+  return -(df + 1) * eps / (df - 2 + eps**2)
+
+
+# Unit-variance noise eps: sampler(key, shape) and d/d eps log density(eps).
+# With x = x0 + sigma * eps, grad_x log q(x | x0) = (d/d eps log density) / sigma.
+NOISE_KERNELS = {
+    "gaussian": (jax.random.normal, lambda eps: -eps),
+    "laplace": (lambda k, s: jax.random.laplace(k, s) / math.sqrt(2.0),
+                lambda eps: -math.sqrt(2.0) * jnp.sign(eps)),
+    "student_t": (lambda k, s: jax.random.t(k, 5.0, s) * math.sqrt(3.0 / 5.0),
+                  _student_t_score),
+}
+
+
+def dsm_loss(score_fn, x0, key, sigma, noise="gaussian", per_example=False):
+  """Denoising score matching: E ||s(x0 + sigma eps) - grad_x log q(x | x0)||^2.
+
+  `noise` names a unit-variance kernel of NOISE_KERNELS ("gaussian": target
+  -(x - x0) / sigma^2; "laplace", scale sigma / sqrt(2): target
+  -sqrt(2) sign(x - x0) / sigma; "student_t", 5 degrees of freedom). The minimizer is
+  the score of the data smoothed by that kernel; DSM = ESM on it + a constant.
+  """
+  if noise not in NOISE_KERNELS:
+    raise ValueError(f"unknown DSM noise {noise!r}; valid choices: {sorted(NOISE_KERNELS)}")
+  sampler, log_density_grad = NOISE_KERNELS[noise]
+  eps = sampler(key, x0.shape)
+  target = log_density_grad(eps) / sigma
+  return _reduce(_sum_per_example((score_fn(x0 + sigma * eps) - target) ** 2), per_example)
+
+
+# --- Many noise levels: the objectives that train score networks. ------------------
+
+def _perturbed_residual(score_fn, sde, x0, t, z):
+  """sigma(t) s(x_t, t) + z, [B, ...]: zero iff s equals the conditional score."""
+  mean, std = sde.marginal_prob(x0, t)
+  x_t = mean + batch_broadcast(std, x0) * z
+  return batch_broadcast(std, x0) * score_fn(x_t, t) + z
+
+
+def _norm(residual, reduce_mean):
+  sq = _sum_per_example(residual**2)
+  return sq / math.prod(residual.shape[1:]) if reduce_mean else sq
+
+
+def sde_loss(score_fn, sde: sde_lib.SDE, x0, key, *, reduce_mean=False,
+             likelihood_weighting=False, importance_sampling=False, eps=1e-5,
+             per_example=False):
+  """Continuous-time DSM (Song et al., 2021, eq. 7), t ~ U(eps, T):
+
+    weighting sigma(t)^2 (default):  E ||sigma s(x_t, t) + z||^2
+    likelihood weighting g(t)^2:     E g^2 ||s(x_t, t) + z / sigma||^2
+
+  With `importance_sampling` (needs likelihood weighting) t is drawn with density
+  proportional to g^2 / sigma^2 = -2 d lambda / dt, i.e. uniformly in the log-SNR
+  lambda(t) = log(alpha / sigma) (true for every linear SDE), and reweighted so the
+  expectation equals the uniform-t one. `reduce_mean` averages over data dimensions
+  instead of summing.
+  """
+  if importance_sampling and not likelihood_weighting:
+    raise ValueError("importance_sampling=True requires likelihood_weighting=True")
+  k_t, k_z = jax.random.split(key)
+  batch = x0.shape[0]
+  z = jax.random.normal(k_z, x0.shape)
+  if importance_sampling:
+    lam_lo, lam_hi = sde.log_snr(jnp.asarray(sde.T)), sde.log_snr(jnp.asarray(eps))
+    lam = jax.random.uniform(k_t, (batch,), minval=lam_lo, maxval=lam_hi)
+    t = sde.t_of_log_snr(lam, eps)
+    weight = 2 * (lam_hi - lam_lo) / (sde.T - eps)   # g^2 / (q(t) (T - eps)) / sigma^2
+  else:
+    t = jax.random.uniform(k_t, (batch,), minval=eps, maxval=sde.T)
+    if likelihood_weighting:
+      _, g = sde.coefficients(t)
+      weight = (g / sde.marginal(t)[1]) ** 2
+    else:
+      weight = jnp.ones((batch,))
+  terms = weight * _norm(_perturbed_residual(score_fn, sde, x0, t, z), reduce_mean)
+  return _reduce(terms, per_example)
+
+
+def _discrete_level_loss(score_fn, sde, x0, key, times, reduce_mean, per_example):
+  k_i, k_z = jax.random.split(key)
+  t = times[jax.random.randint(k_i, (x0.shape[0],), 0, times.shape[0])]
+  z = jax.random.normal(k_z, x0.shape)
+  return _reduce(_norm(_perturbed_residual(score_fn, sde, x0, t, z), reduce_mean), per_example)
+
+
+def smld_loss(score_fn, sde: sde_lib.SDE, x0, key, *, reduce_mean=False, per_example=False):
+  """SMLD / NCSN loss (Song & Ermon, 2019) with sigma^2 weighting, on N levels.
+
+  The levels are the SDE's marginals at t_i = T i / (N - 1), i = 0..N-1; for the VE
+  SDE these are the geometric sigma_min ... sigma_max of NCSN.
+  """
+  times = sde.T * jnp.arange(sde.N) / max(sde.N - 1, 1)
+  return _discrete_level_loss(score_fn, sde, x0, key, times, reduce_mean, per_example)
+
+
+def ddpm_loss(score_fn, sde: sde_lib.SDE, x0, key, *, reduce_mean=True, per_example=False):
+  """DDPM epsilon loss (Ho et al., 2020), E ||eps_hat - z||^2 with eps_hat = -sigma s,
+  on the N steps t_i = T (i + 1) / N, i = 0..N-1 (the VP SDE's DDPM chain)."""
+  times = sde.T * (jnp.arange(sde.N) + 1) / sde.N
+  return _discrete_level_loss(score_fn, sde, x0, key, times, reduce_mean, per_example)
+
+
+MULTI_LEVEL_LOSSES = {"continuous": sde_loss, "smld": smld_loss, "ddpm": ddpm_loss}
+
+
+def get_multi_level_loss(name: str) -> Callable:
+  if name not in MULTI_LEVEL_LOSSES:
+    raise ValueError(f"unknown loss {name!r}; valid choices: {sorted(MULTI_LEVEL_LOSSES)}")
+  return MULTI_LEVEL_LOSSES[name]

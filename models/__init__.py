@@ -1,0 +1,1 @@
+"""Flax score networks; `models.utils` turns a network into a `score_fn(x, t)`."""

@@ -1,0 +1,34 @@
+"""Noise-conditioned residual MLP for low-dimensional data (the 2-D experiments)."""
+import dataclasses
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from models import layers
+
+
+@dataclasses.dataclass(frozen=True)
+class MLPConfig:
+  hidden: int = 128
+  depth: int = 3
+  embed_dim: int = 32
+
+
+class MLP(nn.Module):
+  """(x [B, D], c_noise [B]) -> [B, D]. Residual blocks, each shifted by the noise
+  embedding; the output layer starts at zero so the initial network is exactly 0."""
+
+  config: MLPConfig
+
+  @nn.compact
+  def __call__(self, x: jax.Array, c_noise: jax.Array, train: bool = False) -> jax.Array:
+    del train  # no dropout or batch statistics
+    cfg = self.config
+    emb = layers.sinusoidal_embedding(c_noise * 10.0, cfg.embed_dim)
+    emb = nn.Dense(cfg.hidden)(nn.silu(nn.Dense(cfg.hidden)(emb)))
+    h = nn.Dense(cfg.hidden)(x)
+    for _ in range(cfg.depth):
+      branch = nn.Dense(cfg.hidden)(nn.silu(h) + emb)
+      h = h + nn.Dense(cfg.hidden)(nn.silu(branch))
+    return nn.Dense(x.shape[-1], kernel_init=nn.initializers.zeros)(nn.silu(h))

@@ -1,0 +1,289 @@
+"""Forward SDEs of score-based diffusion models (Song et al., 2021) and their reverses.
+
+Every SDE here is *linear* with scalar coefficients,
+
+    dx = f(t) x dt + g(t) dW,        t in [0, T],
+
+so its perturbation kernel is Gaussian: x_t | x_0 ~ N(alpha(t) x_0, sigma(t)^2 I).
+A new SDE of this family is written by giving `coefficients` (f, g) and `marginal`
+(alpha, sigma); everything else (batch shapes, prior, discretization, reverse-time
+SDE, probability-flow ODE) is derived here.
+
+Shapes: `x` is a batch `[B, ...]`, `t` is `[B]`; scalar-coefficient methods accept
+`t` of any shape and return arrays of that shape.
+"""
+import abc
+import dataclasses
+import math
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+
+ScoreFn = Callable[[jax.Array, jax.Array], jax.Array]
+
+
+def batch_broadcast(v: jax.Array, x: jax.Array) -> jax.Array:
+  """Reshapes per-example values `v` [B] to [B, 1, ..., 1] so they scale `x` [B, ...]."""
+  return jnp.reshape(v, v.shape + (1,) * (x.ndim - v.ndim))
+
+
+class SDE(abc.ABC):
+  """A linear SDE dx = f(t) x dt + g(t) dW on [0, T], discretized with N steps."""
+
+  T: float
+  N: int
+
+  @abc.abstractmethod
+  def coefficients(self, t: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Returns (f(t), g(t)): drift coefficient and diffusion coefficient."""
+
+  @abc.abstractmethod
+  def marginal(self, t: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Returns (alpha(t), sigma(t)) of the perturbation kernel p_t(x_t | x_0)."""
+
+  @property
+  def prior_std(self) -> float:
+    """Standard deviation of the prior N(0, prior_std^2 I) approximating p_T."""
+    return float(self.marginal(jnp.asarray(self.T))[1])
+
+  # --- Derived interface (DESIGN.md's public API). -------------------------------
+
+  def sde(self, x: jax.Array, t: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Drift f(t) x [B, ...] and diffusion g(t) [B]."""
+    f, g = self.coefficients(t)
+    return batch_broadcast(f, x) * x, g
+
+  def marginal_prob(self, x: jax.Array, t: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Mean alpha(t) x [B, ...] and std sigma(t) [B] of p_t(x_t | x_0 = x)."""
+    alpha, sigma = self.marginal(t)
+    return batch_broadcast(alpha, x) * x, sigma
+
+  def prior_sampling(self, key: jax.Array, shape: tuple[int, ...]) -> jax.Array:
+    return self.prior_std * jax.random.normal(key, shape)
+
+  def prior_logp(self, z: jax.Array) -> jax.Array:
+    """Log-density [B] (nats) of z [B, ...] under N(0, prior_std^2 I)."""
+    dim = math.prod(z.shape[1:])
+    sq = jnp.sum(jnp.reshape(z, (z.shape[0], -1)) ** 2, axis=-1)
+    return (-0.5 * dim * math.log(2 * math.pi * self.prior_std**2)
+            - 0.5 * sq / self.prior_std**2)
+
+  def transition(self, t: jax.Array, s: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """(a, v) with x_t | x_s ~ N(a x_s, v I), s <= t, exactly, for this linear SDE.
+
+    Uses sigma_t^2 = a^2 sigma_s^2 + v, which holds for every linear SDE.
+    """
+    alpha_t, sigma_t = self.marginal(t)
+    alpha_s, sigma_s = self.marginal(s)
+    a = alpha_t / alpha_s
+    return a, jnp.maximum(sigma_t**2 - a**2 * sigma_s**2, 0.0)
+
+  def discretize(self, x: jax.Array, t: jax.Array, dt: jax.Array | float | None = None):
+    """One step of the forward process from t - dt to t: x_t = x + f_d + G_d z.
+
+    Returns (f_d [B, ...], G_d [B]). The default is Euler-Maruyama; dt defaults to
+    T / N (dt may be a scalar or [B]).
+    """
+    dt = self.T / self.N if dt is None else dt
+    drift, g = self.sde(x, t)
+    dt = jnp.broadcast_to(jnp.asarray(dt, x.dtype), t.shape)
+    return drift * batch_broadcast(dt, x), g * jnp.sqrt(dt)
+
+  def log_snr(self, t: jax.Array) -> jax.Array:
+    """lambda(t) = log(alpha / sigma), decreasing in t."""
+    alpha, sigma = self.marginal(t)
+    return jnp.log(alpha) - jnp.log(sigma)
+
+  def t_of_log_snr(self, lam: jax.Array, t_min: float = 0.0) -> jax.Array:
+    """Inverse of `log_snr` on [t_min, T], by bisection (60 halvings: float64-exact)."""
+    lo = jnp.full_like(lam, t_min)
+    hi = jnp.full_like(lam, self.T)
+
+    def halve(_, bounds):
+      lo, hi = bounds
+      mid = 0.5 * (lo + hi)
+      above = self.log_snr(mid) > lam   # lambda decreasing: the root is above mid
+      return jnp.where(above, mid, lo), jnp.where(above, hi, mid)
+
+    lo, hi = jax.lax.fori_loop(0, 60, halve, (lo, hi))
+    return 0.5 * (lo + hi)
+
+  def reverse(self, score_fn: ScoreFn, probability_flow: bool = False) -> "ReverseSDE":
+    return ReverseSDE(self, score_fn, probability_flow)
+
+
+@dataclasses.dataclass(frozen=True)
+class ReverseSDE:
+  """The reverse-time SDE dx = [f - g^2 s] dt + g dW-bar, or, with
+  `probability_flow`, the ODE dx = [f - g^2 s / 2] dt (Song et al., 2021, eqs. 6, 13).
+
+  Wraps a forward `SDE` and a score function s(x, t); time runs from T to 0, and
+  `discretize` gives the reverse step t -> t - dt: x_{t-dt} = x - f_r + G_r z.
+  """
+
+  forward: SDE
+  score_fn: ScoreFn
+  probability_flow: bool = False
+
+  @property
+  def T(self) -> float:
+    return self.forward.T
+
+  @property
+  def N(self) -> int:
+    return self.forward.N
+
+  @property
+  def _score_weight(self) -> float:
+    return 0.5 if self.probability_flow else 1.0
+
+  def sde(self, x, t):
+    drift, g = self.forward.sde(x, t)
+    g2 = batch_broadcast(g**2, x)
+    drift = drift - g2 * self.score_fn(x, t) * self._score_weight
+    return drift, jnp.zeros_like(g) if self.probability_flow else g
+
+  def discretize(self, x, t, dt=None):
+    f, G = self.forward.discretize(x, t, dt)
+    f = f - batch_broadcast(G**2, x) * self.score_fn(x, t) * self._score_weight
+    return f, jnp.zeros_like(G) if self.probability_flow else G
+
+
+def _check(condition: bool, message: str) -> None:
+  if not condition:
+    raise ValueError(message)
+
+
+def _check_common(T: float, N: int) -> None:
+  _check(T > 0, f"T must be positive, got T={T}")
+  _check(isinstance(N, int) and N >= 1, f"N must be an integer >= 1, got N={N!r}")
+
+
+def _check_betas(name: str, beta_min: float, beta_max: float) -> None:
+  _check(0 <= beta_min <= beta_max and beta_max > 0,
+         f"{name} needs 0 <= beta_min <= beta_max and beta_max > 0, got "
+         f"beta_min={beta_min}, beta_max={beta_max}")
+
+
+def _linear_beta(t, beta_min, beta_max, T):
+  """beta(t) = beta_min + (beta_max - beta_min) t / T and B(t) = int_0^t beta."""
+  beta = beta_min + (beta_max - beta_min) * t / T
+  return beta, beta_min * t + 0.5 * (beta_max - beta_min) * t**2 / T
+
+
+@dataclasses.dataclass(frozen=True)
+class VESDE(SDE):
+  """Variance-exploding SDE (SMLD): dx = sqrt(d sigma^2(t) / dt) dW,
+  sigma(t) = sigma_min (sigma_max / sigma_min)^(t / T).
+
+  As in Song et al. (2021), the marginal std is sigma(t) itself: the process starts
+  at t = 0 from the data smoothed by N(0, sigma_min^2), the smallest SMLD noise level.
+  `discretize` is the SMLD step with variance sigma(t)^2 - sigma(t - dt)^2.
+  """
+
+  sigma_min: float = 0.01
+  sigma_max: float = 50.0
+  N: int = 1000
+  T: float = 1.0
+
+  def __post_init__(self):
+    _check_common(self.T, self.N)
+    _check(0 < self.sigma_min < self.sigma_max,
+           f"VESDE needs 0 < sigma_min < sigma_max, got sigma_min={self.sigma_min}, "
+           f"sigma_max={self.sigma_max}")
+
+  @property
+  def prior_std(self) -> float:
+    return self.sigma_max
+
+  def sigma(self, t):
+    return self.sigma_min * (self.sigma_max / self.sigma_min) ** (t / self.T)
+
+  def coefficients(self, t):
+    rate = 2 * math.log(self.sigma_max / self.sigma_min) / self.T
+    return jnp.zeros_like(t), self.sigma(t) * math.sqrt(rate)
+
+  def marginal(self, t):
+    return jnp.ones_like(t), self.sigma(t)
+
+  def discretize(self, x, t, dt=None):
+    dt = self.T / self.N if dt is None else dt
+    var = self.sigma(t) ** 2 - self.sigma(t - dt) ** 2
+    return jnp.zeros_like(x), jnp.sqrt(var)
+
+
+@dataclasses.dataclass(frozen=True)
+class VPSDE(SDE):
+  """Variance-preserving SDE (DDPM): dx = -beta(t) x / 2 dt + sqrt(beta(t)) dW,
+  beta(t) = beta_min + (beta_max - beta_min) t / T.
+
+  alpha(t) = exp(-B(t) / 2), sigma(t)^2 = 1 - exp(-B(t)), B(t) = int_0^t beta.
+  `discretize` is the DDPM step x <- sqrt(1 - b) x + sqrt(b) z with b = beta(t) dt.
+  """
+
+  beta_min: float = 0.1
+  beta_max: float = 20.0
+  N: int = 1000
+  T: float = 1.0
+
+  def __post_init__(self):
+    _check_common(self.T, self.N)
+    _check_betas("VPSDE", self.beta_min, self.beta_max)
+
+  @property
+  def prior_std(self) -> float:
+    return 1.0
+
+  def coefficients(self, t):
+    beta, _ = _linear_beta(t, self.beta_min, self.beta_max, self.T)
+    return -0.5 * beta, jnp.sqrt(beta)
+
+  def marginal(self, t):
+    _, big_b = _linear_beta(t, self.beta_min, self.beta_max, self.T)
+    return jnp.exp(-0.5 * big_b), jnp.sqrt(-jnp.expm1(-big_b))
+
+  def discretize(self, x, t, dt=None):
+    dt = self.T / self.N if dt is None else dt
+    b = _linear_beta(t, self.beta_min, self.beta_max, self.T)[0] * dt
+    shrink = -b / (1.0 + jnp.sqrt(1.0 - b))          # sqrt(1 - b) - 1 without cancellation
+    return batch_broadcast(shrink, x) * x, jnp.sqrt(b)
+
+
+@dataclasses.dataclass(frozen=True)
+class subVPSDE(SDE):  # pylint: disable=invalid-name  (the published name)
+  """Sub-VP SDE: dx = -beta(t) x / 2 dt + sqrt(beta(t) (1 - exp(-2 B(t)))) dW.
+
+  alpha(t) = exp(-B(t) / 2), sigma(t) = 1 - exp(-B(t)). Euler-Maruyama discretization.
+  """
+
+  beta_min: float = 0.1
+  beta_max: float = 20.0
+  N: int = 1000
+  T: float = 1.0
+
+  def __post_init__(self):
+    _check_common(self.T, self.N)
+    _check_betas("subVPSDE", self.beta_min, self.beta_max)
+
+  @property
+  def prior_std(self) -> float:
+    return 1.0
+
+  def coefficients(self, t):
+    beta, big_b = _linear_beta(t, self.beta_min, self.beta_max, self.T)
+    return -0.5 * beta, jnp.sqrt(-beta * jnp.expm1(-2 * big_b))
+
+  def marginal(self, t):
+    _, big_b = _linear_beta(t, self.beta_min, self.beta_max, self.T)
+    return jnp.exp(-0.5 * big_b), -jnp.expm1(-big_b)
+
+
+SDES = {"vesde": VESDE, "vpsde": VPSDE, "subvpsde": subVPSDE}
+
+
+def get_sde(name: str, **kwargs) -> SDE:
+  """Builds an SDE by registry name; unknown names list the valid ones."""
+  if name.lower() not in SDES:
+    raise ValueError(f"unknown SDE {name!r}; valid choices: {sorted(SDES)}")
+  return SDES[name.lower()](**kwargs)

@@ -1,0 +1,184 @@
+"""Score-matching objectives against exact identities (Hyvarinen 2005, Vincent 2010) and
+the oracle score of a Gaussian mixture."""
+import functools
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+import datasets
+import densities
+import losses
+import sde_lib
+from models import mlp, utils as mutils
+from tests import stats
+
+GMM = datasets.gaussian_mixture()
+
+
+def _candidate_scores():
+  """Several score functions x [B, 2] -> [B, 2], none of them the true one."""
+  a = jnp.array([[-0.8, 0.3], [0.1, -1.2]])
+  return {
+      "minus_x": lambda x: -x,
+      "affine": lambda x: x @ a.T + jnp.array([[0.5, -0.2]]),
+      "tanh": lambda x: jnp.tanh(x @ a) - 0.3 * x,
+      "true": GMM.score,
+  }
+
+
+@pytest.mark.parametrize("name", sorted(_candidate_scores()))
+def test_esm_minus_ism_is_the_fisher_information(name):
+  """Hyvarinen: ESM(s) - ISM(s) = E ||grad log p||^2 for every s (paired per example)."""
+  score_fn = _candidate_scores()[name]
+  x = GMM.sample(jax.random.PRNGKey(0), 20_000)
+  esm = losses.esm_loss(score_fn, GMM.score, x, per_example=True)
+  ism = losses.ism_loss(score_fn, x, per_example=True)
+  fisher = jnp.sum(GMM.score(x) ** 2, axis=-1)
+  # Per example the two differ (the identity is integration by parts, in expectation).
+  stats.assert_mean_close(esm - ism - fisher, 0.0, what=name)
+
+
+@pytest.mark.parametrize("probe", ["rademacher", "gaussian"])
+def test_hutchinson_ism_and_ssm_are_unbiased_for_exact_ism(probe):
+  score_fn = _candidate_scores()["tanh"]
+  x = GMM.sample(jax.random.PRNGKey(1), 64)
+  exact = float(losses.ism_loss(score_fn, x))
+  keys = jax.random.split(jax.random.PRNGKey(2), 4000)
+  estimators = {
+      "ism_hutchinson": lambda k: losses.ism_loss(score_fn, x, k, "hutchinson", probe),
+      "ssm": lambda k: losses.ssm_loss(score_fn, x, k, probe=probe),
+      "ssm_vr": lambda k: losses.ssm_loss(score_fn, x, k, variance_reduction=True, probe=probe),
+      "ssm_4_projections": lambda k: losses.ssm_loss(score_fn, x, k, 4, probe=probe),
+  }
+  for what, estimate in estimators.items():
+    values = np.asarray(jax.jit(jax.vmap(estimate))(keys))
+    stats.assert_mean_close(values, exact, what=what)
+    assert np.std(values) > 0  # it is a random estimate, not the exact value in disguise
+
+
+def test_ism_hutchinson_needs_a_key_and_a_known_estimator():
+  with pytest.raises(ValueError, match="PRNG key"):
+    losses.ism_loss(GMM.score, jnp.zeros((2, 2)), estimator="hutchinson")
+  with pytest.raises(ValueError, match="'sliced'.*exact"):
+    losses.ism_loss(GMM.score, jnp.zeros((2, 2)), estimator="sliced")
+  with pytest.raises(ValueError, match="'uniform'.*gaussian"):
+    losses.dsm_loss(GMM.score, jnp.zeros((2, 2)), jax.random.PRNGKey(0), 0.1, noise="uniform")
+
+
+MIXTURE_1D = densities.GaussianMixture(means=jnp.array([[-2.0], [1.0], [3.0]]),
+                                       stds=jnp.array([0.3, 0.8, 0.5]),
+                                       weights=jnp.array([0.2, 0.5, 0.3]))
+
+
+def _exact_vincent_constant(gmm, sigma):
+  """C = E ||grad log q(x | x0)||^2 - E_{p_sigma} ||grad log p_sigma||^2, by quadrature (1-D)."""
+  smoothed = gmm.smoothed(sigma)
+  grid = np.linspace(-15.0, 15.0, 200_001)
+  x = jnp.asarray(grid[:, None])
+  density = np.exp(np.asarray(smoothed.log_prob(x), np.float64))
+  fisher = np.trapezoid(density * np.asarray(smoothed.score(x), np.float64)[:, 0] ** 2, grid)
+  return 1.0 / sigma**2 - fisher
+
+
+@pytest.mark.parametrize("sigma", [0.3, 1.0])
+def test_dsm_minus_esm_on_the_smoothed_density_is_vincents_constant(sigma):
+  """Vincent (2010): DSM(s) = ESM_{p_sigma}(s) + C, C computed exactly (seed question 8)."""
+  smoothed = MIXTURE_1D.smoothed(sigma)
+  c_exact = _exact_vincent_constant(MIXTURE_1D, sigma)
+  n = 400_000
+  x0 = MIXTURE_1D.sample(jax.random.PRNGKey(3), n)
+  x_sigma = smoothed.sample(jax.random.PRNGKey(4), n)
+  for name, score_fn in {"minus_x": lambda x: -x, "tanh": lambda x: jnp.tanh(2 * x) - 0.5 * x,
+                         "smoothed_score": smoothed.score}.items():
+    dsm = np.asarray(losses.dsm_loss(score_fn, x0, jax.random.PRNGKey(5), sigma, per_example=True))
+    esm = np.asarray(losses.esm_loss(score_fn, smoothed.score, x_sigma, per_example=True))
+    se = np.hypot(stats.standard_error(dsm), stats.standard_error(esm))
+    gap = dsm.mean() - esm.mean()
+    assert abs(gap - c_exact) < stats.Z * se, (name, gap, c_exact, se)
+
+
+# --- Multi-noise-level losses. ------------------------------------------------------
+
+SDES = {"ve": sde_lib.VESDE(sigma_min=0.01, sigma_max=10.0, N=100),
+        "vp": sde_lib.VPSDE(N=100), "subvp": sde_lib.subVPSDE(N=100)}
+MULTI_LEVEL = {
+    "continuous": losses.sde_loss,
+    "continuous_reduce_mean": functools.partial(losses.sde_loss, reduce_mean=True),
+    "likelihood_weighting": functools.partial(losses.sde_loss, likelihood_weighting=True),
+    "importance_sampling": functools.partial(losses.sde_loss, likelihood_weighting=True,
+                                             importance_sampling=True),
+    "smld": losses.smld_loss,
+    "ddpm": losses.ddpm_loss,
+}
+
+
+def _perturbed_score_fn(sde, theta):
+  """The exact score plus theta . (x, 1, sin x): theta = 0 is the exact score."""
+  exact = GMM.score_fn(sde)
+  return lambda x, t: exact(x, t) + theta[0] * x + theta[1] + theta[2] * jnp.sin(x)
+
+
+@pytest.mark.parametrize("loss_name", sorted(MULTI_LEVEL))
+@pytest.mark.parametrize("sde_name", sorted(SDES))
+def test_multi_level_loss_has_zero_gradient_at_the_exact_score(loss_name, sde_name):
+  sde, loss_fn = SDES[sde_name], MULTI_LEVEL[loss_name]
+  x0 = GMM.sample(jax.random.PRNGKey(6), 20_000)
+
+  def per_example_grad(theta):
+    terms = lambda th: loss_fn(_perturbed_score_fn(sde, th), sde, x0, jax.random.PRNGKey(7),
+                               per_example=True)
+    return np.asarray(jax.jit(jax.jacfwd(terms))(theta))     # [B, 3]
+
+  at_exact = per_example_grad(jnp.zeros(3))
+  for j in range(3):
+    stats.assert_mean_close(at_exact[:, j], 0.0, what=f"d loss / d theta_{j} at the exact score")
+  # Away from the exact score the same check fails: the test has power.
+  away = per_example_grad(jnp.array([0.3, 0.0, 0.0]))
+  assert abs(away[:, 0].mean()) > stats.Z * stats.standard_error(away[:, 0])
+
+
+def test_importance_sampling_has_the_expectation_of_uniform_times():
+  sde = SDES["vp"]
+  score_fn = _perturbed_score_fn(sde, jnp.array([0.2, 0.1, 0.0]))
+  x0 = GMM.sample(jax.random.PRNGKey(8), 200_000)
+  uniform = losses.sde_loss(score_fn, sde, x0, jax.random.PRNGKey(9), likelihood_weighting=True,
+                            per_example=True)
+  weighted = losses.sde_loss(score_fn, sde, x0, jax.random.PRNGKey(10), likelihood_weighting=True,
+                             importance_sampling=True, per_example=True)
+  se = np.hypot(stats.standard_error(uniform), stats.standard_error(weighted))
+  assert abs(float(uniform.mean() - weighted.mean())) < stats.Z * se
+  assert stats.standard_error(weighted) < stats.standard_error(uniform)   # why one samples so
+
+
+@pytest.mark.parametrize("loss_name, sde_name", [("continuous", "subvp"), ("smld", "ve"),
+                                                 ("ddpm", "vp")])
+def test_multi_level_loss_decreases_when_training_a_small_mlp(loss_name, sde_name):
+  sde, loss_fn = SDES[sde_name], MULTI_LEVEL[loss_name]
+  model = mlp.MLP(mlp.MLPConfig(hidden=64, depth=2))
+  params = model.init(jax.random.PRNGKey(0), jnp.zeros((1, 2)), jnp.zeros((1,)))
+  optimizer = optax.adam(3e-3)
+
+  def loss(params, key):
+    score_fn = mutils.get_score_fn(model.apply, params, sde, "noise")
+    k_data, k_loss = jax.random.split(key)
+    return loss_fn(score_fn, sde, GMM.sample(k_data, 256), k_loss)
+
+  @jax.jit
+  def train(params):
+    def step(carry, key):
+      params, opt_state = carry
+      grads = jax.grad(loss)(params, key)
+      updates, opt_state = optimizer.update(grads, opt_state)
+      return (optax.apply_updates(params, updates), opt_state), None
+    keys = jax.random.split(jax.random.PRNGKey(1), 300)
+    return jax.lax.scan(step, (params, optimizer.init(params)), keys)[0][0]
+
+  eval_keys = jax.random.split(jax.random.PRNGKey(2), 64)
+  evaluate = jax.jit(lambda p: jax.vmap(lambda k: loss(p, k))(eval_keys))
+  before, after = np.asarray(evaluate(params)), np.asarray(evaluate(train(params)))
+  gain = before - after     # paired: the same data and noise before and after
+  assert gain.mean() > stats.Z * stats.standard_error(gain), (before.mean(), after.mean())

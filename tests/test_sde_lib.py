@@ -1,0 +1,167 @@
+"""SDE library against exact answers: Monte-Carlo forward simulation, prior densities,
+exact transitions of the discretizations, and the reverse-SDE algebra."""
+import dataclasses
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from scipy import stats as scipy_stats
+
+import datasets
+import sde_lib
+from tests import stats
+
+
+@dataclasses.dataclass(frozen=True)
+class OrnsteinUhlenbeckSDE(sde_lib.SDE):
+  """A new linear SDE in a few lines: dx = -theta x dt + scale dW on [0, T]."""
+
+  theta: float = 1.5
+  scale: float = 0.7
+  N: int = 100
+  T: float = 2.0
+
+  def coefficients(self, t):
+    return -self.theta * jnp.ones_like(t), self.scale * jnp.ones_like(t)
+
+  def marginal(self, t):
+    var = self.scale**2 * -jnp.expm1(-2 * self.theta * t) / (2 * self.theta)
+    return jnp.exp(-self.theta * t), jnp.sqrt(var)
+
+
+ALL_SDES = {
+    "ve": sde_lib.VESDE(sigma_min=0.01, sigma_max=10.0, N=100),
+    "vp": sde_lib.VPSDE(beta_min=0.1, beta_max=20.0, N=100),
+    "subvp": sde_lib.subVPSDE(beta_min=0.1, beta_max=20.0, N=100),
+    "vp_T2": sde_lib.VPSDE(beta_min=0.1, beta_max=8.0, N=50, T=2.0),
+    "ve_T3": sde_lib.VESDE(sigma_min=0.05, sigma_max=5.0, N=50, T=3.0),
+    "ou_T2": OrnsteinUhlenbeckSDE(),
+}
+
+
+def simulate_forward(sde, x0, key, t_end, n_steps):
+  """Euler-Maruyama paths of the forward SDE from x(0) ~ N(alpha(0) x0, sigma(0)^2)."""
+  k0, k_path = jax.random.split(key)
+  alpha0, sigma0 = sde.marginal(jnp.zeros(()))
+  x = alpha0 * x0 + sigma0 * jax.random.normal(k0, x0.shape)
+  dt = t_end / n_steps
+
+  def step(x, inputs):
+    k, i = inputs
+    t = jnp.full((x.shape[0],), i * dt)
+    drift, g = sde.sde(x, t)
+    return x + drift * dt + g[:, None] * math.sqrt(dt) * jax.random.normal(k, x.shape), None
+
+  keys = jax.random.split(k_path, n_steps)
+  x, _ = jax.lax.scan(step, x, (keys, jnp.arange(n_steps)))
+  return x
+
+
+@pytest.mark.parametrize("name", sorted(ALL_SDES))
+def test_marginal_matches_forward_simulation(name):
+  sde = ALL_SDES[name]
+  n_paths, x0_value = 20_000, 1.5
+  x0 = jnp.full((n_paths, 1), x0_value)
+  for frac in (0.3, 1.0):
+    t_end = frac * sde.T
+    x = np.asarray(jax.jit(simulate_forward, static_argnums=(0, 3, 4))(
+        sde, x0, jax.random.PRNGKey(1), t_end, 4000))[:, 0]
+    mean, std = sde.marginal_prob(x0[:1], jnp.full((1,), t_end))
+    mean, std = float(mean[0, 0]), float(std[0])
+    stats.assert_mean_close(x, mean, what=f"{name} mean at t={t_end}")
+    stats.assert_mean_close((x - mean) ** 2, std**2, what=f"{name} variance at t={t_end}")
+
+
+@pytest.mark.parametrize("name", sorted(ALL_SDES))
+def test_prior_logp_is_the_prior_density(name):
+  sde = ALL_SDES[name]
+  z = sde.prior_sampling(jax.random.PRNGKey(0), (5, 3, 2))
+  expected = scipy_stats.norm.logpdf(np.asarray(z), scale=sde.prior_std).reshape(5, -1).sum(-1)
+  np.testing.assert_allclose(sde.prior_logp(z), expected, rtol=1e-5)
+  samples = np.asarray(sde.prior_sampling(jax.random.PRNGKey(1), (40_000, 1)))
+  stats.assert_mean_close(samples**2, sde.prior_std**2, what="prior variance")
+
+
+@pytest.mark.parametrize("sde", [sde_lib.VESDE(sigma_min=0.01, sigma_max=50.0), ALL_SDES["vp"],
+                                 ALL_SDES["subvp"], ALL_SDES["vp_T2"]])
+def test_prior_approximates_the_marginal_at_T(sde):
+  alpha_T, sigma_T = sde.marginal(jnp.asarray(sde.T))
+  assert abs(float(sigma_T) / sde.prior_std - 1.0) < 1e-2
+  assert float(alpha_T) * 3.0 < 0.1 * sde.prior_std   # data of scale 3 is forgotten
+
+
+@pytest.mark.parametrize("name", sorted(ALL_SDES))
+def test_discretize_converges_to_the_exact_transition(name):
+  """x_t = (1 + f_d / x) x_{t-dt} + G_d z must match the exact kernel N(a x, v) to
+  first order: the errors shrink like dt^2 per step (ratio ~100 for dt / 10)."""
+  sde = ALL_SDES[name]
+  t = jnp.array([0.4 * sde.T, 0.9 * sde.T])
+  x = jnp.ones((2, 1))
+  errors = []
+  for dt in (1e-2 * sde.T, 1e-3 * sde.T):
+    f, G = sde.discretize(x, t, dt)
+    a, v = sde.transition(t, t - dt)
+    errors.append(float(jnp.max(jnp.abs(1.0 + f[:, 0] - a) + jnp.abs(G**2 - v))))
+  assert errors[1] < errors[0] / 30 or errors[1] < 1e-6, errors
+
+
+def test_ve_discretize_is_the_smld_step():
+  sde = ALL_SDES["ve"]
+  t = jnp.array([0.5, 1.0])
+  f, G = sde.discretize(jnp.ones((2, 3)), t)
+  prev = sde.sigma(t - 1.0 / sde.N)
+  np.testing.assert_allclose(G**2, sde.sigma(t) ** 2 - prev**2, rtol=1e-6)
+  assert float(jnp.max(jnp.abs(f))) == 0.0
+
+
+def test_vp_discretize_is_the_ddpm_step():
+  sde = sde_lib.VPSDE(beta_min=0.1, beta_max=20.0, N=1000)
+  index = np.array([0, 499, 999])
+  t = jnp.asarray(index / 999)                     # the grid t_i = i T / (N - 1)
+  x = jnp.ones((3, 2))
+  f, G = sde.discretize(x, t)
+  beta_i = np.linspace(0.1 / 1000, 20.0 / 1000, 1000)[index]   # DDPM's discrete betas
+  np.testing.assert_allclose(G**2, beta_i, rtol=1e-5)
+  np.testing.assert_allclose(f[:, 0], np.sqrt(1 - beta_i) - 1, rtol=1e-5)
+
+
+@pytest.mark.parametrize("name", sorted(ALL_SDES))
+def test_reverse_sde_and_probability_flow(name):
+  sde = ALL_SDES[name]
+  score_fn = datasets.gaussian_mixture().score_fn(sde)
+  x = jax.random.normal(jax.random.PRNGKey(0), (4, 2))
+  t = jnp.linspace(0.1, 0.9, 4) * sde.T
+  drift, g = sde.sde(x, t)
+  s = score_fn(x, t)
+  r_drift, r_g = sde.reverse(score_fn).sde(x, t)
+  np.testing.assert_allclose(r_drift, drift - (g**2)[:, None] * s, rtol=1e-5, atol=1e-5)
+  np.testing.assert_allclose(r_g, g)
+  ode_drift, ode_g = sde.reverse(score_fn, probability_flow=True).sde(x, t)
+  np.testing.assert_allclose(ode_drift, drift - 0.5 * (g**2)[:, None] * s, rtol=1e-5, atol=1e-5)
+  assert float(jnp.max(jnp.abs(ode_g))) == 0.0
+  f, G = sde.discretize(x, t)
+  r_f, r_G = sde.reverse(score_fn).discretize(x, t)
+  np.testing.assert_allclose(r_f, f - (G**2)[:, None] * s, rtol=1e-5, atol=1e-5)
+  np.testing.assert_allclose(r_G, G)
+
+
+@pytest.mark.parametrize("name", sorted(ALL_SDES))
+def test_t_of_log_snr_inverts_log_snr(name):
+  sde = ALL_SDES[name]
+  t = jnp.linspace(0.01, 1.0, 7) * sde.T
+  np.testing.assert_allclose(sde.t_of_log_snr(sde.log_snr(t)), t, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("make, bad", [
+    (lambda: sde_lib.VESDE(sigma_min=1.0, sigma_max=0.5), "sigma_min=1.0"),
+    (lambda: sde_lib.VESDE(N=0), "N=0"),
+    (lambda: sde_lib.VPSDE(beta_min=-0.1), "beta_min=-0.1"),
+    (lambda: sde_lib.subVPSDE(beta_min=2.0, beta_max=1.0), "beta_min=2.0"),
+    (lambda: sde_lib.VPSDE(T=0.0), "T=0.0"),
+    (lambda: sde_lib.get_sde("vesd"), "vesde"),
+])
+def test_invalid_arguments_fail_with_the_bad_value(make, bad):
+  with pytest.raises(ValueError, match=bad):
+    make()
