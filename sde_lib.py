@@ -45,7 +45,8 @@ class SDE(abc.ABC):
   @property
   def prior_std(self) -> float:
     """Standard deviation of the prior N(0, prior_std^2 I) approximating p_T."""
-    return float(self.marginal(jnp.asarray(self.T))[1])
+    with jax.ensure_compile_time_eval():
+      return float(self.marginal(jnp.asarray(self.T))[1])
 
   # --- Derived interface (DESIGN.md's public API). -------------------------------
 

@@ -1,0 +1,358 @@
+"""Samplers for score-based models, all run on the device.
+
+Every sampler is built by a factory from an SDE and a sample shape and is called as
+`sampler(key, score_fn) -> (samples, nfe)`, where `nfe` counts evaluations of
+`score_fn` (one call on the whole batch = one evaluation).
+
+* `get_pc_sampler`: predictor-corrector sampling (Song et al., 2021, Algorithms 2-5)
+  under `lax.scan`. Predictors step t_i -> t_{i+1} on the grid
+  t = [linspace(T, eps, N), 0] (N score evaluations, the last step lands on 0);
+  correctors run at t_i before each predictor step.
+* `get_ode_sampler`: the probability-flow ODE from T to eps with diffrax's adaptive
+  Dormand-Prince 5(4) solver.
+* Few-step samplers: `get_edm_sampler` (Karras et al., 2022, Heun with optional
+  churn), `get_ddim_sampler` (Song et al., 2021a, any eta) and
+  `get_dpm_solver_sampler` (DPM-Solver++(2M), Lu et al., 2022). They run on grids
+  from `time_grid` and apply to every linear SDE through alpha(t), sigma(t).
+
+`denoise=True` ends a sampler with Tweedie's formula at the last time,
+x_0 = (x + sigma^2 s(x, t)) / alpha (one more evaluation), except the PC sampler,
+which (as published) returns the noise-free mean of its last step instead.
+"""
+import math
+from typing import Callable
+
+import diffrax
+import jax
+import jax.numpy as jnp
+
+import sde_lib
+
+batch_broadcast = sde_lib.batch_broadcast
+ScoreFn = sde_lib.ScoreFn
+
+
+def _vec(t, x):
+  """The scalar time t as a batch of times [B] for x [B, ...]."""
+  return jnp.full((x.shape[0],), t, dtype=x.dtype)
+
+
+def tweedie_denoise(sde: sde_lib.SDE, score_fn: ScoreFn, x, t):
+  """E[x_0 | x_t = x] = (x + sigma(t)^2 s(x, t)) / alpha(t); t [B]."""
+  alpha, sigma = sde.marginal(t)
+  return (x + batch_broadcast(sigma**2, x) * score_fn(x, t)) / batch_broadcast(alpha, x)
+
+
+# --- Predictors: (rsde, key, x, t, t_next) -> (x, x_mean), t and t_next [B]. ----------
+
+def euler_maruyama_predictor(rsde: sde_lib.ReverseSDE, key, x, t, t_next):
+  """x_mean = x + drift dt, x = x_mean + g sqrt(|dt|) z with dt = t_next - t < 0."""
+  dt = t_next - t
+  drift, g = rsde.sde(x, t)
+  x_mean = x + drift * batch_broadcast(dt, x)
+  return x_mean + batch_broadcast(g * jnp.sqrt(-dt), x) * jax.random.normal(key, x.shape), x_mean
+
+
+def reverse_diffusion_predictor(rsde: sde_lib.ReverseSDE, key, x, t, t_next):
+  """The reverse of the SDE's own discretization (SMLD for VE, DDPM for VP)."""
+  f, G = rsde.discretize(x, t, t - t_next)
+  x_mean = x - f
+  return x_mean + batch_broadcast(G, x) * jax.random.normal(key, x.shape), x_mean
+
+
+def ancestral_sampling_predictor(rsde: sde_lib.ReverseSDE, key, x, t, t_next):
+  """Ancestral step: sample q(x_s | x_t, x_0 = Tweedie estimate), s = t_next.
+
+  With the exact transition x_t | x_s ~ N(a x_s, v) of the linear SDE, the mean is
+  (x + v s(x, t)) / a (DDPM's (x + beta s) / sqrt(1 - beta), SMLD's
+  x + (sigma_t^2 - sigma_s^2) s) and the variance the posterior's v sigma_s^2 / sigma_t^2.
+  Defined for every linear SDE. Deterministic (DDIM) when `rsde.probability_flow`.
+  """
+  sde, score_fn = rsde.forward, rsde.score_fn
+  a, v = sde.transition(t, t_next)
+  x_mean = (x + batch_broadcast(v, x) * score_fn(x, t)) / batch_broadcast(a, x)
+  if rsde.probability_flow:
+    return _ddim_step(sde, score_fn, key, x, t, t_next, eta=0.0), x_mean
+  _, sigma_t = sde.marginal(t)
+  _, sigma_s = sde.marginal(t_next)
+  std = jnp.sqrt(v) * sigma_s / sigma_t
+  return x_mean + batch_broadcast(std, x) * jax.random.normal(key, x.shape), x_mean
+
+
+def none_predictor(rsde, key, x, t, t_next):
+  del rsde, key, t, t_next
+  return x, x
+
+
+PREDICTORS = {"euler_maruyama": euler_maruyama_predictor,
+              "reverse_diffusion": reverse_diffusion_predictor,
+              "ancestral_sampling": ancestral_sampling_predictor,
+              "none": none_predictor}
+
+
+# --- Correctors: (sde, score_fn, key, x, t, snr, n_steps) -> (x, x_mean). ------------
+
+def _langevin_alpha(sde: sde_lib.SDE, t):
+  """alpha_i of Song et al. (2021) Alg. 5: the squared mean decay a^2 of one step
+  T/N (1 - beta_i for VP and sub-VP, 1 for VE)."""
+  a, _ = sde.transition(t, jnp.maximum(t - sde.T / sde.N, 0.0))
+  return a**2
+
+
+def _mean_norm(v):
+  return jnp.mean(jnp.sqrt(jnp.sum(jnp.reshape(v, (v.shape[0], -1)) ** 2, axis=-1)))
+
+
+def langevin_corrector(sde, score_fn, key, x, t, snr, n_steps):
+  """Langevin MCMC with step eps = 2 alpha_i (snr ||z|| / ||s||)^2 (Song et al., 2021,
+  Algorithm 5). As in the reference implementation the norms are averaged over the
+  batch: per-example norms blow the step up wherever s ~ 0 (at every mode), which in
+  low dimensions is a large fraction of the samples."""
+  alpha = _langevin_alpha(sde, t)
+
+  def step(i, carry):
+    x, _ = carry
+    grad = score_fn(x, t)
+    noise = jax.random.normal(jax.random.fold_in(key, i), x.shape)
+    step_size = 2 * alpha * (snr * _mean_norm(noise) / _mean_norm(grad)) ** 2
+    x_mean = x + batch_broadcast(step_size, x) * grad
+    return x_mean + batch_broadcast(jnp.sqrt(2 * step_size), x) * noise, x_mean
+
+  return jax.lax.fori_loop(0, n_steps, step, (x, x))
+
+
+def ald_corrector(sde, score_fn, key, x, t, snr, n_steps):
+  """Annealed Langevin dynamics (Song & Ermon, 2019): step 2 alpha_i (snr sigma(t))^2,
+  i.e. NCSN's eps sigma_i^2 / sigma_L^2 with the step scale set by snr.
+
+  Alone (predictor "none") it samples the VE SDE, as NCSN does; under VP or sub-VP the
+  means alpha(t) x_0 move and steps of size ~sigma(t)^2 cannot follow them: pair it
+  with a predictor there."""
+  alpha = _langevin_alpha(sde, t)
+  _, sigma = sde.marginal(t)
+  step_size = 2 * alpha * (snr * sigma) ** 2
+
+  def step(i, carry):
+    x, _ = carry
+    noise = jax.random.normal(jax.random.fold_in(key, i), x.shape)
+    x_mean = x + batch_broadcast(step_size, x) * score_fn(x, t)
+    return x_mean + batch_broadcast(jnp.sqrt(2 * step_size), x) * noise, x_mean
+
+  return jax.lax.fori_loop(0, n_steps, step, (x, x))
+
+
+def none_corrector(sde, score_fn, key, x, t, snr, n_steps):
+  del sde, score_fn, key, t, snr, n_steps
+  return x, x
+
+
+CORRECTORS = {"langevin": langevin_corrector, "ald": ald_corrector, "none": none_corrector}
+
+
+def _lookup(registry, name, what):
+  if name not in registry:
+    raise ValueError(f"unknown {what} {name!r}; valid choices: {sorted(registry)}")
+  return registry[name]
+
+
+def get_pc_sampler(sde: sde_lib.SDE, shape, predictor="reverse_diffusion",
+                   corrector="langevin", snr=0.16, n_steps=1, probability_flow=False,
+                   denoise=True, eps=1e-3):
+  """Predictor-corrector sampler with N = sde.N predictor steps (see module doc)."""
+  predictor_fn = _lookup(PREDICTORS, predictor, "predictor")
+  corrector_fn = _lookup(CORRECTORS, corrector, "corrector")
+  times = jnp.concatenate([jnp.linspace(sde.T, eps, sde.N), jnp.zeros(1)])
+  nfe = sde.N * ((predictor != "none") + n_steps * (corrector != "none"))
+
+  def sampler(key, score_fn: ScoreFn):
+    rsde = sde.reverse(score_fn, probability_flow)
+    k_prior, k_loop = jax.random.split(key)
+
+    def step(carry, i):
+      x, _ = carry
+      k_c, k_p = jax.random.split(jax.random.fold_in(k_loop, i))
+      t, t_next = _vec(times[i], x), _vec(times[i + 1], x)
+      x, _ = corrector_fn(sde, score_fn, k_c, x, t, snr, n_steps)
+      return predictor_fn(rsde, k_p, x, t, t_next), None
+
+    x = sde.prior_sampling(k_prior, shape)
+    (x, x_mean), _ = jax.lax.scan(step, (x, x), jnp.arange(sde.N))
+    return (x_mean if denoise else x), nfe
+
+  return sampler
+
+
+# --- Probability-flow ODE. ----------------------------------------------------------
+
+def solve_probability_flow(sde: sde_lib.SDE, score_fn: ScoreFn, x, t0, t1,
+                           rtol=1e-5, atol=1e-5, max_steps=4096):
+  """Integrates the probability-flow ODE from t0 to t1 (either direction) with an
+  adaptive Dormand-Prince 5(4) solver. Returns (x(t1), nfe) with
+  nfe = 6 accepted-or-rejected steps + 1 (first-same-as-last)."""
+  rsde = sde.reverse(score_fn, probability_flow=True)
+
+  def vector_field(t, x, args):
+    del args
+    return rsde.sde(x, _vec(t, x))[0]
+
+  solution = diffrax.diffeqsolve(
+      diffrax.ODETerm(vector_field), diffrax.Dopri5(), t0=t0, t1=t1, dt0=None, y0=x,
+      stepsize_controller=diffrax.PIDController(rtol=rtol, atol=atol), max_steps=max_steps)
+  return solution.ys[-1], 6 * solution.stats["num_steps"] + 1
+
+
+def get_ode_sampler(sde: sde_lib.SDE, shape, rtol=1e-5, atol=1e-5, denoise=False, eps=1e-3):
+  """Samples by solving the probability-flow ODE from a prior draw at T down to eps."""
+
+  def sampler(key, score_fn: ScoreFn, z=None):
+    """`z` optionally fixes the prior sample (the map z -> x is deterministic)."""
+    x = sde.prior_sampling(key, shape) if z is None else z
+    x, nfe = solve_probability_flow(sde, score_fn, x, sde.T, eps, rtol, atol)
+    if denoise:
+      x, nfe = tweedie_denoise(sde, score_fn, x, _vec(eps, x)), nfe + 1
+    return x, nfe
+
+  return sampler
+
+
+# --- Few-step samplers. --------------------------------------------------------------
+
+TIME_GRIDS = ("uniform", "logsnr", "edm")
+
+
+def time_grid(sde: sde_lib.SDE, num_steps: int, kind: str, eps: float = 1e-3, rho: float = 7.0):
+  """num_steps + 1 decreasing times from T to eps:
+
+    "uniform": uniform in t (as DDPM/DDIM);
+    "logsnr":  uniform in lambda = log(alpha / sigma) (DPM-Solver's default);
+    "edm":     Karras et al. (2022) eq. 5 in sigma_hat = sigma / alpha:
+               sigma_hat_i = (s_max^(1/rho) + i / n (s_min^(1/rho) - s_max^(1/rho)))^rho.
+  """
+  end_points = jnp.array([sde.T, eps])
+  if kind == "uniform":
+    return jnp.linspace(sde.T, eps, num_steps + 1)
+  lam_T, lam_eps = sde.log_snr(end_points)
+  fractions = jnp.arange(num_steps + 1) / num_steps
+  if kind == "logsnr":
+    return sde.t_of_log_snr(lam_T + fractions * (lam_eps - lam_T), eps)
+  if kind == "edm":
+    root_max, root_min = jnp.exp(-lam_T / rho), jnp.exp(-lam_eps / rho)
+    sigma_hat = (root_max + fractions * (root_min - root_max)) ** rho
+    return sde.t_of_log_snr(-jnp.log(sigma_hat), eps)
+  raise ValueError(f"unknown time grid {kind!r}; valid choices: {list(TIME_GRIDS)}")
+
+
+def _ddim_step(sde, score_fn, key, x, t, t_next, eta):
+  """x_s = alpha_s x0_hat + sqrt(sigma_s^2 - c^2) eps_hat + c z,
+  c = eta sqrt(v sigma_s^2 / sigma_t^2) (eta = 1: ancestral; eta = 0: deterministic)."""
+  alpha_t, sigma_t = sde.marginal(t)
+  alpha_s, sigma_s = sde.marginal(t_next)
+  eps_hat = -batch_broadcast(sigma_t, x) * score_fn(x, t)
+  x0_hat = (x - batch_broadcast(sigma_t, x) * eps_hat) / batch_broadcast(alpha_t, x)
+  _, v = sde.transition(t, t_next)
+  c = eta * jnp.sqrt(v) * sigma_s / sigma_t
+  direction = jnp.sqrt(jnp.maximum(sigma_s**2 - c**2, 0.0))
+  noise = jax.random.normal(key, x.shape) if eta else 0.0
+  return (batch_broadcast(alpha_s, x) * x0_hat + batch_broadcast(direction, x) * eps_hat
+          + batch_broadcast(c, x) * noise)
+
+
+def _finish(sde, score_fn, x, t_last, denoise, nfe):
+  if denoise:
+    return tweedie_denoise(sde, score_fn, x, _vec(t_last, x)), nfe + 1
+  return x, nfe
+
+
+def get_ddim_sampler(sde: sde_lib.SDE, shape, num_steps=50, eta=0.0, grid="uniform",
+                     eps=1e-3, denoise=True):
+  """DDIM (Song, Meng & Ermon, 2021) on any linear SDE; num_steps evaluations."""
+  times = time_grid(sde, num_steps, grid, eps)
+
+  def sampler(key, score_fn: ScoreFn):
+    k_prior, k_loop = jax.random.split(key)
+
+    def step(x, i):
+      t, t_next = _vec(times[i], x), _vec(times[i + 1], x)
+      return _ddim_step(sde, score_fn, jax.random.fold_in(k_loop, i), x, t, t_next, eta), None
+
+    x, _ = jax.lax.scan(step, sde.prior_sampling(k_prior, shape), jnp.arange(num_steps))
+    return _finish(sde, score_fn, x, times[-1], denoise, num_steps)
+
+  return sampler
+
+
+def get_edm_sampler(sde: sde_lib.SDE, shape, num_steps=18, grid="edm", eps=1e-3, rho=7.0,
+                    s_churn=0.0, s_tmin=0.0, s_tmax=float("inf"), s_noise=1.0, denoise=True):
+  """Karras et al. (2022) Algorithm 2 (Heun, 2 evaluations per step; churn optional).
+
+  Works in x_hat = x / alpha(t) with sigma_hat = sigma / alpha, where every linear SDE's
+  probability-flow ODE is dx_hat / d sigma_hat = (x_hat - D(x_hat)) / sigma_hat with the
+  denoiser D = x_hat + sigma_hat^2 alpha s(alpha x_hat, t).
+  """
+  times = time_grid(sde, num_steps, grid, eps, rho)
+  sigma_hat_of = lambda t: jnp.exp(-sde.log_snr(t))
+  gamma_max = min(s_churn / num_steps, math.sqrt(2.0) - 1.0)
+
+  def slope(score_fn, x_hat, t):
+    alpha, _ = sde.marginal(t)
+    sigma_hat = sigma_hat_of(t)
+    score_hat = batch_broadcast(alpha, x_hat) * score_fn(batch_broadcast(alpha, x_hat) * x_hat, t)
+    return -batch_broadcast(sigma_hat, x_hat) * score_hat   # = (x_hat - D) / sigma_hat
+
+  def sampler(key, score_fn: ScoreFn):
+    k_prior, k_loop = jax.random.split(key)
+
+    def step(x_hat, i):
+      t, t_next = _vec(times[i], x_hat), _vec(times[i + 1], x_hat)
+      s_cur, s_next = sigma_hat_of(t), sigma_hat_of(t_next)
+      in_range = (s_cur >= s_tmin) & (s_cur <= s_tmax)
+      s_churned = s_cur * (1.0 + jnp.where(in_range, gamma_max, 0.0))
+      t_churned = sde.t_of_log_snr(-jnp.log(s_churned), 0.0) if gamma_max > 0 else t
+      noise = jax.random.normal(jax.random.fold_in(k_loop, i), x_hat.shape)
+      x_hat = x_hat + batch_broadcast(jnp.sqrt(s_churned**2 - s_cur**2), x_hat) * s_noise * noise
+      d_cur = slope(score_fn, x_hat, t_churned)
+      h = batch_broadcast(s_next - s_churned, x_hat)
+      x_euler = x_hat + h * d_cur
+      d_next = slope(score_fn, x_euler, t_next)
+      return x_hat + h * 0.5 * (d_cur + d_next), None
+
+    alpha_T, _ = sde.marginal(times[0])
+    x_hat = sde.prior_sampling(k_prior, shape) / alpha_T
+    x_hat, _ = jax.lax.scan(step, x_hat, jnp.arange(num_steps))
+    alpha_eps, _ = sde.marginal(times[-1])
+    return _finish(sde, score_fn, alpha_eps * x_hat, times[-1], denoise, 2 * num_steps)
+
+  return sampler
+
+
+def get_dpm_solver_sampler(sde: sde_lib.SDE, shape, num_steps=20, grid="logsnr", eps=1e-3,
+                           denoise=False):
+  """DPM-Solver++(2M) (Lu et al., 2022, Algorithm 2): multistep, second order, data
+  prediction x0_hat = (x + sigma^2 s) / alpha; num_steps evaluations."""
+  times = time_grid(sde, num_steps, grid, eps)
+
+  def sampler(key, score_fn: ScoreFn):
+    def step(carry, i):
+      x, x0_prev, h_prev = carry
+      t, t_next = _vec(times[i], x), _vec(times[i + 1], x)
+      x0 = tweedie_denoise(sde, score_fn, x, t)
+      h = sde.log_snr(t_next) - sde.log_snr(t)                    # [B], > 0
+      r = h_prev / h
+      d = jnp.where(i == 0, x0, batch_broadcast(1 + 0.5 / r, x) * x0
+                    - batch_broadcast(0.5 / r, x) * x0_prev)
+      alpha_s, sigma_s = sde.marginal(t_next)
+      _, sigma_t = sde.marginal(t)
+      x = (batch_broadcast(sigma_s / sigma_t, x) * x
+           - batch_broadcast(alpha_s * jnp.expm1(-h), x) * d)
+      return (x, x0, h), None
+
+    x = sde.prior_sampling(key, shape)
+    init = (x, jnp.zeros_like(x), jnp.ones((shape[0],), x.dtype))
+    (x, _, _), _ = jax.lax.scan(step, init, jnp.arange(num_steps))
+    return _finish(sde, score_fn, x, times[-1], denoise, num_steps)
+
+  return sampler
+
+
+FEW_STEP_SAMPLERS = {"ddim": get_ddim_sampler, "edm_heun": get_edm_sampler,
+                     "dpm_solver_2m": get_dpm_solver_sampler}
