@@ -9,10 +9,12 @@ The multi-noise-level objectives that train networks take `score_fn(x, t)` and a
 `sde_lib.SDE`, and perturb with its kernel x_t = alpha(t) x_0 + sigma(t) z.
 """
 import math
-from typing import Callable
+from typing import Any, Callable
 
+import flax
 import jax
 import jax.numpy as jnp
+import optax
 
 import divergence
 import sde_lib
@@ -185,3 +187,37 @@ def get_multi_level_loss(name: str) -> Callable:
   if name not in MULTI_LEVEL_LOSSES:
     raise ValueError(f"unknown loss {name!r}; valid choices: {sorted(MULTI_LEVEL_LOSSES)}")
   return MULTI_LEVEL_LOSSES[name]
+
+
+# --- The train step. ----------------------------------------------------------------
+
+@flax.struct.dataclass
+class TrainState:
+  """Everything a resumed run needs, and nothing derivable from the config."""
+  step: jax.Array
+  params: Any
+  opt_state: Any
+  ema_params: Any
+
+
+def get_train_step(loss_fn: Callable, optimizer: optax.GradientTransformation, ema_rate: float):
+  """Returns train_step(state, batch, base_key) -> (state, metrics).
+
+  `loss_fn(params, x0, key) -> scalar`; `batch` is [n_steps, B, ...]: n_steps optimizer
+  steps run under `lax.scan`. Step s draws its noise from fold_in(base_key, s), so a
+  run resumed from a checkpoint continues exactly. Pure; devices are the caller's.
+  """
+  def train_step(state: TrainState, batch, base_key):
+    def one_step(state: TrainState, x0):
+      key = jax.random.fold_in(base_key, state.step)
+      loss, grads = jax.value_and_grad(loss_fn)(state.params, x0, key)
+      updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
+      params = optax.apply_updates(state.params, updates)
+      ema_params = jax.tree_util.tree_map(lambda e, p: ema_rate * e + (1.0 - ema_rate) * p,
+                                          state.ema_params, params)
+      return TrainState(state.step + 1, params, opt_state, ema_params), loss
+
+    state, step_losses = jax.lax.scan(one_step, state, batch)
+    return state, {"loss": jnp.mean(step_losses)}
+
+  return train_step

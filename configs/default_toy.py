@@ -1,0 +1,79 @@
+"""Shared base of the 2-D experiments: a residual MLP score network on a toy density.
+
+Experiment files under configs/toy/ start from `get_default_configs()` and override
+a few keys. Every key is read by run_lib.py, which turns it into plain arguments.
+"""
+import ml_collections
+
+
+def get_default_configs():
+  config = ml_collections.ConfigDict()
+  config.seed = 0
+
+  config.data = data = ml_collections.ConfigDict()
+  data.dataset = "gmm"            # datasets.TOY_DISTRIBUTIONS
+  data.num_eval = 2000            # held-out points (drawn with a separate seed)
+
+  config.sde = sde = ml_collections.ConfigDict()
+  sde.name = "vpsde"              # sde_lib.SDES
+  sde.beta_min = 0.1
+  sde.beta_max = 20.0
+  sde.sigma_min = 0.01
+  sde.sigma_max = 10.0
+  sde.num_scales = 1000           # N
+  sde.T = 1.0
+
+  config.training = training = ml_collections.ConfigDict()
+  training.loss = "continuous"    # losses.MULTI_LEVEL_LOSSES
+  training.reduce_mean = False
+  training.likelihood_weighting = False
+  training.importance_sampling = False
+  training.eps = 1e-5             # smallest training time of the continuous loss
+  training.batch_size = 512       # global, split over all devices and processes
+  training.n_iters = 6000
+  training.n_jitted_steps = 10    # steps per device call (lax.scan)
+  training.log_freq = 500
+  training.snapshot_freq = 2000   # kept for evaluation
+  training.snapshot_freq_for_preemption = 500   # overwritten (keeps 2)
+
+  config.model = model = ml_collections.ConfigDict()
+  model.name = "mlp"              # models.MODELS
+  model.hidden = 128
+  model.depth = 3
+  model.embed_dim = 32
+  model.parameterization = "noise"   # models.utils.PARAMETERIZATIONS
+  model.scale_input = True
+  model.ema_rate = 0.999
+
+  config.optim = optim = ml_collections.ConfigDict()
+  optim.lr = 2e-3
+  optim.beta1 = 0.9
+  optim.eps = 1e-8
+  optim.weight_decay = 0.0
+  optim.warmup = 200
+  optim.grad_clip = 1.0
+
+  config.sampling = sampling = ml_collections.ConfigDict()
+  sampling.method = "pc"          # "pc", "ode", or one of sampling.FEW_STEP_SAMPLERS
+  sampling.predictor = "reverse_diffusion"
+  sampling.corrector = "langevin"
+  sampling.snr = 0.05             # 2-D data: Langevin steps must stay small
+  sampling.n_steps_each = 1
+  sampling.probability_flow = False
+  sampling.noise_removal = True
+  sampling.num_steps = 50         # few-step samplers
+  sampling.eps = 1e-3
+  sampling.num_samples = 4000
+
+  config.eval = evaluate = ml_collections.ConfigDict()
+  evaluate.enable_loss = True
+  evaluate.enable_likelihood = True
+  evaluate.enable_sampling = True
+  evaluate.num_loss_batches = 20
+  evaluate.likelihood_points = 2000
+  evaluate.hutchinson_type = "exact"   # 2-D: the exact divergence is cheap
+  evaluate.rtol = 1e-5
+  evaluate.atol = 1e-5
+  evaluate.likelihood_eps = 1e-5
+  evaluate.checkpoint_step = -1        # --mode sample: -1 = latest
+  return config

@@ -1,0 +1,68 @@
+r"""Score-based generative modelling: train, evaluate and sample from the command line.
+
+  python main.py --config configs/toy/vp_gmm.py --workdir runs/vp_gmm --mode train_eval
+  python main.py --config configs/toy/ve_gmm.py --workdir runs/ve --mode train \
+      --config.training.batch_size=256
+
+Modes: train (resumes from <workdir>/checkpoints), eval (every kept snapshot,
+resumable), sample (one checkpoint -> .npz + .png), train_eval (train, then write
+<workdir>/metrics.json and <workdir>/report.png).
+Multi-host: pass --coordinator_address, --num_processes and --process_id (or
+--multihost alone where JAX detects the cluster, e.g. on TPU pods).
+"""
+import logging as py_logging
+import sys
+
+from absl import app
+from absl import flags
+from absl import logging
+import jax
+from ml_collections import config_flags
+
+import run_lib
+
+config_flags.DEFINE_config_file("config", None, "Experiment config file.", lock_config=True)
+flags.DEFINE_string("workdir", None, "Directory for checkpoints, logs and outputs.")
+flags.DEFINE_enum("mode", "train", ["train", "eval", "sample", "train_eval"], "What to run.")
+flags.DEFINE_bool("multihost", False, "Call jax.distributed.initialize() (cluster auto-detected).")
+flags.DEFINE_string("coordinator_address", None, "host:port of process 0, for multi-process runs.")
+flags.DEFINE_integer("num_processes", None, "Number of processes of a multi-process run.")
+flags.DEFINE_integer("process_id", None, "This process's index in a multi-process run.")
+flags.mark_flags_as_required(["config", "workdir"])
+FLAGS = flags.FLAGS
+
+MODES = {"train": lambda c, w: run_lib.train(c, w),
+         "eval": run_lib.evaluate,
+         "sample": run_lib.sample,
+         "train_eval": lambda c, w: run_lib.report(c, w, run_lib.train(c, w)[0])}
+
+
+class _QuietLibraries(py_logging.Filter):
+  """Drops the INFO chatter of checkpointing and TPU probing; keeps their warnings."""
+
+  def filter(self, record):
+    noisy = any(part in record.pathname for part in ("/orbax/", "xla_bridge"))
+    return record.levelno >= py_logging.WARNING or not noisy
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  logging.get_absl_handler().addFilter(_QuietLibraries())
+  if FLAGS.coordinator_address:
+    if jax.default_backend() == "cpu":
+      jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    jax.distributed.initialize(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id)
+  elif FLAGS.multihost:
+    jax.distributed.initialize()
+  logging.info("process %d/%d, %d local / %d global devices (%s)", jax.process_index(),
+               jax.process_count(), jax.local_device_count(), jax.device_count(),
+               jax.default_backend())
+  try:
+    MODES[FLAGS.mode](FLAGS.config, FLAGS.workdir)
+  except run_lib.RunError as e:
+    sys.exit(f"error: {e}")
+
+
+if __name__ == "__main__":
+  app.run(main)
