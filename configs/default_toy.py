@@ -43,7 +43,7 @@ def get_default_configs():
   model.embed_dim = 32
   model.parameterization = "noise"   # models.utils.PARAMETERIZATIONS
   model.scale_input = True
-  model.ema_rate = 0.999
+  model.ema_rate = 0.995
 
   config.optim = optim = ml_collections.ConfigDict()
   optim.lr = 2e-3
