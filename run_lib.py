@@ -16,7 +16,6 @@ import time
 from typing import Any
 
 from absl import logging
-from clu import metric_writers
 import jax
 import jax.numpy as jnp
 import matplotlib
@@ -28,6 +27,7 @@ import datasets
 import evaluation
 import likelihood
 import losses
+import metric_writer
 import models
 import sampling
 import sde_lib
@@ -250,8 +250,7 @@ def train(config, workdir):
       losses.get_train_step(build_loss_fn(config, sde, model), optimizer, config.model.ema_rate),
       in_shardings=(replicated, batch_sharding, replicated), out_shardings=(replicated, replicated),
       donate_argnums=(0,))
-  writer = metric_writers.create_default_writer(workdir, just_logging=jax.process_index() > 0,
-                                                asynchronous=False)
+  writer = metric_writer.MetricWriter(workdir, to_disk=jax.process_index() == 0)
   train_key, data_key = jax.random.split(jax.random.PRNGKey(config.seed + 1))
   preemption = _Preemption()
   history = []
@@ -279,7 +278,7 @@ def train(config, workdir):
       logging.warning("SIGTERM: saved the checkpoint of step %d in %s; stopping", step,
                       manager.directory)
       break
-  writer.flush()
+  writer.close()
   manager.wait_until_finished()
   return state, history
 
@@ -384,9 +383,8 @@ def evaluate(config, workdir):
   if os.path.exists(path):
     with open(path) as f:
       done = {json.loads(line)["step"] for line in f if line.strip()}
-  writer = metric_writers.create_default_writer(os.path.join(workdir, "eval"),
-                                                just_logging=jax.process_index() > 0,
-                                                asynchronous=False)
+  writer = metric_writer.MetricWriter(os.path.join(workdir, "eval"),
+                                     to_disk=jax.process_index() == 0)
   results = []
   for step in sorted(manager.all_steps()):
     if step in done or (step % config.training.snapshot_freq and step != manager.latest_step()):
@@ -399,6 +397,7 @@ def evaluate(config, workdir):
       with open(path, "a") as f:
         f.write(json.dumps(metrics) + "\n")
     results.append(metrics)
+  writer.close()
   return results
 
 

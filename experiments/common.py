@@ -2,7 +2,12 @@
 import os
 
 from absl import flags
+import jax
+import jax.numpy as jnp
 import matplotlib
+import optax
+
+from models import mlp
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
@@ -32,3 +37,29 @@ def write_outputs(name, title, setup, table, figure):
     f.write(text)
   print(text)
   return text
+
+
+def fit(loss_fn, params, steps, key, lr=3e-3):
+  """Adam on loss_fn(params, key) for `steps` steps under one jitted lax.scan.
+  Returns (params, per-step losses [steps])."""
+  optimizer = optax.adam(lr)
+
+  @jax.jit
+  def run(params, key):
+    def step(carry, k):
+      params, opt_state = carry
+      loss, grads = jax.value_and_grad(loss_fn)(params, k)
+      updates, opt_state = optimizer.update(grads, opt_state)
+      return (optax.apply_updates(params, updates), opt_state), loss
+    (params, _), losses = jax.lax.scan(step, (params, optimizer.init(params)),
+                                       jax.random.split(key, steps))
+    return params, losses
+
+  return run(params, key)
+
+
+def single_level_mlp(key, dim, hidden=64, depth=2):
+  """An MLP score network x [B, D] -> [B, D] for one noise level: (apply, params)."""
+  model = mlp.MLP(mlp.MLPConfig(hidden=hidden, depth=depth))
+  params = model.init(key, jnp.zeros((1, dim)), jnp.zeros((1,)))
+  return (lambda p, x: model.apply(p, x, jnp.zeros((x.shape[0],)))), params
