@@ -1,5 +1,6 @@
 """Shared plumbing of the experiment scripts: flags, output files, markdown tables."""
 import os
+import time
 
 from absl import flags
 import jax
@@ -39,9 +40,9 @@ def write_outputs(name, title, setup, table, figure):
   return text
 
 
-def fit(loss_fn, params, steps, key, lr=3e-3):
-  """Adam on loss_fn(params, key) for `steps` steps under one jitted lax.scan.
-  Returns (params, per-step losses [steps])."""
+def make_fit(loss_fn, steps, lr=3e-3):
+  """A jitted run(params, key) -> (params, per-step losses [steps]): Adam on
+  loss_fn(params, key) for `steps` steps under one lax.scan. Reuse it to time it."""
   optimizer = optax.adam(lr)
 
   @jax.jit
@@ -55,7 +56,20 @@ def fit(loss_fn, params, steps, key, lr=3e-3):
                                        jax.random.split(key, steps))
     return params, losses
 
-  return run(params, key)
+  return run
+
+
+def fit(loss_fn, params, steps, key, lr=3e-3):
+  return make_fit(loss_fn, steps, lr)(params, key)
+
+
+def timed_fit(loss_fn, params, steps, key, lr=3e-3):
+  """fit, plus the wall time per step of a second (compiled) run."""
+  run = make_fit(loss_fn, steps, lr)
+  jax.block_until_ready(run(params, key))
+  start = time.perf_counter()
+  params, losses = jax.block_until_ready(run(params, key))
+  return params, losses, (time.perf_counter() - start) / steps
 
 
 def single_level_mlp(key, dim, hidden=64, depth=2):

@@ -89,10 +89,11 @@ def main(_):
   setup = (f"VP SDE (beta 0.1-20, N = {sde.N} reverse-diffusion steps, eps = {eps}), 2-D mixture, "
            f"{n_samples} samples (seed 0); SW floor of two fresh data sets: {floor:.3g}. KL(p_T || "
            f"prior) = {rows[0][1]:.2g} nats at delta = 0 (the bound's irreducible part). The "
-           "ODE model's KL uses the exact divergence on "
-           f"{n_lik} data points; it is not bounded by the same expression in general, but "
-           "tracks it. The bound grows as delta^2 and is informative: samples and likelihood "
-           "degrade where it becomes large.")
+           f"ODE model's KL uses the exact divergence on {n_lik} data points; the bound is "
+           "for the reverse SDE and does not cover the ODE model, whose KL can exceed it. "
+           "Both grow as delta^2: samples and likelihood degrade as soon as the integrated "
+           "score error is a sizeable fraction of a nat, long before the score looks wrong "
+           "to the eye.")
   common.write_outputs("q4_score_accuracy", "Q4. Why the reverse process needs an accurate score",
                        setup, table, fig)
 
