@@ -15,7 +15,7 @@ demo: $(VENV)/.installed
 	$(PY) main.py --config configs/toy/vp_gmm.py --workdir runs/demo --mode train_eval
 
 test: $(VENV)/.installed
-	$(PY) -m pytest -q -m "not slow"
+	$(PY) -m pytest -q -n 2 -m "not slow"
 
 test-all: $(VENV)/.installed
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n 2

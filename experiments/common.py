@@ -13,7 +13,7 @@ from models import mlp
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
 
-flags.DEFINE_string("outdir", "results", "Where the table (.md) and figure (.png) go.")
+flags.DEFINE_string("outdir", "docs/results", "Where the table (.md) and figure (.png) go.")
 flags.DEFINE_bool("quick", False, "Tiny sizes: checks that the script runs, numbers are not meaningful.")
 FLAGS = flags.FLAGS
 
@@ -77,3 +77,8 @@ def single_level_mlp(key, dim, hidden=64, depth=2):
   model = mlp.MLP(mlp.MLPConfig(hidden=hidden, depth=depth))
   params = model.init(key, jnp.zeros((1, dim)), jnp.zeros((1,)))
   return (lambda p, x: model.apply(p, x, jnp.zeros((x.shape[0],)))), params
+
+
+def subset(values, keep=1):
+  """All `values` at full size; the first `keep` of them with --quick (fewer compiles)."""
+  return tuple(values)[:keep] if FLAGS.quick else tuple(values)

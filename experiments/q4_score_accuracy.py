@@ -64,7 +64,7 @@ def main(_):
   data = GMM.sample(jax.random.PRNGKey(9), n_samples)
   x_lik = GMM.sample(jax.random.PRNGKey(10), n_lik)
   rows, shown = [], {}
-  for delta in (0.0, 0.03, 0.1, 0.3, 1.0):
+  for delta in common.subset((0.0, 0.03, 0.1, 0.3, 1.0), 2):
     score_fn = perturbed_score(sde, delta)
     b, b_se, kl_T = bound(sde, delta, 20_000 if FLAGS.quick else 400_000, eps)
     sampler = sampling.get_pc_sampler(sde, (n_samples, 2), "reverse_diffusion", "none", eps=eps)

@@ -42,7 +42,7 @@ def main(_):
   n_bins_samples = 200_000 if FLAGS.quick else 4_000_000
   steps = 200 if FLAGS.quick else 4000
   rows, curves = [], {}
-  for sigma in (0.3, 1.0):
+  for sigma in common.subset((0.3, 1.0)):
     z, _, _, _ = binned_check(sigma, n_bins_samples)
     apply, params = common.single_level_mlp(jax.random.PRNGKey(2), 1)
     batch = 512
@@ -72,7 +72,8 @@ def main(_):
   table = common.markdown_table(
       ["sigma", "bins", "max abs z (binned E[x0|x] vs Tweedie)", "rms z (1 if exact)",
        "RMSE DAE vs Tweedie", "RMSE DSM->Tweedie vs Tweedie", "RMSE identity vs Tweedie"], rows)
-  fig, axes = plt.subplots(1, len(curves), figsize=(11, 4))
+  fig, axes = plt.subplots(1, len(curves), figsize=(5.5 * len(curves), 4), squeeze=False)
+  axes = axes[0]
   for ax, (sigma, (x, exact, dae, dsm)) in zip(axes, curves.items()):
     ax.plot(x, exact, "k", label="Tweedie, exact score")
     ax.plot(x, dae, "--", label="DAE (MSE regression)")

@@ -45,7 +45,7 @@ def main(_):
   x_eval = np.linspace(-4, 5, 300)
   rows, curves = [], {}
   gauss_score, _ = smoothed_score("gaussian", grid)
-  for kernel in KERNEL_DENSITIES:
+  for kernel in common.subset(KERNEL_DENSITIES, 2):
     exact, density = smoothed_score(kernel, grid)
     apply, params = common.single_level_mlp(jax.random.PRNGKey(0), 1, hidden=128)
 
@@ -63,7 +63,8 @@ def main(_):
       x = carry
       return x + 1e-3 * score_fn(x) + np.sqrt(2e-3) * jax.random.normal(k, x.shape), None
     init = MIXTURE.sample(jax.random.PRNGKey(2), n_chains)
-    chains, _ = jax.lax.scan(langevin, init, jax.random.split(jax.random.PRNGKey(3), 3000))
+    n_langevin = 300 if FLAGS.quick else 3000
+    chains, _ = jax.lax.scan(langevin, init, jax.random.split(jax.random.PRNGKey(3), n_langevin))
     sampler, _ = losses.NOISE_KERNELS[kernel]
     reference = MIXTURE.sample(jax.random.PRNGKey(4), n_chains) + SIGMA * sampler(jax.random.PRNGKey(5), (n_chains, 1))
     w1 = float(np.mean(np.abs(np.sort(np.asarray(chains)[:, 0]) - np.sort(np.asarray(reference)[:, 0]))))

@@ -43,7 +43,7 @@ def score_model(theta, x):
 
 def main(_):
   n = 20_000 if FLAGS.quick else 1_000_000
-  sigmas = (0.1, 0.3, 1.0, 3.0)
+  sigmas = common.subset((0.1, 0.3, 1.0, 3.0), 2)
   thetas = {"theta_a": jnp.array([-1.0, 0.0, 0.0, 0.0]), "theta_b": jnp.array([-0.5, 0.3, 1.0, -0.2]),
             "theta_c": jnp.array([-2.0, -0.5, 0.5, 0.8])}
   rows, grad_rows = [], []

@@ -51,11 +51,11 @@ def main(_):
                 "probability flow": dict(predictor="reverse_diffusion", probability_flow=True)}
   snr = {"VE": 0.16, "VP": 0.05}   # Langevin signal-to-noise ratios; 0.16 as published for VE
   rows, shown = [], {}
-  for sde_name, make_sde in sdes.items():
+  for sde_name, make_sde in common.subset(sdes.items()):
     corrector_only, _ = run_sampler(functools.partial(
         sampling.get_pc_sampler, predictor="none", corrector="langevin", snr=snr[sde_name]),
         make_sde(2000), n)
-    for pred_name, kwargs in predictors.items():
+    for pred_name, kwargs in common.subset(predictors.items()):
       row = [sde_name, pred_name]
       for column, n_steps, corrector in (("P1000", 1000, "none"), ("P2000", 2000, "none"),
                                          ("PC1000", 1000, "langevin")):
@@ -70,7 +70,7 @@ def main(_):
   table = common.markdown_table(header, rows)
 
   fast_rows = []
-  for sde_name, make_sde in sdes.items():
+  for sde_name, make_sde in common.subset(sdes.items()):
     sde = make_sde(1000)
     x, nfe = run_sampler(sampling.get_ode_sampler, sde, n)
     fast_rows.append([sde_name, "probability-flow ODE (RK45, tol 1e-5)", nfe, score_samples(x, n)])
@@ -78,7 +78,7 @@ def main(_):
         ("EDM Heun", lambda k: functools.partial(sampling.get_edm_sampler, num_steps=k), (5, 9, 17)),
         ("DPM-Solver++(2M)", lambda k: functools.partial(sampling.get_dpm_solver_sampler, num_steps=k), (10, 20, 35)),
         ("DDIM", lambda k: functools.partial(sampling.get_ddim_sampler, num_steps=k), (10, 20, 35))):
-      for k in counts:
+      for k in common.subset(counts):
         x, nfe = run_sampler(make(k), sde, n)
         fast_rows.append([sde_name, f"{name}, {k} steps", nfe, score_samples(x, n)])
         shown[f"{sde_name} {name} NFE {nfe}"] = x
@@ -87,7 +87,7 @@ def main(_):
   fast_table = common.markdown_table(["SDE", "sampler", "NFE", "SW x100"], fast_rows)
 
   panels = [k for k in shown if "P2000" in k or "C2000" in k or "NFE" in k][:12]
-  fig, axes = plt.subplots(3, 4, figsize=(14, 10.5))
+  fig, axes = plt.subplots(3, 4, figsize=(14, 10.5), squeeze=False)
   for ax, key in zip(axes.flat, panels):
     ax.scatter(*shown[key][:2000].T, s=1, alpha=0.5)
     ax.set_title(key, fontsize=9)
