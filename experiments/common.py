@@ -21,8 +21,9 @@ FLAGS = flags.FLAGS
 def markdown_table(header, rows, floatfmt=".3g"):
   """Rows of cells (str or number) -> a GitHub markdown table."""
   def cell(v):
-    return format(v, floatfmt) if isinstance(v, float) else str(v)
-  lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    text = format(v, floatfmt) if isinstance(v, float) else str(v)
+    return text.replace("|", "\\|")        # a pipe inside a cell would split it
+  lines = ["| " + " | ".join(cell(h) for h in header) + " |", "|" + "---|" * len(header)]
   lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
   return "\n".join(lines)
 

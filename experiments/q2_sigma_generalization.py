@@ -43,7 +43,7 @@ def dsm_value(score_fn, x0, sigma, n_noise=20):
 
 
 def main(_):
-  steps = 200 if FLAGS.quick else 5000
+  steps = 60 if FLAGS.quick else 5000
   train = GMM.sample(jax.random.PRNGKey(0), 200)
   held_out = GMM.sample(jax.random.PRNGKey(1), 2000)
   x_test = GMM.sample(jax.random.PRNGKey(2), 4000)

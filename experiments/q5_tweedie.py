@@ -40,7 +40,7 @@ def binned_check(sigma, n):
 
 def main(_):
   n_bins_samples = 200_000 if FLAGS.quick else 4_000_000
-  steps = 200 if FLAGS.quick else 4000
+  steps = 60 if FLAGS.quick else 4000
   rows, curves = [], {}
   for sigma in common.subset((0.3, 1.0)):
     z, _, _, _ = binned_check(sigma, n_bins_samples)

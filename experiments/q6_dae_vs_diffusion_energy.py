@@ -63,7 +63,7 @@ def kl_on_grid(log_p, log_q, cell_area):
 
 
 def main(_):
-  steps = 200 if FLAGS.quick else 6000
+  steps = 60 if FLAGS.quick else 6000
   n_grid = 48 if FLAGS.quick else 96
   axis = np.linspace(-5, 5, n_grid)
   cell = (axis[1] - axis[0]) ** 2

@@ -39,7 +39,7 @@ def smoothed_score(kernel, grid):
 
 
 def main(_):
-  steps = 200 if FLAGS.quick else 5000
+  steps = 60 if FLAGS.quick else 5000
   n_chains = 1000 if FLAGS.quick else 10_000
   grid = np.linspace(-8, 9, 3401)
   x_eval = np.linspace(-4, 5, 300)

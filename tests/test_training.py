@@ -74,9 +74,9 @@ def test_every_config_builds_and_trains_a_tiny_step(path, tmp_path):
 
 
 def test_resume_after_sigkill_is_bit_identical(tmp_path):
-  flags = ["--mode=train", "--config.training.n_iters=600", "--config.training.n_jitted_steps=1",
-           "--config.training.snapshot_freq_for_preemption=100",
-           "--config.training.snapshot_freq=300"]
+  flags = ["--mode=train", "--config.training.n_iters=300", "--config.training.n_jitted_steps=1",
+           "--config.training.snapshot_freq_for_preemption=50",
+           "--config.training.snapshot_freq=150"]
   reference = tmp_path / "reference"
   run_main(reference, *flags)
   interrupted = tmp_path / "interrupted"
@@ -84,7 +84,7 @@ def test_resume_after_sigkill_is_bit_identical(tmp_path):
          f"--workdir={interrupted}", *TINY, *flags]
   process = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
   deadline = time.time() + 300
-  while not (interrupted / "checkpoints" / "200").exists():   # then kill at whatever step
+  while not (interrupted / "checkpoints" / "100").exists():   # then kill at whatever step
     assert process.poll() is None and time.time() < deadline, "run ended before the kill"
     time.sleep(0.05)
   process.send_signal(signal.SIGKILL)
@@ -94,7 +94,7 @@ def test_resume_after_sigkill_is_bit_identical(tmp_path):
   config.model.hidden = 32
   step_ref, leaves_ref = final_params(str(reference), config)
   step_res, leaves_res = final_params(str(interrupted), config)
-  assert step_ref == step_res == 600
+  assert step_ref == step_res == 300
   # Bit-identical: per-step keys are fold_in(key, step), the data of step s is a
   # function of s, and XLA on CPU is deterministic for the same program.
   for a, b in zip(leaves_ref, leaves_res):
@@ -123,8 +123,8 @@ def test_sigterm_saves_and_stops(tmp_path):
 def _losses_on(n_devices, workdir):
   code = ("import json, run_lib; from tests.test_training import shrink; "
           "from configs import default_toy; "
-          "c = shrink(default_toy.get_default_configs(), n_iters=60); "
-          "c.training.snapshot_freq = c.training.snapshot_freq_for_preemption = 60; "
+          "c = shrink(default_toy.get_default_configs(), n_iters=30); "
+          "c.training.snapshot_freq = c.training.snapshot_freq_for_preemption = 30; "
           f"s, h = run_lib.train(c, {str(workdir)!r}); print(json.dumps(h))")
   env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={n_devices}")
   result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT,
