@@ -7,7 +7,7 @@ covariance over minibatches and probes, relative to the squared mean gradient), 
 final relative error E||s - grad log p||^2 / E||grad log p||^2 on fresh data, and how
 many of the seeds diverged (non-finite loss or an error above the starting one).
 
-  python -m experiments.q3_objectives [--quick]     # ~4 min
+  python -m experiments.q3_objectives [--quick]     # ~10 min
 """
 import functools
 
@@ -44,8 +44,8 @@ def objectives(gmm):
 
 def main(_):
   dims = (2,) if FLAGS.quick else (2, 16, 64)
-  steps = 50 if FLAGS.quick else 1500
-  seeds = 1 if FLAGS.quick else 3
+  steps = 50 if FLAGS.quick else 1000
+  seeds = 1 if FLAGS.quick else 2
   batch = 128
   rows, curves = [], {}
   for dim in dims:

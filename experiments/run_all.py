@@ -11,9 +11,12 @@ import os
 import time
 
 from absl import app
+from absl import flags
 
 from experiments import common
 
+flags.DEFINE_list("only", None, "Run just these experiments (the page is still assembled "
+                  "from every <outdir>/<name>.md present).")
 FLAGS = common.FLAGS
 EXPERIMENTS = ("q1_score_vs_density", "q2_sigma_generalization", "q3_objectives",
                "q4_score_accuracy", "q5_tweedie", "q6_dae_vs_diffusion_energy",
@@ -30,15 +33,19 @@ Monte-Carlo standard error. The questions are those of `shared/SEED.md`.
 
 
 def main(_):
-  sections = []
-  for name in EXPERIMENTS:
+  for name in FLAGS.only or EXPERIMENTS:
+    if name not in EXPERIMENTS:
+      raise app.UsageError(f"unknown experiment {name!r}; valid choices: {list(EXPERIMENTS)}")
     start = time.time()
     importlib.import_module(f"experiments.{name}").main(None)
-    with open(os.path.join(FLAGS.outdir, f"{name}.md")) as f:
-      text = f.read()
-    prefix = os.path.basename(os.path.normpath(FLAGS.outdir))
-    sections.append(text.replace(f"]({name}.png)", f"]({prefix}/{name}.png)"))
     print(f"{name}: {time.time() - start:.0f} s")
+  sections = []
+  prefix = os.path.basename(os.path.normpath(FLAGS.outdir))
+  for name in EXPERIMENTS:
+    path = os.path.join(FLAGS.outdir, f"{name}.md")
+    if os.path.exists(path):
+      with open(path) as f:
+        sections.append(f.read().replace(f"]({name}.png)", f"]({prefix}/{name}.png)"))
   page = os.path.join(os.path.dirname(os.path.normpath(FLAGS.outdir)) or ".", "results.md")
   with open(page, "w") as f:
     f.write(INTRO + "\n" + "\n".join(sections))
