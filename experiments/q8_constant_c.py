@@ -91,7 +91,9 @@ def main(_):
   axes[1].set_xlabel("sigma")
   axes[1].set_title("minimum of the sigma^2-weighted DSM loss")
   setup = (f"1-D mixture (weights 0.2/0.5/0.3), {n} Monte-Carlo samples for each loss, "
-           "independent samples for DSM and ESM, seeds fixed. C by quadrature on 400,001 "
+           "independent samples for DSM and ESM, seeds fixed and shared by all rows (so the "
+           "rows' z-scores are correlated: one draw of the noise serves every sigma and model). "
+           "C by quadrature on 400,001 "
            "points. Gap and C agree within a few standard errors for every model: the "
            "constant does not depend on s, so the gradients coincide (second table, same "
            "parameters, MC estimates). The constant matters when losses are compared across "
