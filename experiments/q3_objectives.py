@@ -7,7 +7,7 @@ covariance over minibatches and probes, relative to the squared mean gradient), 
 final relative error E||s - grad log p||^2 / E||grad log p||^2 on fresh data, and how
 many of the seeds diverged (non-finite loss or an error above the starting one).
 
-  python -m experiments.q3_objectives [--quick]     # ~10 min
+  python -m experiments.q3_objectives [--quick]     # ~30 min
 """
 import functools
 

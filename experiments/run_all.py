@@ -4,7 +4,7 @@ r"""Runs every experiment and writes the results page.
 
 Writes <outdir>/<name>.md and .png for each experiment, and <outdir>/../results.md
 (docs/results.md by default): the seed report's questions in order, then the
-reproduced results. About 25 minutes on 2 CPU cores at full size.
+reproduced results. About an hour on 2 CPU cores at full size (q3 alone ~30 min).
 """
 import importlib
 import os
@@ -25,7 +25,7 @@ EXPERIMENTS = ("q1_score_vs_density", "q2_sigma_generalization", "q3_objectives"
 INTRO = """# Results: the seed report's eight questions, answered by experiment
 
 Each section below is written by one script in `experiments/` (its docstring states the
-setup); regenerate all of them with `python -m experiments.run_all` (about 25 minutes on
+setup); regenerate all of them with `python -m experiments.run_all` (about an hour on
 2 CPU cores; `--quick` runs everything at a tiny size in about 2 minutes). Seeds are
 fixed; where theory gives a number, the table puts it beside the measurement with the
 Monte-Carlo standard error. The questions are those of `shared/SEED.md`.
