@@ -14,21 +14,23 @@ import jax.numpy as jnp
 import sde_lib
 
 
-def _mixture_log_prob(x, means, variances, log_weights):
-  """log sum_k w_k N(x; means_k, variances_k I) for x [B, D], means [B or 1, K, D],
+def _log_joint(x, means, variances, log_weights):
+  """log w_k + log N(x; means_k, variances_k I), [B, K], for x [B, D], means [B or 1, K, D],
   variances [B or 1, K], log_weights [K]."""
   dim = x.shape[-1]
-  sq = jnp.sum((x[:, None, :] - means) ** 2, axis=-1)               # [B, K]
+  sq = jnp.sum((x[:, None, :] - means) ** 2, axis=-1)
   log_comp = -0.5 * sq / variances - 0.5 * dim * jnp.log(2 * math.pi * variances)
-  return jax.nn.logsumexp(log_comp + log_weights[None], axis=-1)
+  return log_comp + log_weights[None]
+
+
+def _mixture_log_prob(x, means, variances, log_weights):
+  """log sum_k w_k N(x; means_k, variances_k I), [B]."""
+  return jax.nn.logsumexp(_log_joint(x, means, variances, log_weights), axis=-1)
 
 
 def _mixture_score(x, means, variances, log_weights):
   """Gradient of `_mixture_log_prob` in x, in closed form (responsibility-weighted)."""
-  dim = x.shape[-1]
-  sq = jnp.sum((x[:, None, :] - means) ** 2, axis=-1)
-  log_comp = -0.5 * sq / variances - 0.5 * dim * jnp.log(2 * math.pi * variances)
-  resp = jax.nn.softmax(log_comp + log_weights[None], axis=-1)            # [B, K]
+  resp = jax.nn.softmax(_log_joint(x, means, variances, log_weights), axis=-1)   # [B, K]
   return jnp.sum(resp[..., None] * (means - x[:, None, :]) / variances[..., None], axis=1)
 
 

@@ -114,14 +114,14 @@ def build_sampler(config, sde, shape):
 
 def validate(config):
   """Fails fast, in one line, on any bad name or inconsistent setting in the config."""
-  build_sde(config)
+  sde = build_sde(config)
   build_model(config)
   try:
     datasets.get_toy_distribution(config.data.dataset)
     losses.get_multi_level_loss(config.training.loss)
     mutils.get_score_fn(None, None, None, config.model.parameterization)
-    build_sampler(config, build_sde(config), (2, 2))
-    likelihood.get_likelihood_fn(build_sde(config), config.eval.hutchinson_type)
+    build_sampler(config, sde, (2, 2))
+    likelihood.get_likelihood_fn(sde, config.eval.hutchinson_type)
   except ValueError as e:
     raise RunError(str(e)) from None
   t = config.training
