@@ -57,7 +57,8 @@ def main(_):
     ax.set_xlim(-10, 10)
     ax.set_ylim(-10, 10)
   setup = (f"{n} chains from uniform on [-8, 8]^2 (seed 0). Langevin step 0.01. Annealed: "
-           "sigma geometric from 20 to 0.1, step 2 (0.1 sigma_i)^2, as `sampling.ald_corrector`. "
+           "sigma geometric from 20 to 1, step 0.1 sigma_i^2 (= 2 (snr sigma_i)^2, snr^2 = 0.05), "
+           "as `sampling.ald_corrector`. "
            "The weight is the fraction of samples below the line x + y = 0, with its binomial SE. "
            "Song & Ermon report the same qualitative outcome (their Figure 3).")
   common.write_outputs("r1_annealed_langevin", "Reproduced: Song & Ermon (2019), annealed Langevin",
