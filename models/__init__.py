@@ -1,10 +1,24 @@
 """Flax score networks; `models.utils` turns a network into a `score_fn(x, t)`.
 
+Every network is called as `module.apply(params, x, c_noise, train)` with x [B, ...]
+and the noise condition c_noise [B] (see models/utils.py), and returns [B, ...].
 MODELS maps a config name to (module class, its config dataclass).
 """
-from models import mlp
+import jax
+import jax.numpy as jnp
+import numpy as np
 
-MODELS = {"mlp": (mlp.MLP, mlp.MLPConfig)}
+from models import ddpm
+from models import mlp
+from models import ncsnpp
+from models import ncsnv2
+
+MODELS = {
+    "mlp": (mlp.MLP, mlp.MLPConfig),
+    "ddpm": (ddpm.DDPM, ddpm.DDPMConfig),
+    "ncsnpp": (ncsnpp.NCSNpp, ncsnpp.NCSNppConfig),
+    "ncsnv2": (ncsnv2.NCSNv2, ncsnv2.NCSNv2Config),
+}
 
 
 def get_model(name: str, **kwargs):
@@ -13,3 +27,10 @@ def get_model(name: str, **kwargs):
     raise ValueError(f"unknown model {name!r}; valid choices: {sorted(MODELS)}")
   module, config_class = MODELS[name]
   return module(config_class(**kwargs))
+
+
+def count_params(model, shape) -> int:
+  """Number of parameters of `model` on inputs of `shape` [B, ...], without computing."""
+  variables = jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0), jnp.zeros(shape),
+                                                jnp.zeros(shape[:1])))
+  return sum(int(np.prod(v.shape)) for v in jax.tree_util.tree_leaves(variables))
