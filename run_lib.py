@@ -13,7 +13,7 @@ import math
 import os
 import signal
 import time
-from typing import Any
+from typing import Any, Optional
 
 from absl import logging
 import jax
@@ -77,13 +77,15 @@ def build_optimizer(config) -> optax.GradientTransformation:
   return optax.chain(optax.clip_by_global_norm(o.grad_clip), adam) if o.grad_clip > 0 else adam
 
 
-def build_score_fn(config, sde, model, params):
-  return mutils.get_score_fn(model.apply, params, sde, config.model.parameterization,
-                             config.model.scale_input)
+def build_score_fn(config, sde, model, params, apply_fn=None):
+  m = config.model
+  return mutils.get_score_fn(apply_fn or model.apply, params, sde, m.parameterization,
+                             m.scale_input, m.noise_conditioning)
 
 
-def build_loss_fn(config, sde, model):
-  """loss_fn(params, x0, key) -> scalar, the configured multi-noise-level DSM loss."""
+def build_loss_fn(config, sde, model, train=True):
+  """loss_fn(params, x0, key) -> scalar, the configured multi-noise-level DSM loss. With
+  `train`, the network runs in training mode (dropout keyed by fold_in(key, 1))."""
   t = config.training
   loss = losses.get_multi_level_loss(t.loss)
   kwargs = dict(reduce_mean=t.reduce_mean)
@@ -92,7 +94,9 @@ def build_loss_fn(config, sde, model):
                   importance_sampling=t.importance_sampling, eps=t.eps)
 
   def loss_fn(params, x0, key):
-    return loss(build_score_fn(config, sde, model, params), sde, x0, key, **kwargs)
+    rngs = {"dropout": jax.random.fold_in(key, 1)}
+    apply_fn = lambda p, x, c: model.apply(p, x, c, train=train, rngs=rngs)
+    return loss(build_score_fn(config, sde, model, params, apply_fn), sde, x0, key, **kwargs)
 
   return loss_fn
 
@@ -115,11 +119,13 @@ def build_sampler(config, sde, shape):
 def validate(config):
   """Fails fast, in one line, on any bad name or inconsistent setting in the config."""
   sde = build_sde(config)
-  build_model(config)
   try:
-    datasets.get_toy_distribution(config.data.dataset)
+    build_model(config)
+    if not is_image_data(config):
+      datasets.get_toy_distribution(config.data.dataset)
     losses.get_multi_level_loss(config.training.loss)
-    mutils.get_score_fn(None, None, None, config.model.parameterization)
+    mutils.get_score_fn(None, None, None, config.model.parameterization,
+                        noise_conditioning=config.model.noise_conditioning)
     build_sampler(config, sde, (2, 2))
     likelihood.get_likelihood_fn(sde, config.eval.hutchinson_type)
   except ValueError as e:
@@ -137,6 +143,78 @@ def validate(config):
 
 # --- Devices and data. -----------------------------------------------------------------
 
+def is_image_data(config) -> bool:
+  """Whether config.data.dataset names an image dataset (else a 2-D toy one)."""
+  name = config.data.dataset
+  image = (name in datasets.TFDS_DATASETS or name.startswith("lsun/")
+           or name.startswith("tfrecords:"))
+  if not image and name not in datasets.TOY_DISTRIBUTIONS:
+    raise RunError(f"unknown config.data.dataset={name!r}; valid choices: "
+                   f"{sorted(datasets.TOY_DISTRIBUTIONS) + sorted(datasets.TFDS_DATASETS)}, "
+                   "'lsun/<category>', 'tfrecords:<folder>'")
+  return image
+
+
+def data_shape(config) -> tuple[int, ...]:
+  """The shape of one example: (S, S, C) for images, (D,) for toy data."""
+  if is_image_data(config):
+    d = config.data
+    return (d.image_size, d.image_size, d.num_channels)
+  sample = datasets.get_toy_distribution(config.data.dataset).sample(jax.random.PRNGKey(0), 1)
+  return tuple(sample.shape[1:])
+
+
+def _image_dataset(config, split, batch_size, train, **kwargs):
+  d = config.data
+  try:
+    return datasets.get_image_dataset(
+        d.dataset, split, batch_size, d.image_size, data_dir=d.data_dir or None, train=train,
+        random_flip=d.random_flip, uniform_dequantization=d.uniform_dequantization, **kwargs)
+  except (FileNotFoundError, ValueError) as e:
+    raise RunError(str(e).splitlines()[0]) from None
+
+
+def train_batches(config, step, sharding):
+  """Yields the global [n_jitted_steps, batch_size, ...] batches for the optimizer steps
+  from `step` on; a pure function of (config, step), so a resumed run sees the same data."""
+  t = config.training
+  if not is_image_data(config):
+    sample_fn = jax.jit(datasets.get_toy_distribution(config.data.dataset).sample,
+                        static_argnums=1)
+    data_key = jax.random.split(jax.random.PRNGKey(config.seed + 1))[1]
+    while True:
+      yield global_batch(sample_fn, data_key, step, t.n_jitted_steps, t.batch_size, sharding)
+      step += t.n_jitted_steps
+  local = t.batch_size // jax.process_count()
+  scaler = datasets.get_data_scaler(config.data.centered)
+  split = datasets.TFDS_DATASETS.get(config.data.dataset, (None, "train"))[1]
+  stream = _image_dataset(config, split, t.n_jitted_steps * local, True, seed=config.seed,
+                          shard=(jax.process_index(), jax.process_count()),
+                          skip_batches=step // t.n_jitted_steps)
+  for batch in stream:
+    rows = scaler(batch["image"]).reshape(t.n_jitted_steps, local, *batch["image"].shape[1:])
+    yield jax.make_array_from_process_local_data(sharding, rows,
+                                                 (t.n_jitted_steps, t.batch_size, *rows.shape[2:]))
+
+
+def held_out_data(config) -> np.ndarray:
+  """config.data.num_eval held-out examples in the model's data range: fresh toy samples,
+  or the first images of the evaluation split (all processes see the same ones)."""
+  if not is_image_data(config):
+    distribution = datasets.get_toy_distribution(config.data.dataset)
+    return np.asarray(distribution.sample(jax.random.PRNGKey(config.seed + 10_000),
+                                          config.data.num_eval))
+  split = datasets.TFDS_DATASETS.get(config.data.dataset, (None, None, "train"))[2]
+  images, count = [], 0
+  for batch in _image_dataset(config, split, 500, False):
+    images.append(batch["image"])
+    count += len(batch["image"])
+    if count >= config.data.num_eval:
+      break
+  return np.asarray(datasets.get_data_scaler(config.data.centered)(
+      np.concatenate(images)[:config.data.num_eval]))
+
+
 def make_mesh():
   return jax.make_mesh((jax.device_count(),), ("data",),
                        axis_types=(jax.sharding.AxisType.Auto,))
@@ -151,10 +229,11 @@ def global_batch(sample_fn, data_key, step, n_steps, batch_size, sharding):
   return jax.make_array_from_process_local_data(sharding, rows, (n_steps, batch_size, rows.shape[-1]))
 
 
-def init_state(config, model, optimizer, dim, sharding):
-  """Initializes the train state directly into `sharding` (no single-device copy first)."""
+def init_state(config, model, optimizer, shape, sharding):
+  """Initializes the train state directly into `sharding` (no single-device copy first);
+  `shape` is the shape of one example."""
   def init(key):
-    params = model.init(key, jnp.zeros((1, dim)), jnp.zeros((1,)))
+    params = model.init(key, jnp.zeros((1, *shape)), jnp.zeros((1,)))
     return losses.TrainState(step=jnp.zeros((), jnp.int32), params=params,
                              opt_state=optimizer.init(params), ema_params=params)
 
@@ -232,14 +311,11 @@ def train(config, workdir):
   check_workdir(workdir)
   t = config.training
   sde, model, optimizer = build_sde(config), build_model(config), build_optimizer(config)
-  distribution = datasets.get_toy_distribution(config.data.dataset)
-  sample_fn = jax.jit(distribution.sample, static_argnums=1)
-  dim = int(sample_fn(jax.random.PRNGKey(0), 1).shape[-1])
 
   mesh = make_mesh()
   replicated = jax.sharding.NamedSharding(mesh, P())
   batch_sharding = jax.sharding.NamedSharding(mesh, P(None, "data"))
-  state = init_state(config, model, optimizer, dim, replicated)
+  state = init_state(config, model, optimizer, data_shape(config), replicated)
   manager = checkpoint_manager(workdir, config)
   restored, restored_step = restore_latest(manager, state)
   if restored is not None:
@@ -251,14 +327,14 @@ def train(config, workdir):
       in_shardings=(replicated, batch_sharding, replicated), out_shardings=(replicated, replicated),
       donate_argnums=(0,))
   writer = metric_writer.MetricWriter(workdir, to_disk=jax.process_index() == 0)
-  train_key, data_key = jax.random.split(jax.random.PRNGKey(config.seed + 1))
+  train_key = jax.random.split(jax.random.PRNGKey(config.seed + 1))[0]
   preemption = _Preemption()
   history = []
   step = int(state.step)
+  batches = train_batches(config, step, batch_sharding)
   start_step, start_time = step, time.time()
   while step < t.n_iters:
-    batch = global_batch(sample_fn, data_key, step, t.n_jitted_steps, t.batch_size, batch_sharding)
-    state, metrics = train_step(state, batch, train_key)
+    state, metrics = train_step(state, next(batches), train_key)
     loss = float(metrics["loss"])     # blocks on each call (and keeps collectives in step)
     step += t.n_jitted_steps
     if not math.isfinite(loss):
@@ -289,42 +365,74 @@ def train(config, workdir):
 class EvalSetup:
   sde: sde_lib.SDE
   model: Any
-  distribution: datasets.ToyDistribution
-  held_out: jax.Array
+  held_out: np.ndarray                                  # [num_eval, ...], model data range
+  distribution: Optional[datasets.ToyDistribution]      # None for images
 
 
 def eval_setup(config) -> EvalSetup:
-  distribution = datasets.get_toy_distribution(config.data.dataset)
-  held_out = distribution.sample(jax.random.PRNGKey(config.seed + 10_000), config.data.num_eval)
-  return EvalSetup(build_sde(config), build_model(config), distribution, held_out)
+  distribution = None if is_image_data(config) else datasets.get_toy_distribution(
+      config.data.dataset)
+  return EvalSetup(build_sde(config), build_model(config), held_out_data(config), distribution)
 
 
 def generate(config, setup, params, num_samples, key):
-  sampler = build_sampler(config, setup.sde, (num_samples, setup.held_out.shape[-1]))
+  sampler = build_sampler(config, setup.sde, (num_samples, *setup.held_out.shape[1:]))
   score_fn = build_score_fn(config, setup.sde, setup.model, params)
   x, nfe = jax.jit(lambda key: sampler(key, score_fn))(key)
   return np.asarray(x), int(nfe)
 
 
-def log_likelihood(config, setup, params, x):
+def log_likelihood(config, setup, params, x, key=None):
   e = config.eval
   loglik_fn = likelihood.get_likelihood_fn(setup.sde, e.hutchinson_type, e.rtol, e.atol,
                                            e.likelihood_eps)
   score_fn = build_score_fn(config, setup.sde, setup.model, params)
-  logp, _, _ = jax.jit(lambda key, x: loglik_fn(key, score_fn, x))(jax.random.PRNGKey(0), x)
+  key = jax.random.PRNGKey(0) if key is None else key
+  logp, _, _ = jax.jit(lambda key, x: loglik_fn(key, score_fn, x))(key, x)
   return np.asarray(logp)
 
 
+def _in_batches(fn, x, batch_size):
+  return np.concatenate([fn(i, x[i:i + batch_size]) for i in range(0, len(x), batch_size)])
+
+
+def image_bits_per_dim(config, setup, params, images):
+  """Bits/dim [N] of images (model data range) under the probability-flow ODE, on
+  uniformly dequantized pixels (likelihood.bits_per_dim states each term)."""
+  inverse, scaler = (datasets.get_data_inverse_scaler(config.data.centered),
+                     datasets.get_data_scaler(config.data.centered))
+  pixels = np.round(np.asarray(inverse(images)) * 255.0)
+  dim = int(np.prod(images.shape[1:]))
+  log_det = dim * math.log(2.0) if config.data.centered else 0.0
+  key = jax.random.PRNGKey(config.seed + 50_000)
+
+  def bpd(i, batch):
+    k_deq, k_div = jax.random.split(jax.random.fold_in(key, i))
+    x = scaler(likelihood.dequantize(k_deq, jnp.asarray(batch)))
+    return np.asarray(likelihood.bits_per_dim(log_likelihood(config, setup, params, x, k_div),
+                                              dim, log_det))
+
+  return _in_batches(bpd, pixels, config.eval.batch_size)
+
+
 def evaluate_params(config, setup, params, step):
-  """Held-out loss, NLL (nats) and sample metrics of one set of parameters."""
+  """Held-out loss, NLL (nats; bits/dim for images) and sample metrics of one set of
+  parameters."""
   e, metrics = config.eval, {"step": step}
+  held_out = setup.held_out
   if e.enable_loss:
-    loss_fn = jax.jit(build_loss_fn(config, setup.sde, setup.model))
+    loss_fn = jax.jit(build_loss_fn(config, setup.sde, setup.model, train=False))
     key = jax.random.PRNGKey(config.seed + 20_000)
-    metrics["eval_loss"] = float(np.mean([loss_fn(params, setup.held_out, jax.random.fold_in(key, i))
-                                          for i in range(e.num_loss_batches)]))
-  if e.enable_likelihood:
-    points = setup.held_out[:e.likelihood_points]
+    batch = min(e.batch_size, len(held_out))
+    metrics["eval_loss"] = float(np.mean([
+        loss_fn(params, held_out[(i * batch) % len(held_out):][:batch], jax.random.fold_in(key, i))
+        for i in range(e.num_loss_batches)]))
+  if e.enable_likelihood and setup.distribution is None:
+    bpd = image_bits_per_dim(config, setup, params, held_out[:e.likelihood_points])
+    metrics["bits_per_dim"] = float(bpd.mean())
+    metrics["bits_per_dim_se"] = float(bpd.std(ddof=1) / math.sqrt(bpd.size))
+  elif e.enable_likelihood:
+    points = held_out[:e.likelihood_points]
     nll = -log_likelihood(config, setup, params, points)
     metrics["nll"] = float(nll.mean())
     metrics["nll_se"] = float(nll.std(ddof=1) / math.sqrt(nll.size))
@@ -335,13 +443,17 @@ def evaluate_params(config, setup, params, step):
       metrics["nll_gap"] = float(gap.mean())
       metrics["nll_gap_se"] = float(gap.std(ddof=1) / math.sqrt(gap.size))
   if e.enable_sampling:
-    n = min(config.sampling.num_samples, setup.held_out.shape[0])
+    n = min(config.sampling.num_samples, held_out.shape[0])
     x, nfe = generate(config, setup, params, n, jax.random.PRNGKey(config.seed + 30_000))
     metrics["nfe"] = nfe
+    flat_x, flat_ref = jnp.asarray(x.reshape(n, -1)), jnp.asarray(held_out[:n].reshape(n, -1))
     metrics["sliced_wasserstein"] = float(evaluation.sliced_wasserstein(
-        jax.random.PRNGKey(0), jnp.asarray(x), setup.held_out[:n]))
-    metrics["mmd2"] = float(evaluation.mmd2_unbiased(jnp.asarray(x), setup.held_out[:n]))
-    if setup.distribution.mixture is not None:
+        jax.random.PRNGKey(0), flat_x, flat_ref))
+    if setup.distribution is None:
+      metrics["sample_mean_abs_error"] = float(np.abs(x.mean(0) - held_out[:n].mean(0)).mean())
+    else:
+      metrics["mmd2"] = float(evaluation.mmd2_unbiased(flat_x, flat_ref))
+    if setup.distribution is not None and setup.distribution.mixture is not None:
       means = np.asarray(setup.distribution.mixture.means)
       nearest = np.argmin(((x[:, None] - means[None]) ** 2).sum(-1), axis=1)
       metrics["weights"] = np.bincount(nearest, minlength=len(means)).astype(float) / n
@@ -353,9 +465,9 @@ def evaluate_params(config, setup, params, step):
 
 def _abstract_state(config, setup):
   optimizer = build_optimizer(config)
-  dim = setup.held_out.shape[-1]
   replicated = jax.sharding.NamedSharding(make_mesh(), P())
-  return jax.eval_shape(lambda: init_state(config, setup.model, optimizer, dim, replicated))
+  return jax.eval_shape(lambda: init_state(config, setup.model, optimizer,
+                                           setup.held_out.shape[1:], replicated))
 
 
 def _restore_for_eval(config, workdir, setup, step=None):
@@ -401,8 +513,35 @@ def evaluate(config, workdir):
   return results
 
 
+def image_grid(images: np.ndarray) -> np.ndarray:
+  """[N, H, W, C] in [0, 1] -> one [rows H, cols W, C] image (cols = ceil(sqrt N)), 1 px
+  white borders between tiles."""
+  n, h, w, c = images.shape
+  cols = math.ceil(math.sqrt(n))
+  rows = math.ceil(n / cols)
+  grid = np.ones((rows * (h + 1) - 1, cols * (w + 1) - 1, c), np.float32)
+  for i, image in enumerate(np.clip(images, 0.0, 1.0)):
+    r, col = divmod(i, cols)
+    grid[r * (h + 1):r * (h + 1) + h, col * (w + 1):col * (w + 1) + w] = image
+  return grid
+
+
+def _save_samples_figure(config, x, title, path):
+  if x.ndim == 4:
+    grid = image_grid(np.asarray(datasets.get_data_inverse_scaler(config.data.centered)(x[:64])))
+    plt.imsave(path, grid[..., 0] if grid.shape[-1] == 1 else grid,
+               cmap="gray" if grid.shape[-1] == 1 else None, vmin=0.0, vmax=1.0)
+    return
+  fig, ax = plt.subplots(figsize=(5, 5))
+  ax.scatter(*x[:, :2].T, s=1, alpha=0.5)
+  ax.set_title(title)
+  fig.savefig(path, dpi=110, bbox_inches="tight")
+  plt.close(fig)
+
+
 def sample(config, workdir):
-  """Writes config.sampling.num_samples samples of a checkpoint to <workdir>/samples/."""
+  """Writes config.sampling.num_samples samples of a checkpoint to <workdir>/samples/
+  (.npz, and a .png: a scatter plot, or a grid of the first 64 images)."""
   validate(config)
   check_workdir(workdir)
   setup = eval_setup(config)
@@ -415,24 +554,35 @@ def sample(config, workdir):
   path = os.path.join(out, f"samples_{step}.npz")
   if jax.process_index() == 0:
     np.savez(path, samples=x, nfe=nfe, step=step)
-    fig, ax = plt.subplots(figsize=(5, 5))
-    ax.scatter(*x[:, :2].T, s=1, alpha=0.5)
-    ax.set_title(f"{config.sampling.method} samples, step {step}, NFE {nfe}")
-    fig.savefig(os.path.join(out, f"samples_{step}.png"), dpi=110, bbox_inches="tight")
-    plt.close(fig)
+    _save_samples_figure(config, x, f"{config.sampling.method} samples, step {step}, NFE {nfe}",
+                         os.path.join(out, f"samples_{step}.png"))
   logging.info("wrote %d samples (NFE %d) to %s", x.shape[0], nfe, path)
   return path
 
 
 def report(config, workdir, state):
-  """The demo's outputs: <workdir>/metrics.json and <workdir>/report.png (held-out data,
-  samples, learned density, and the true density where known)."""
+  """The train_eval outputs: <workdir>/metrics.json and <workdir>/report.png (2-D data:
+  held-out data, samples, learned and true density; images: a grid of 64 samples)."""
   setup = eval_setup(config)
   params = state.ema_params
   metrics = evaluate_params(config, setup, params, int(state.step))
+  if setup.distribution is None:
+    x, _ = generate(config, setup, params, 64, jax.random.PRNGKey(config.seed + 30_000))
+    if jax.process_index() == 0:
+      _save_samples_figure(config, x, "", os.path.join(workdir, "report.png"))
+  else:
+    _toy_report_figure(config, setup, params, workdir)
+  if jax.process_index() == 0:
+    with open(os.path.join(workdir, "metrics.json"), "w") as f:
+      json.dump(metrics, f, indent=2)
+  logging.info("metrics: %s", json.dumps(metrics))
+  return metrics
+
+
+def _toy_report_figure(config, setup, params, workdir):
   x, _ = generate(config, setup, params, min(config.sampling.num_samples, 4000),
                   jax.random.PRNGKey(config.seed + 30_000))
-  lim = float(np.abs(np.asarray(setup.held_out)).max()) * 1.15
+  lim = float(np.abs(setup.held_out).max()) * 1.15
   axis = np.linspace(-lim, lim, 64)
   grid = np.stack(np.meshgrid(axis, axis), -1).reshape(-1, 2).astype(np.float32)
   learned = log_likelihood(config, setup, params, jnp.asarray(grid)).reshape(64, 64)
@@ -450,8 +600,4 @@ def report(config, workdir, state):
     ax.set_title(title)
   if jax.process_index() == 0:
     fig.savefig(os.path.join(workdir, "report.png"), dpi=110, bbox_inches="tight")
-    with open(os.path.join(workdir, "metrics.json"), "w") as f:
-      json.dump(metrics, f, indent=2)
   plt.close(fig)
-  logging.info("metrics: %s", json.dumps(metrics))
-  return metrics

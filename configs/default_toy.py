@@ -43,6 +43,7 @@ def get_default_configs():
   model.embed_dim = 32
   model.parameterization = "noise"   # models.utils.PARAMETERIZATIONS
   model.scale_input = True
+  model.noise_conditioning = "log_sigma"   # models.utils.NOISE_CONDITIONINGS
   model.ema_rate = 0.995
 
   config.optim = optim = ml_collections.ConfigDict()
@@ -70,6 +71,7 @@ def get_default_configs():
   evaluate.enable_likelihood = True
   evaluate.enable_sampling = True
   evaluate.num_loss_batches = 20
+  evaluate.batch_size = 2000           # loss and likelihood batches
   evaluate.likelihood_points = 2000
   evaluate.hutchinson_type = "exact"   # 2-D: the exact divergence is cheap
   evaluate.rtol = 1e-5

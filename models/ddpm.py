@@ -5,6 +5,7 @@ down and the up path, as in the original TensorFlow model (score_sde's re-implem
 attends once per up level and has 35.2M).
 """
 import dataclasses
+import itertools
 from typing import Sequence
 
 import flax.linen as nn
@@ -40,8 +41,9 @@ class DDPM(nn.Module):
     dtype = jnp.dtype(cfg.dtype)
     act = layers.get_activation(cfg.nonlinearity)
     block = nn.remat(layers.ResnetBlockDDPM, static_argnums=(3,)) if cfg.remat else layers.ResnetBlockDDPM
+    names = (f"ResnetBlock_{i}" for i in itertools.count())   # the same with remat
     resnet = lambda out_ch=None: block(act=act, out_ch=out_ch, dropout=cfg.dropout,
-                                       num_groups=cfg.num_groups, dtype=dtype)
+                                       num_groups=cfg.num_groups, dtype=dtype, name=next(names))
     attention = lambda: layers.AttnBlock(num_groups=cfg.num_groups, dtype=dtype)
 
     temb = layers.sinusoidal_embedding(c_noise, cfg.nf, freq_shift=1.0)

@@ -107,7 +107,7 @@ class Upsample(nn.Module):
       return updown.upsample_2d(x, self.fir_kernel)
     w = self.param("kernel", default_init(), (3, 3, x.shape[-1], out_ch))
     b = self.param("bias", nn.initializers.zeros, (out_ch,))
-    return updown.upsample_conv_2d(x, w.astype(self.dtype), self.fir_kernel) + b.astype(self.dtype)
+    return updown.upsample_conv_2d(x, w.astype(self.dtype), self.fir_kernel) + b.astype(self.dtype)[None, None, None, :]
 
 
 class Downsample(nn.Module):
@@ -129,7 +129,7 @@ class Downsample(nn.Module):
       return updown.downsample_2d(x, self.fir_kernel)
     w = self.param("kernel", default_init(), (3, 3, x.shape[-1], out_ch))
     b = self.param("bias", nn.initializers.zeros, (out_ch,))
-    return updown.conv_downsample_2d(x, w.astype(self.dtype), self.fir_kernel) + b.astype(self.dtype)
+    return updown.conv_downsample_2d(x, w.astype(self.dtype), self.fir_kernel) + b.astype(self.dtype)[None, None, None, :]
 
 
 class ResnetBlockDDPM(nn.Module):

@@ -10,7 +10,7 @@ score_sde's `scale_by_sigma` (output divided by sigma) is the "noise" parameteri
 of models/utils.py (score = -output / sigma): networks here never see sigma.
 """
 import dataclasses
-import functools
+import itertools
 from typing import Sequence
 
 import flax.linen as nn
@@ -85,8 +85,10 @@ class NCSNpp(nn.Module):
       block, extra = layers.ResnetBlockBigGAN, dict(fir=cfg.fir, fir_kernel=tuple(cfg.fir_kernel))
     if cfg.remat:
       block = nn.remat(block, static_argnums=(3,))
-    resnet = functools.partial(block, act=act, dropout=cfg.dropout, init_scale=cfg.init_scale,
-                               skip_rescale=cfg.skip_rescale, dtype=dtype, **extra)
+    names = (f"ResnetBlock_{i}" for i in itertools.count())   # the same with remat
+    resnet = lambda **kw: block(act=act, dropout=cfg.dropout, init_scale=cfg.init_scale,
+                                skip_rescale=cfg.skip_rescale, dtype=dtype, name=next(names),
+                                **extra, **kw)
     attention = lambda: layers.AttnBlock(skip_rescale=cfg.skip_rescale, num_groups=None, dtype=dtype)
     out_conv = lambda ch, h: layers.conv(ch, init_scale=cfg.init_scale, dtype=dtype)(
         act(layers.group_norm(h.shape[-1], None, dtype)(h)))

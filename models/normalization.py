@@ -34,9 +34,9 @@ class InstanceNormPlus(nn.Module):
     del cond  # unconditional
     c = x.shape[-1]
     h, means_plus = _instance_norm_plus(x.astype(jnp.float32))
-    alpha = self.param("alpha", _scale_init, (c,))
-    gamma = self.param("gamma", _scale_init, (c,))
-    beta = self.param("beta", nn.initializers.zeros, (c,))
+    alpha = self.param("alpha", _scale_init, (c,))[None, None, None, :]
+    gamma = self.param("gamma", _scale_init, (c,))[None, None, None, :]
+    beta = self.param("beta", nn.initializers.zeros, (c,))[None, None, None, :]
     return (gamma * (h + alpha * means_plus) + beta).astype(self.dtype)
 
 

@@ -53,8 +53,11 @@ def downsample_2d(x: jax.Array, k: Sequence[float] = (1, 3, 3, 1), factor: int =
 
 
 def naive_upsample_2d(x: jax.Array, factor: int = 2) -> jax.Array:
-  """Nearest-neighbour upsampling, [B, H, W, C] -> [B, factor H, factor W, C]."""
-  return jnp.repeat(jnp.repeat(x, factor, axis=1), factor, axis=2)
+  """Nearest-neighbour upsampling, [B, H, W, C] -> [B, factor H, factor W, C]. A broadcast,
+  not `jnp.repeat`: its gradient is then a reduction, not a scatter-add (slow on CPU)."""
+  b, h, w, c = x.shape
+  x = jnp.broadcast_to(x[:, :, None, :, None, :], (b, h, factor, w, factor, c))
+  return x.reshape(b, h * factor, w * factor, c)
 
 
 def naive_downsample_2d(x: jax.Array, factor: int = 2) -> jax.Array:

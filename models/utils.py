@@ -1,7 +1,9 @@
 """Network output -> score: the one place that knows parameterizations.
 
-A network is called as `apply_fn(params, x_in, c_noise)` with
-  c_noise = log sigma(t)               (the noise level, defined for every SDE), and
+A network is called as `apply_fn(params, x_in, c_noise)` with, by `noise_conditioning`,
+  "log_sigma": c_noise = log sigma(t)   (the noise level, defined for every SDE), or
+  "time":      c_noise = (N - 1) t / T  (DDPM's timestep index, for positional embeddings),
+and
   x_in = x / sqrt(alpha(t)^2 + sigma(t)^2)   if `scale_input`, else x
 (the input scaling keeps the network's input at unit scale for data of unit scale,
 as EDM's c_in). Its output becomes a score by `parameterization`:
@@ -18,19 +20,25 @@ import sde_lib
 
 batch_broadcast = sde_lib.batch_broadcast
 PARAMETERIZATIONS = ("noise", "score", "data")
+NOISE_CONDITIONINGS = ("log_sigma", "time")
 
 
 def get_score_fn(apply_fn: Callable[..., jax.Array], params: Any, sde: sde_lib.SDE,
-                 parameterization: str = "noise", scale_input: bool = True):
+                 parameterization: str = "noise", scale_input: bool = True,
+                 noise_conditioning: str = "log_sigma"):
   """Returns score_fn(x [B, ...], t [B]) -> [B, ...] for a network `apply_fn`."""
   if parameterization not in PARAMETERIZATIONS:
     raise ValueError(f"unknown parameterization {parameterization!r}; "
                      f"valid choices: {list(PARAMETERIZATIONS)}")
+  if noise_conditioning not in NOISE_CONDITIONINGS:
+    raise ValueError(f"unknown noise_conditioning {noise_conditioning!r}; "
+                     f"valid choices: {list(NOISE_CONDITIONINGS)}")
 
   def score_fn(x, t):
     alpha, sigma = sde.marginal(t)
     x_in = x / batch_broadcast(jnp.sqrt(alpha**2 + sigma**2), x) if scale_input else x
-    out = apply_fn(params, x_in, jnp.log(sigma))
+    c_noise = jnp.log(sigma) if noise_conditioning == "log_sigma" else (sde.N - 1) * t / sde.T
+    out = apply_fn(params, x_in, c_noise)
     if parameterization == "noise":
       return -out / batch_broadcast(sigma, x)
     if parameterization == "score":

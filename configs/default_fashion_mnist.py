@@ -1,0 +1,42 @@
+"""Shared base of the Fashion-MNIST experiments (28 x 28 x 1, the real data prepared
+offline from the Debian package):
+
+  apt-get install -y dataset-fashion-mnist
+  python -m datasets prepare_fashion_mnist --data_dir=data/tfds
+
+VP SDE with the continuous loss, a small DDPM U-Net (three levels: 28, 14, 7 px), data in
+[-1, 1], no flips (the classes are not mirror-symmetric in general, e.g. shoes).
+"""
+from configs import default_cifar10
+
+
+def get_default_configs():
+  config = default_cifar10.get_default_configs()
+  config.seed = 0
+  data = config.data
+  data.dataset = "fashion_mnist"
+  data.data_dir = "data/tfds"
+  data.image_size = 28
+  data.num_channels = 1
+  data.random_flip = False
+  data.num_eval = 2000
+  default_cifar10.ddpm(config)
+  default_cifar10.vp(config)
+  model = config.model
+  model.ch_mult = (1, 2, 2)
+  model.attn_resolutions = (7,)
+  model.dropout = 0.0
+  config.training.snapshot_freq_for_preemption = 1000
+  config.training.n_jitted_steps = 1      # XLA:CPU: convolutions in loop bodies are ~5x slower
+  config.training.log_freq = 100
+  config.optim.warmup = 500
+  config.optim.lr = 1e-3
+  sampling = config.sampling
+  sampling.method = "dpm_solver_2m"    # 2nd-order multistep: clean samples at ~50 NFE
+  sampling.num_steps = 50
+  sampling.num_samples = 64
+  evaluate = config.eval
+  evaluate.enable_likelihood = True
+  evaluate.likelihood_points = 256
+  evaluate.enable_sampling = True
+  return config

@@ -1,0 +1,16 @@
+"""NCSN++ cont. (VE) on CelebA-HQ 1024 x 1024 (TFRecord folder
+--config.data.dataset=tfrecords:/path/to/celebahq-r10).
+
+  python main.py --config configs/ve/celebahq_ncsnpp_continuous.py --workdir runs/ve_celebahq_ncsnpp_continuous --mode train
+
+Published set: Song et al. (2021), score_sde `configs/ve/celebahq_ncsnpp_continuous.py`. Sized for accelerators
+(days on 8 GPUs); on a CPU use it with the tiny overrides of tests/test_configs.py.
+"""
+from configs import default_cifar10
+from configs import default_lsun
+
+
+def get_config():
+  config = default_lsun.get_default_configs("tfrecords:data/celebahq-r10")
+  default_cifar10.ncsnpp_high_resolution(config, size=1024)
+  return config

@@ -1,0 +1,17 @@
+"""NCSN++ cont. (VE) on FFHQ 256 x 256 (a TFRecord folder: set
+--config.data.dataset=tfrecords:/path/to/ffhq-r08).
+
+  python main.py --config configs/ve/ffhq_256_ncsnpp_continuous.py --workdir runs/ve_ffhq_256_ncsnpp_continuous --mode train
+
+Published set: Song et al. (2021), score_sde `configs/ve/ffhq_256_ncsnpp_continuous.py`. Sized for accelerators
+(days on 8 GPUs); on a CPU use it with the tiny overrides of tests/test_configs.py.
+"""
+from configs import default_cifar10
+from configs import default_lsun
+
+
+def get_config():
+  config = default_lsun.get_default_configs("tfrecords:data/ffhq-r08")
+  default_cifar10.ncsnpp_high_resolution(config)
+  config.sde.sigma_max = 348.0
+  return config

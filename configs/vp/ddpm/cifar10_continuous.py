@@ -1,0 +1,15 @@
+"""The DDPM architecture with the continuous VP SDE loss on CIFAR-10.
+
+  python main.py --config configs/vp/ddpm/cifar10_continuous.py --workdir runs/vp_ddpm_cifar10_continuous --mode train
+
+Published set: Song et al. (2021), score_sde `configs/vp/ddpm/cifar10_continuous.py`. Sized for accelerators
+(days on 8 GPUs); on a CPU use it with the tiny overrides of tests/test_configs.py.
+"""
+from configs import default_cifar10
+
+
+def get_config():
+  config = default_cifar10.get_default_configs()
+  default_cifar10.ddpm(config)
+  default_cifar10.vp(config)
+  return config

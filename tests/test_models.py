@@ -1,0 +1,179 @@
+"""Image networks: parameter counts at the published configurations, FIR resampling
+against scipy, and every network's output shape, dtype variants and one train step."""
+import dataclasses
+import importlib
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from scipy import signal
+
+import losses
+import models
+import run_lib
+import sde_lib
+from models import ddpm
+from models import ncsnpp
+from models import ncsnv2
+from models import up_or_down_sampling as updown
+from models import utils as mutils
+
+# Parameter counts of the published configurations. References:
+#   [D]  Ho et al. (2020), "35.7M" for CIFAR-10 and "114M" for the 256 px models; the exact
+#        CIFAR-10 numbers are diffusers.UNet2DModel's for the same architecture (full and
+#        half width, see benchmarks/unet.py).
+#   [S]  the reference implementation yang-song/score_sde (JAX), its `models/` at the same
+#        config file, counted with jax.eval_shape (GaussianFourierProjection's fixed W
+#        included, as it is a parameter there).
+PUBLISHED_COUNTS = {
+    "vp/ddpm/cifar10.py": 35_746_307,                     # [D]
+    "vp/ddpm/bedroom.py": 113_673_219,                    # [D] "114M"
+    "ve/cifar10_ncsnpp_continuous.py": 62_758_915,        # [S]
+    "ve/cifar10_ncsnpp_deep_continuous.py": 107_587_075,  # [S]
+    "ve/cifar10_ncsnpp.py": 62_693_251,                   # [S]
+    "vp/cifar10_ddpmpp_continuous.py": 61_804_419,        # [S]
+    "vp/cifar10_ddpmpp_deep_continuous.py": 106_632_579,  # [S]
+    "subvp/cifar10_ncsnpp_deep_continuous.py": 107_521_411,  # [S]
+    "ve/celebahq_256_ncsnpp_continuous.py": 65_574_549,   # [S]
+    "ve/ffhq_ncsnpp_continuous.py": 105_785_896,          # [S] (1024 px)
+    "ve/ncsnv2/cifar10.py": 33_970_563,                   # [S]
+    "ve/ncsnv2/bedroom.py": 83_445_379,                   # [S] (128 px)
+}
+
+
+def _config(path):
+  return importlib.import_module("configs." + path[:-3].replace("/", ".")).get_config()
+
+
+@pytest.mark.parametrize("path", sorted(PUBLISHED_COUNTS))
+def test_parameter_count_equals_the_published_model(path):
+  config = _config(path)
+  shape = (1, *run_lib.data_shape(config))
+  assert models.count_params(run_lib.build_model(config), shape) == PUBLISHED_COUNTS[path]
+
+
+def test_ddpm_half_width_count_equals_the_peer():
+  # diffusers.UNet2DModel, block_out_channels (64, 128, 128, 128), single-head attention.
+  assert models.count_params(ddpm.DDPM(ddpm.DDPMConfig(nf=64)), (1, 32, 32, 3)) == 8_952_067
+
+
+def _scipy_upfirdn2d(x, k1d, up, down):
+  """Separable reference: scipy.signal.upfirdn along H, then along W ([B, H, W, C])."""
+  y = np.apply_along_axis(lambda v: signal.upfirdn(k1d, v, up, down), 1, x)
+  return np.apply_along_axis(lambda v: signal.upfirdn(k1d, v, up, down), 2, y)
+
+
+@pytest.mark.parametrize("up,down", [(1, 1), (2, 1), (1, 2), (3, 2)])
+def test_upfirdn2d_equals_scipy(up, down):
+  x = np.random.default_rng(0).normal(size=(2, 9, 9, 3)).astype(np.float32)
+  k = np.array([1.0, 3.0, 3.0, 1.0], np.float32) / 8.0
+  ours = updown.upfirdn2d(jnp.asarray(x), np.outer(k, k), up=up, down=down,
+                          pad=(len(k) - 1, len(k) - up))   # scipy's full convolution
+  expected = _scipy_upfirdn2d(x, k, up, down)
+  np.testing.assert_allclose(np.asarray(ours), expected, atol=1e-5)
+
+
+def test_fir_resampling_keeps_constants_and_fused_convs_match_the_unfused_ones():
+  ones = jnp.ones((1, 16, 16, 2))
+  np.testing.assert_allclose(updown.upsample_2d(ones)[:, 2:-2, 2:-2], 1.0, rtol=1e-6)
+  np.testing.assert_allclose(updown.downsample_2d(ones)[:, 1:-1, 1:-1], 1.0, rtol=1e-6)
+  key_x, key_w = jax.random.split(jax.random.PRNGKey(0))
+  x = jax.random.normal(key_x, (2, 12, 12, 3))
+  w = jax.random.normal(key_w, (3, 3, 3, 5))
+  conv = lambda v: jax.lax.conv_general_dilated(v, w, (1, 1), "SAME",
+                                                dimension_numbers=("NHWC", "HWIO", "NHWC"))
+  # Both are linear and shift-invariant on the fine grid, so they commute away from
+  # the border (3 px of support on each side).
+  fused_up, unfused_up = updown.upsample_conv_2d(x, w), conv(updown.upsample_2d(x))
+  assert fused_up.shape == unfused_up.shape == (2, 24, 24, 5)
+  np.testing.assert_allclose(fused_up[:, 3:-3, 3:-3], unfused_up[:, 3:-3, 3:-3], atol=1e-4)
+  fused_down = updown.conv_downsample_2d(x, w)
+  unfused_down = updown.downsample_2d(conv(x))
+  assert fused_down.shape == unfused_down.shape == (2, 6, 6, 5)
+  np.testing.assert_allclose(fused_down[:, 2:-2, 2:-2], unfused_down[:, 2:-2, 2:-2], atol=1e-4)
+
+
+TINY_NCSNPP = ncsnpp.NCSNppConfig(nf=16, ch_mult=(1, 2), num_res_blocks=1, attn_resolutions=(8,),
+                                  dropout=0.1)
+TINY = {
+    "ddpm": ddpm.DDPM(ddpm.DDPMConfig(nf=32, ch_mult=(1, 2), num_res_blocks=1,
+                                      attn_resolutions=(8,))),
+    "ncsnpp": ncsnpp.NCSNpp(TINY_NCSNPP),
+    "ddpmpp": ncsnpp.NCSNpp(dataclasses.replace(
+        TINY_NCSNPP, fir=False, progressive_input="none", embedding_type="positional")),
+    "ncsnpp_skip_pyramids": ncsnpp.NCSNpp(dataclasses.replace(
+        TINY_NCSNPP, resblock_type="ddpm", progressive="output_skip",
+        progressive_input="input_skip", progressive_combine="cat")),
+    "ncsnpp_residual_pyramids": ncsnpp.NCSNpp(dataclasses.replace(
+        TINY_NCSNPP, progressive="residual", progressive_input="residual")),
+    "ncsnv2": ncsnv2.NCSNv2(ncsnv2.NCSNv2Config(nf=8)),
+    "ncsn": ncsnv2.NCSNv2(ncsnv2.NCSNv2Config(nf=8, conditional=True)),
+}
+
+
+@pytest.mark.parametrize("name", sorted(TINY))
+def test_network_output_shape_and_one_train_step(name):
+  model = TINY[name]
+  x = jax.random.uniform(jax.random.PRNGKey(1), (4, 16, 16, 3))
+  c_noise = jnp.linspace(-3.0, 2.0, 4)
+  params = model.init(jax.random.PRNGKey(0), x, c_noise)
+  out = model.apply(params, x, c_noise)
+  assert out.shape == x.shape and out.dtype == jnp.float32
+  assert np.all(np.isfinite(np.asarray(out)))
+
+  sde = sde_lib.VPSDE()
+  optimizer = optax.adam(1e-3)
+
+  def loss_fn(p, x0, key):
+    apply_fn = lambda q, v, c: model.apply(q, v, c, train=True,
+                                           rngs={"dropout": jax.random.fold_in(key, 1)})
+    return losses.sde_loss(mutils.get_score_fn(apply_fn, p, sde), sde, x0, key, reduce_mean=True)
+
+  step = jax.jit(losses.get_train_step(loss_fn, optimizer, ema_rate=0.9))
+  state = losses.TrainState(step=jnp.zeros((), jnp.int32), params=params,
+                            opt_state=optimizer.init(params), ema_params=params)
+  new_state, metrics = step(state, x[None], jax.random.PRNGKey(2))
+  assert int(new_state.step) == 1 and np.isfinite(float(metrics["loss"]))
+  moved = jax.tree_util.tree_map(lambda a, b: bool(jnp.any(a != b)), params, new_state.params)
+  assert any(jax.tree_util.tree_leaves(moved))
+
+
+def test_conditioning_reaches_the_output():
+  # NCSNv2 never sees the noise level; NCSN and the U-Nets must.
+  x = jax.random.uniform(jax.random.PRNGKey(1), (1, 16, 16, 3))
+  for name, expect_change in (("ncsn", True), ("ncsnv2", False), ("ncsnpp", True)):
+    model = TINY[name]
+    params = model.init(jax.random.PRNGKey(0), x, jnp.zeros((1,)))
+    # Zero-initialized output layers would hide the conditioning: perturb all weights.
+    params = jax.tree_util.tree_map(
+        lambda p: p + 0.1 * jax.random.normal(jax.random.PRNGKey(3), p.shape), params)
+    a = model.apply(params, x, jnp.array([-2.0]))
+    b = model.apply(params, x, jnp.array([1.0]))
+    assert bool(jnp.any(jnp.abs(a - b) > 1e-4)) == expect_change, name
+
+
+@pytest.mark.parametrize("name", ["ddpm", "ncsnpp"])
+def test_remat_is_exact_and_bfloat16_is_close(name):
+  model = TINY[name]
+  x = jax.random.uniform(jax.random.PRNGKey(1), (2, 16, 16, 3))
+  c_noise = jnp.array([-1.0, 0.5])
+  params = model.init(jax.random.PRNGKey(0), x, c_noise)
+  params = jax.tree_util.tree_map(
+      lambda p: p + 0.05 * jax.random.normal(jax.random.PRNGKey(3), p.shape), params)
+  remat = type(model)(dataclasses.replace(model.config, remat=True))
+  bf16 = type(model)(dataclasses.replace(model.config, dtype="bfloat16"))
+  loss = lambda m, p: jnp.sum(m.apply(p, x, c_noise) ** 2)
+  value, grads = jax.value_and_grad(lambda p: loss(model, p))(params)
+  value_remat, grads_remat = jax.value_and_grad(lambda p: loss(remat, p))(params)
+  np.testing.assert_allclose(value_remat, value, rtol=1e-6)
+  jax.tree_util.tree_map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6),
+                         grads_remat, grads)
+  assert jax.eval_shape(lambda: bf16.init(jax.random.PRNGKey(0), x, c_noise)) == \
+      jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0), x, c_noise))   # float32 params
+  out, out_bf16 = model.apply(params, x, c_noise), bf16.apply(params, x, c_noise)
+  assert out_bf16.dtype == jnp.float32
+  # bfloat16 keeps 8 mantissa bits: relative error ~ 2^-8 per op, a few % end to end.
+  rel = float(jnp.linalg.norm(out_bf16 - out) / jnp.linalg.norm(out))
+  assert 0.0 < rel < 0.05
