@@ -239,13 +239,15 @@ def _source(dataset: str, split: str, data_dir: Optional[str], image_size: int):
   ds = builder.as_dataset(split=split, shuffle_files=False)
   label = lambda ex: tf.cast(ex["label"], tf.int32) if "label" in ex else tf.constant(0, tf.int32)
   ds = ds.map(lambda ex: (ex["image"], label(ex)))
-  return ds, preprocess, builder.info.splits[split].num_examples
+  splits = builder.info.splits
+  return ds, preprocess, splits[split].num_examples if split in splits else None
 
 
 def get_image_dataset(dataset: str, split: str, batch_size: int, image_size: int, *,
                       data_dir: Optional[str] = None, seed: int = 0, train: bool = True,
                       random_flip: bool = True, uniform_dequantization: bool = False,
-                      shard: tuple[int, int] = (0, 1), skip_batches: int = 0):
+                      shard: tuple[int, int] = (0, 1), skip_batches: int = 0,
+                      shuffle_buffer: int = 10_000):
   """An iterator of numpy batches {"image": float32 [batch_size, S, S, C] in [0, 1],
   "label": int32 [batch_size]} of one process's share of `split`.
 
@@ -282,7 +284,7 @@ def get_image_dataset(dataset: str, split: str, batch_size: int, image_size: int
   if train:
     if num_examples is not None and num_examples <= 300_000:
       ds = ds.cache()          # decoded uint8 images in memory (CIFAR-10: 150 MB)
-    ds = ds.repeat().shuffle(10_000, seed=seed, reshuffle_each_iteration=True)
+    ds = ds.repeat().shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
     ds = ds.enumerate().skip(skip_batches * batch_size)
     def augment(index, example):
       rng = tf.random.experimental.stateless_split(tf.stack([tf.cast(seed, tf.int64), index]), 2)
