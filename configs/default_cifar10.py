@@ -112,7 +112,7 @@ def ddpmpp(config, *, deep=False):
 def ddpm(config):
   """The DDPM U-Net of Ho et al. (2020), 35.7M parameters at CIFAR-10."""
   _set(config.model, name="ddpm", nf=128, ch_mult=(1, 2, 2, 2), num_res_blocks=2,
-       attn_resolutions=(16,), resamp_with_conv=True, nonlinearity="swish",
+       attn_resolutions=(16,), resamp_with_conv=True, nonlinearity="swish", num_groups=32,
        noise_conditioning="time")
 
 

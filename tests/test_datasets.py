@@ -1,6 +1,5 @@
 """Image pipelines: on TFDS mock data, and on the real Fashion-MNIST prepared offline from
 the Debian package (CI installs `dataset-fashion-mnist`)."""
-import os
 import time
 
 import numpy as np
@@ -85,20 +84,7 @@ def test_centering_scaler_and_its_inverse():
   np.testing.assert_array_equal(datasets.get_data_scaler(False)(x), x)
 
 
-FASHION_MNIST_PACKAGED = os.path.exists(
-    os.path.join(datasets.FASHION_MNIST_DEBIAN_DIR, "train-images-idx3-ubyte.gz"))
-
-
-@pytest.fixture(scope="session")
-def fashion_mnist_dir(tmp_path_factory):
-  if not FASHION_MNIST_PACKAGED:
-    pytest.skip("needs the Debian package: apt-get install -y dataset-fashion-mnist "
-                "(.ci/run installs it)")
-  data_dir = str(tmp_path_factory.mktemp("tfds"))
-  datasets.prepare_fashion_mnist(data_dir)
-  return data_dir
-
-
+@pytest.mark.xdist_group("fashion_mnist")
 def test_real_fashion_mnist_prepared_offline(fashion_mnist_dir):
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
   # The stock loader now works with no network.
@@ -123,6 +109,7 @@ def test_real_fashion_mnist_prepared_offline(fashion_mnist_dir):
   np.testing.assert_array_equal(counts["test"], np.full(10, 1000))
 
 
+@pytest.mark.xdist_group("fashion_mnist")
 def test_real_fashion_mnist_training_stream_is_deterministic(fashion_mnist_dir):
   make = lambda **kw: datasets.get_image_dataset("fashion_mnist", "train", 64, 28,
                                                  data_dir=fashion_mnist_dir, seed=5,
