@@ -1,8 +1,9 @@
 # `make demo` and `make test` set up .venv from requirements.txt on first use.
 VENV ?= .venv
 PY := $(VENV)/bin/python
+PYTEST := $(PY) -m pytest -q -n 2 --dist loadgroup
 
-.PHONY: demo test test-all setup
+.PHONY: demo test test-slow test-all setup fashion-mnist
 setup: $(VENV)/.installed
 
 $(VENV)/.installed: requirements.txt
@@ -15,7 +16,15 @@ demo: $(VENV)/.installed
 	$(PY) main.py --config configs/toy/vp_gmm.py --workdir runs/demo --mode train_eval
 
 test: $(VENV)/.installed
-	$(PY) -m pytest -q -n 2 -m "not slow"
+	$(PYTEST) -m "not slow"
+
+test-slow: $(VENV)/.installed
+	$(PYTEST) -m slow
 
 test-all: $(VENV)/.installed
-	$(PY) -m pytest -q -n 2
+	$(PYTEST)
+
+# Real Fashion-MNIST for TFDS, offline, from the Debian package (needs root for apt-get).
+fashion-mnist: $(VENV)/.installed
+	test -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz || apt-get install -y dataset-fashion-mnist
+	$(PY) -m datasets prepare_fashion_mnist --data_dir=data/tfds

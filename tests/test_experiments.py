@@ -8,7 +8,12 @@ from experiments import common
 from experiments import run_all
 
 
-@pytest.mark.parametrize("name", run_all.EXPERIMENTS)
+# Compile-bound smoke runs: all but the quickest in the slow tier (`make test-slow`).
+FAST = {"r1_annealed_langevin", "r3_hyvarinen_consistency"}
+
+
+@pytest.mark.parametrize("name", [
+    pytest.param(name, marks=[] if name in FAST else pytest.mark.slow) for name in run_all.EXPERIMENTS])
 def test_experiment_runs_at_tiny_size(name, tmp_path):
   flags = common.FLAGS
   if not flags.is_parsed():

@@ -134,6 +134,7 @@ def _losses_on(n_devices, workdir):
   return np.array(json.loads(result.stdout.strip().splitlines()[-1]))
 
 
+@pytest.mark.slow
 def test_one_and_four_devices_give_the_same_loss_trajectory(tmp_path):
   one = _losses_on(1, tmp_path / "one")
   four = _losses_on(4, tmp_path / "four")
@@ -142,6 +143,7 @@ def test_one_and_four_devices_give_the_same_loss_trajectory(tmp_path):
   np.testing.assert_allclose(one[:, 1], four[:, 1], rtol=1e-4)
 
 
+@pytest.mark.slow
 def test_two_processes_train_and_write_one_checkpoint(tmp_path):
   with socket.socket() as s:
     s.bind(("127.0.0.1", 0))
@@ -240,6 +242,7 @@ def test_eval_and_sample_modes(tmp_path):
   assert np.load(path)["samples"].shape == (256, 2)
 
 
+@pytest.mark.slow
 def test_trained_model_reaches_the_mixture_entropy(tmp_path):
   """3000 steps (~40 s on 2 CPU cores): held-out NLL within 0.05 nats of the true
   mixture's (the paired gap estimates KL(p || model) >= 0), samples recover the weights."""

@@ -1,0 +1,209 @@
+r"""DDPM U-Net train step: this Flax model against PyTorch `diffusers.UNet2DModel`, same
+architecture, same run, alternating the two.
+
+Both are the CIFAR-10 DDPM (Ho et al., 2020): channels nf x (1, 2, 2, 2), 2 residual
+blocks per level, single-head attention at 16 x 16, GroupNorm(32), SiLU, positional time
+embedding, dropout 0. Their parameter counts are checked equal (35,746,307 at nf = 128,
+8,952,067 at nf = 64) before anything is timed. One train step = epsilon-prediction MSE
+at random timesteps, backward, Adam update (Flax: plus the EMA of the train state).
+
+Reported per width: images/s of each framework, the median of the per-pair ratios
+(JAX / torch), achieved GFLOP/s (model FLOPs from XLA's cost analysis of the Flax step,
+the same count credited to torch), that as a fraction of a float32 matmul peak measured
+in the same run, compile time, and XLA's memory estimate (on a GPU, the device's peak).
+
+  python -m benchmarks.unet                          # CPU, both widths
+  python -m benchmarks.unet --host_devices 2         # the CPU cores as 2 sharded devices
+  python -m benchmarks.unet --dtype bfloat16 --remat --batch_full 128 --batch_half 256  # GPU
+
+torch and diffusers are benchmark-only dependencies: pip install -r benchmarks/requirements.txt
+"""
+import os
+import sys
+
+
+def _set_host_devices():
+  """--host_devices N must reach XLA before jax is imported."""
+  for i, arg in enumerate(sys.argv):
+    value = arg.split("=", 1)[1] if arg.startswith("--host_devices=") else (
+        sys.argv[i + 1] if arg == "--host_devices" and i + 1 < len(sys.argv) else None)
+    if value and int(value) > 1:
+      os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "")
+                                 + f" --xla_force_host_platform_device_count={value}")
+
+
+_set_host_devices()
+
+import time  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+from absl import app  # pylint: disable=g-import-not-at-top,wrong-import-position
+from absl import flags  # pylint: disable=g-import-not-at-top,wrong-import-position
+import jax  # pylint: disable=g-import-not-at-top,wrong-import-position
+import jax.numpy as jnp  # pylint: disable=g-import-not-at-top,wrong-import-position
+import numpy as np  # pylint: disable=g-import-not-at-top,wrong-import-position
+import optax  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+import losses  # pylint: disable=g-import-not-at-top,wrong-import-position
+import models  # pylint: disable=g-import-not-at-top,wrong-import-position
+import sde_lib  # pylint: disable=g-import-not-at-top,wrong-import-position
+from models import ddpm  # pylint: disable=g-import-not-at-top,wrong-import-position
+from models import utils as mutils  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+flags.DEFINE_integer("host_devices", 1, "CPU only: split the host into N XLA devices "
+                     "(data-parallel over a ('data',) mesh).")
+flags.DEFINE_integer("batch_full", 8, "Batch of the full-width (nf 128) model.")
+flags.DEFINE_integer("batch_half", 32, "Batch of the half-width (nf 64) model.")
+flags.DEFINE_integer("pairs", 5, "Timed (JAX, torch) pairs per width; the median is reported.")
+flags.DEFINE_enum("dtype", "float32", ["float32", "bfloat16"], "Flax compute dtype.")
+flags.DEFINE_bool("remat", False, "Flax: rematerialize each residual block.")
+flags.DEFINE_bool("torch", True, "Time the diffusers peer (needs torch and diffusers).")
+flags.DEFINE_list("widths", ["64", "128"], "Model widths nf to run (64: half, 128: full).")
+FLAGS = flags.FLAGS
+
+CHANNEL_MULT = (1, 2, 2, 2)
+EXPECTED_PARAMS = {128: 35_746_307, 64: 8_952_067}
+
+
+def matmul_peak_gflops(n=2048, repeats=5):
+  """Achieved float32 GFLOP/s of an n x n matmul on the default device (best of repeats)."""
+  a = jax.random.normal(jax.random.PRNGKey(0), (n, n))
+  f = jax.jit(lambda a: a @ a)
+  f(a).block_until_ready()
+  best = min(_wall(lambda: f(a).block_until_ready()) for _ in range(repeats))
+  return 2 * n**3 / best / 1e9
+
+
+def _wall(fn):
+  start = time.perf_counter()
+  fn()
+  return time.perf_counter() - start
+
+
+class FlaxStep:
+  """The Flax DDPM train step, jitted with the batch split over all devices."""
+
+  def __init__(self, nf, batch):
+    self.model = ddpm.DDPM(ddpm.DDPMConfig(nf=nf, ch_mult=CHANNEL_MULT, dropout=0.0,
+                                           remat=FLAGS.remat, dtype=FLAGS.dtype))
+    shape = (batch, 32, 32, 3)
+    self.params_count = models.count_params(self.model, (1, 32, 32, 3))
+    sde = sde_lib.VPSDE()
+    optimizer = optax.adam(2e-4)
+
+    def loss_fn(params, x0, key):
+      score_fn = mutils.get_score_fn(self.model.apply, params, sde, "noise", False, "time")
+      return losses.ddpm_loss(score_fn, sde, x0, key)
+
+    mesh = jax.make_mesh((jax.device_count(),), ("data",),
+                         axis_types=(jax.sharding.AxisType.Auto,))
+    replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
+    batch_sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec(None, "data"))
+    params = jax.jit(lambda k: self.model.init(k, jnp.zeros((1, 32, 32, 3)), jnp.zeros((1,))),
+                     out_shardings=replicated)(jax.random.PRNGKey(0))
+    self.state = losses.TrainState(step=jnp.zeros((), jnp.int32), params=params,
+                                   opt_state=optimizer.init(params), ema_params=params)
+    self.batch = jax.device_put(jax.random.uniform(jax.random.PRNGKey(1), (1, *shape)) * 2 - 1,
+                                batch_sharding)
+    step = jax.jit(losses.get_train_step(loss_fn, optimizer, 0.9999),
+                   in_shardings=(replicated, batch_sharding, replicated),
+                   out_shardings=(replicated, replicated), donate_argnums=(0,))
+    start = time.perf_counter()
+    self.compiled = step.lower(self.state, self.batch, jax.random.PRNGKey(2)).compile()
+    self.compile_seconds = time.perf_counter() - start
+    cost = self.compiled.cost_analysis()
+    cost = cost[0] if isinstance(cost, list) else cost
+    self.flops = float(cost["flops"])
+    memory = self.compiled.memory_analysis()
+    self.memory_bytes = (None if memory is None else memory.temp_size_in_bytes
+                         + memory.argument_size_in_bytes + memory.output_size_in_bytes)
+    self()   # warm-up
+
+  def __call__(self):
+    self.state, metrics = self.compiled(self.state, self.batch, jax.random.PRNGKey(2))
+    return float(metrics["loss"])
+
+
+class TorchStep:
+  """diffusers.UNet2DModel with the same architecture, epsilon MSE, Adam."""
+
+  def __init__(self, nf, batch):
+    import diffusers  # pylint: disable=g-import-not-at-top
+    import torch  # pylint: disable=g-import-not-at-top
+    self.torch = torch
+    torch.manual_seed(0)
+    channels = tuple(nf * m for m in CHANNEL_MULT)
+    self.model = diffusers.UNet2DModel(
+        sample_size=32, in_channels=3, out_channels=3, block_out_channels=channels,
+        layers_per_block=2, norm_num_groups=32, act_fn="silu", dropout=0.0,
+        time_embedding_type="positional", attention_head_dim=None,
+        down_block_types=("DownBlock2D", "AttnDownBlock2D", "DownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "UpBlock2D", "AttnUpBlock2D", "UpBlock2D"))
+    self.params_count = sum(p.numel() for p in self.model.parameters())
+    self.optimizer = torch.optim.Adam(self.model.parameters(), lr=2e-4)
+    self.x = torch.rand(batch, 3, 32, 32) * 2 - 1
+    self.batch = batch
+    self()   # warm-up
+
+  def __call__(self):
+    torch = self.torch
+    t = torch.randint(0, 1000, (self.batch,))
+    noise = torch.randn_like(self.x)
+    alpha_bar = torch.cos(t.float() / 1000 * torch.pi / 2)[:, None, None, None]   # any schedule
+    x_t = alpha_bar.sqrt() * self.x + (1 - alpha_bar).sqrt() * noise
+    loss = torch.mean((self.model(x_t, t).sample - noise) ** 2)
+    self.optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    self.optimizer.step()
+    return float(loss)
+
+
+def benchmark_width(nf, batch, peak):
+  flax_step = FlaxStep(nf, batch)
+  assert flax_step.params_count == EXPECTED_PARAMS[nf], flax_step.params_count
+  torch_step = TorchStep(nf, batch) if FLAGS.torch else None
+  if torch_step is not None:
+    assert torch_step.params_count == flax_step.params_count, (
+        torch_step.params_count, flax_step.params_count)
+  flax_times, torch_times = [], []
+  for _ in range(FLAGS.pairs):        # alternate: the machine's speed drifts
+    flax_times.append(_wall(flax_step))
+    if torch_step is not None:
+      torch_times.append(_wall(torch_step))
+  flax_ips = batch / np.median(flax_times)
+  row = {"width": f"nf {nf} ({flax_step.params_count:,} params)", "batch": batch,
+         "flax img/s": f"{flax_ips:.1f}",
+         "GFLOP/img (fwd+bwd)": f"{flax_step.flops / batch / 1e9:.1f}",
+         "flax GFLOP/s": f"{flax_step.flops / np.median(flax_times) / 1e9:.0f}",
+         "flax / peak": f"{flax_step.flops / np.median(flax_times) / 1e9 / peak:.2f}",
+         "compile s": f"{flax_step.compile_seconds:.0f}",
+         "XLA memory MB": ("-" if flax_step.memory_bytes is None
+                           else f"{flax_step.memory_bytes / 2**20:.0f}")}
+  if torch_step is not None:
+    ratios = np.array(torch_times) / np.array(flax_times)      # flax speed / torch speed
+    row.update({"torch img/s": f"{batch / np.median(torch_times):.1f}",
+                "torch GFLOP/s": f"{flax_step.flops / np.median(torch_times) / 1e9:.0f}",
+                "flax / torch (median of pairs)": f"{np.median(ratios):.2f}"})
+  if jax.default_backend() == "gpu":
+    stats = jax.local_devices()[0].memory_stats() or {}
+    row["device peak MB"] = f"{stats.get('peak_bytes_in_use', 0) / 2**20:.0f}"
+  return row
+
+
+def main(argv):
+  del argv
+  peak = matmul_peak_gflops()
+  device = jax.devices()[0]
+  print(f"backend {jax.default_backend()} x {jax.device_count()} ({device.device_kind}); "
+        f"dtype {FLAGS.dtype}, remat {FLAGS.remat}; measured float32 matmul peak "
+        f"{peak:.0f} GFLOP/s")
+  batches = {64: FLAGS.batch_half, 128: FLAGS.batch_full}
+  rows = [benchmark_width(int(nf), batches[int(nf)], peak) for nf in FLAGS.widths]
+  keys = list(dict.fromkeys(k for row in rows for k in row))
+  print("| " + " | ".join(keys) + " |")
+  print("|" + "---|" * len(keys))
+  for row in rows:
+    print("| " + " | ".join(str(row.get(k, "")) for k in keys) + " |")
+
+
+if __name__ == "__main__":
+  app.run(main)
