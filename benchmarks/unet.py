@@ -101,7 +101,8 @@ class FlaxStep:
     params = jax.jit(lambda k: self.model.init(k, jnp.zeros((1, 32, 32, 3)), jnp.zeros((1,))),
                      out_shardings=replicated)(jax.random.PRNGKey(0))
     self.state = losses.TrainState(step=jnp.zeros((), jnp.int32), params=params,
-                                   opt_state=optimizer.init(params), ema_params=params)
+                                   opt_state=optimizer.init(params),
+                                   ema_params=jax.tree_util.tree_map(jnp.copy, params))
     self.batch = jax.device_put(jax.random.uniform(jax.random.PRNGKey(1), (1, *shape)) * 2 - 1,
                                 batch_sharding)
     step = jax.jit(losses.get_train_step(loss_fn, optimizer, 0.9999),
