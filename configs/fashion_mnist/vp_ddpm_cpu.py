@@ -5,7 +5,7 @@ level, 8 GroupNorm groups) with the VP SDE, 2400 steps of batch 64.
       --workdir runs/fmnist_cpu --mode train_eval
 
 Training: about 30 minutes on 2 quiet CPU cores (0.76 s per step: 17.7 GFLOP at ~23
-GFLOP/s, XLA:CPU's convolution gradients being the bottleneck; 47 minutes measured with
+GFLOP/s, XLA:CPU's convolution gradients being the bottleneck; 61 minutes measured with
 another job on the cores, final loss 0.040). The evaluation that follows (bits/dim of 256
 test images through the probability-flow ODE at rtol 1e-5, then 64 samples by DPM-Solver,
 50 steps) took more than 10 further minutes there; docs/results/fashion_mnist.md.
