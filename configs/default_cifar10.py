@@ -142,6 +142,25 @@ def ncsnpp_high_resolution(config, *, size=256):
     config.sampling.snr = 0.15
 
 
+def ddpm_256(config):
+  """DDPM at 256 px (Ho et al.: 114M parameters): discrete VP, N = 1000, lr 2e-5."""
+  ddpm(config)
+  config.model.ch_mult = (1, 1, 2, 2, 4, 4)
+  vp(config, continuous=False)
+  config.sde.num_scales = 1000
+  config.optim.lr = 2e-5
+
+
+def ncsn(config):
+  """NCSN (Song & Ermon, 2019): 10 levels from sigma 1 to 0.01, lr 1e-3, no EMA, ALD with
+  100 steps per level."""
+  ncsnv2(config, conditional=True)
+  _set(config.sde, sigma_max=1.0, num_scales=10)
+  config.optim.lr = 1e-3
+  config.model.ema_rate = 0.0
+  _set(config.sampling, n_steps_each=100, snr=0.316)
+
+
 def vp(config, *, continuous=True):
   """VP SDE (beta 0.1 -> 20), centred data, mean-reduced loss, EMA 0.9999."""
   config.sde.name = "vpsde"

@@ -11,11 +11,5 @@ from configs import default_cifar10
 
 def get_config():
   config = default_cifar10.get_default_configs()
-  default_cifar10.ncsnv2(config, conditional=True)
-  config.sde.sigma_max = 1.0
-  config.sde.num_scales = 10
-  config.optim.lr = 1e-3
-  config.model.ema_rate = 0.0
-  config.sampling.n_steps_each = 100
-  config.sampling.snr = 0.316
+  default_cifar10.ncsn(config)
   return config

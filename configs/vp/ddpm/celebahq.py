@@ -12,9 +12,5 @@ from configs import default_lsun
 
 def get_config():
   config = default_lsun.get_default_configs("tfrecords:data/celebahq-r08")
-  default_cifar10.ddpm(config)
-  config.model.ch_mult = (1, 1, 2, 2, 4, 4)
-  default_cifar10.vp(config, continuous=False)
-  config.sde.num_scales = 1000
-  config.optim.lr = 2e-5
+  default_cifar10.ddpm_256(config)
   return config
