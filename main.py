@@ -19,7 +19,10 @@ from absl import logging
 import jax
 from ml_collections import config_flags
 
-import run_lib
+import run
+from run import build
+from run import evaluate
+from run import train
 
 config_flags.DEFINE_config_file("config", None, "Experiment config file.", lock_config=True)
 flags.DEFINE_string("workdir", None, "Directory for checkpoints, logs and outputs.")
@@ -31,10 +34,10 @@ flags.DEFINE_integer("process_id", None, "This process's index in a multi-proces
 flags.mark_flags_as_required(["config", "workdir"])
 FLAGS = flags.FLAGS
 
-MODES = {"train": lambda c, w: run_lib.train(c, w),
-         "eval": run_lib.evaluate,
-         "sample": run_lib.sample,
-         "train_eval": lambda c, w: run_lib.report(c, w, run_lib.train(c, w)[0])}
+MODES = {"train": train.train,
+         "eval": evaluate.evaluate,
+         "sample": evaluate.sample,
+         "train_eval": lambda exp, w: evaluate.report(exp, w, train.train(exp, w)[0])}
 
 
 class _QuietLibraries(py_logging.Filter):
@@ -59,8 +62,8 @@ def main(argv):
                jax.process_count(), jax.local_device_count(), jax.device_count(),
                jax.default_backend())
   try:
-    MODES[FLAGS.mode](FLAGS.config, FLAGS.workdir)
-  except run_lib.RunError as e:
+    MODES[FLAGS.mode](build.build(FLAGS.config), FLAGS.workdir)
+  except run.RunError as e:
     sys.exit(f"error: {e}")
 
 

@@ -1,15 +1,20 @@
-"""Scalar metrics to TensorBoard event files and the console.
+"""Scalar metrics (and images) to TensorBoard event files and the console.
 
 The event files are TensorBoard's own format, written with the `tensorboard`
 package's writer: the same files as clu.metric_writers' TensorFlow writer, without
 importing TensorFlow (8.6 s of every command's start-up on a 2-core CPU).
 """
+import io
 import time
 
 from absl import logging
+import matplotlib
 from tensorboard.compat.proto import event_pb2
 from tensorboard.compat.proto import summary_pb2
 from tensorboard.summary.writer.event_file_writer import EventFileWriter
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
 
 
 class MetricWriter:
@@ -25,6 +30,19 @@ class MetricWriter:
     values = [summary_pb2.Summary.Value(tag=k, simple_value=float(v)) for k, v in scalars.items()]
     self._events.add_event(event_pb2.Event(wall_time=time.time(), step=int(step),
                                            summary=summary_pb2.Summary(value=values)))
+
+  def write_image(self, step: int, tag: str, image) -> None:
+    """image: [H, W, C] (C = 1 or 3) in [0, 1], stored as a PNG."""
+    if self._events is None:
+      return
+    buffer = io.BytesIO()
+    pixels = image[..., 0] if image.shape[-1] == 1 else image
+    plt.imsave(buffer, pixels, cmap="gray", vmin=0.0, vmax=1.0, format="png")
+    value = summary_pb2.Summary.Value(tag=tag, image=summary_pb2.Summary.Image(
+        height=image.shape[0], width=image.shape[1], colorspace=image.shape[-1],
+        encoded_image_string=buffer.getvalue()))
+    self._events.add_event(event_pb2.Event(wall_time=time.time(), step=int(step),
+                                           summary=summary_pb2.Summary(value=[value])))
 
   def flush(self) -> None:
     if self._events is not None:

@@ -90,12 +90,13 @@ PREDICTORS = {"euler_maruyama": euler_maruyama_predictor,
               "none": none_predictor}
 
 
-# --- Correctors: (sde, score_fn, key, x, t, snr, n_steps) -> (x, x_mean). ------------
+# --- Correctors: (sde, score_fn, key, x, t, dt, snr, n_steps) -> (x, x_mean); dt > 0 is
+# the sampler's step length. ---------------------------------------------------------
 
-def _langevin_alpha(sde: sde_lib.SDE, t):
-  """alpha_i of Song et al. (2021) Alg. 5: the squared mean decay a^2 of one step
-  T/N (1 - beta_i for VP and sub-VP, 1 for VE)."""
-  a, _ = sde.transition(t, jnp.maximum(t - sde.T / sde.N, 0.0))
+def _langevin_alpha(sde: sde_lib.SDE, t, dt):
+  """alpha_i of Song et al. (2021) Alg. 5: the squared mean decay a^2 of one step of
+  length dt (1 - beta_i for VP and sub-VP, 1 for VE)."""
+  a, _ = sde.transition(t, jnp.maximum(t - dt, 0.0))
   return a**2
 
 
@@ -103,12 +104,12 @@ def _mean_norm(v):
   return jnp.mean(jnp.sqrt(jnp.sum(jnp.reshape(v, (v.shape[0], -1)) ** 2, axis=-1)))
 
 
-def langevin_corrector(sde, score_fn, key, x, t, snr, n_steps):
+def langevin_corrector(sde, score_fn, key, x, t, dt, snr, n_steps):
   """Langevin MCMC with step eps = 2 alpha_i (snr ||z|| / ||s||)^2 (Song et al., 2021,
   Algorithm 5). As in the reference implementation the norms are averaged over the
   batch: per-example norms blow the step up wherever s ~ 0 (at every mode), which in
   low dimensions is a large fraction of the samples."""
-  alpha = _langevin_alpha(sde, t)
+  alpha = _langevin_alpha(sde, t, dt)
 
   def step(i, carry):
     x, _ = carry
@@ -121,14 +122,14 @@ def langevin_corrector(sde, score_fn, key, x, t, snr, n_steps):
   return jax.lax.fori_loop(0, n_steps, step, (x, x))
 
 
-def ald_corrector(sde, score_fn, key, x, t, snr, n_steps):
+def ald_corrector(sde, score_fn, key, x, t, dt, snr, n_steps):
   """Annealed Langevin dynamics (Song & Ermon, 2019): step 2 alpha_i (snr sigma(t))^2,
   i.e. NCSN's eps sigma_i^2 / sigma_L^2 with the step scale set by snr.
 
   Alone (predictor "none") it samples the VE SDE, as NCSN does; under VP or sub-VP the
   means alpha(t) x_0 move and steps of size ~sigma(t)^2 cannot follow them: pair it
   with a predictor there."""
-  alpha = _langevin_alpha(sde, t)
+  alpha = _langevin_alpha(sde, t, dt)
   _, sigma = sde.marginal(t)
   step_size = 2 * alpha * (snr * sigma) ** 2
 
@@ -141,8 +142,8 @@ def ald_corrector(sde, score_fn, key, x, t, snr, n_steps):
   return jax.lax.fori_loop(0, n_steps, step, (x, x))
 
 
-def none_corrector(sde, score_fn, key, x, t, snr, n_steps):
-  del sde, score_fn, key, t, snr, n_steps
+def none_corrector(sde, score_fn, key, x, t, dt, snr, n_steps):
+  del sde, score_fn, key, t, dt, snr, n_steps
   return x, x
 
 
@@ -157,12 +158,17 @@ def _lookup(registry, name, what):
 
 def get_pc_sampler(sde: sde_lib.SDE, shape, predictor="reverse_diffusion",
                    corrector="langevin", snr=0.16, n_steps=1, probability_flow=False,
-                   denoise=True, eps=1e-3):
-  """Predictor-corrector sampler with N = sde.N predictor steps (see module doc)."""
+                   denoise=True, eps=1e-3, num_steps=None):
+  """Predictor-corrector sampler with num_steps (default sde.N) predictor steps on
+  t = [linspace(T, eps, num_steps), 0] (see module doc); correctors scale their step by
+  alpha_i, the squared mean decay of one step of length T / num_steps (Alg. 5's
+  1 - beta_i of a num_steps-level chain)."""
   predictor_fn = _lookup(PREDICTORS, predictor, "predictor")
   corrector_fn = _lookup(CORRECTORS, corrector, "corrector")
-  times = jnp.concatenate([jnp.linspace(sde.T, eps, sde.N), jnp.zeros(1)])
-  nfe = sde.N * ((predictor != "none") + n_steps * (corrector != "none"))
+  num_steps = sde.N if num_steps is None else num_steps
+  times = jnp.concatenate([jnp.linspace(sde.T, eps, num_steps), jnp.zeros(1)])
+  dt = sde.T / num_steps
+  nfe = num_steps * ((predictor != "none") + n_steps * (corrector != "none"))
 
   def sampler(key, score_fn: ScoreFn):
     rsde = sde.reverse(score_fn, probability_flow)
@@ -172,11 +178,11 @@ def get_pc_sampler(sde: sde_lib.SDE, shape, predictor="reverse_diffusion",
       x, _ = carry
       k_c, k_p = jax.random.split(jax.random.fold_in(k_loop, i))
       t, t_next = _vec(times[i], x), _vec(times[i + 1], x)
-      x, _ = corrector_fn(sde, score_fn, k_c, x, t, snr, n_steps)
+      x, _ = corrector_fn(sde, score_fn, k_c, x, t, dt, snr, n_steps)
       return predictor_fn(rsde, k_p, x, t, t_next), None
 
     x = sde.prior_sampling(k_prior, shape)
-    (x, x_mean), _ = jax.lax.scan(step, (x, x), jnp.arange(sde.N))
+    (x, x_mean), _ = jax.lax.scan(step, (x, x), jnp.arange(num_steps))
     return (x_mean if denoise else x), nfe
 
   return sampler
@@ -305,11 +311,14 @@ def get_edm_sampler(sde: sde_lib.SDE, shape, num_steps=18, grid="edm", eps=1e-3,
     def step(x_hat, i):
       t, t_next = _vec(times[i], x_hat), _vec(times[i + 1], x_hat)
       s_cur, s_next = sigma_hat_of(t), sigma_hat_of(t_next)
-      in_range = (s_cur >= s_tmin) & (s_cur <= s_tmax)
-      s_churned = s_cur * (1.0 + jnp.where(in_range, gamma_max, 0.0))
+      gamma = jnp.where((s_cur >= s_tmin) & (s_cur <= s_tmax), gamma_max, 0.0)
+      s_churned = s_cur * (1.0 + gamma)
       t_churned = sde.t_of_log_snr(-jnp.log(s_churned), 0.0) if gamma_max > 0 else t
       noise = jax.random.normal(jax.random.fold_in(k_loop, i), x_hat.shape)
-      x_hat = x_hat + batch_broadcast(jnp.sqrt(s_churned**2 - s_cur**2), x_hat) * s_noise * noise
+      # sqrt(s_churned^2 - s_cur^2), written so that gamma = 0 gives exactly 0 (the
+      # difference of squares can round to a negative number: NaN).
+      added_std = s_cur * jnp.sqrt(gamma * (2.0 + gamma))
+      x_hat = x_hat + batch_broadcast(added_std, x_hat) * s_noise * noise
       d_cur = slope(score_fn, x_hat, t_churned)
       h = batch_broadcast(s_next - s_churned, x_hat)
       x_euler = x_hat + h * d_cur
@@ -354,5 +363,7 @@ def get_dpm_solver_sampler(sde: sde_lib.SDE, shape, num_steps=20, grid="logsnr",
   return sampler
 
 
-FEW_STEP_SAMPLERS = {"ddim": get_ddim_sampler, "edm_heun": get_edm_sampler,
-                     "dpm_solver_2m": get_dpm_solver_sampler}
+# Every sampler factory, called as factory(sde, shape, **settings): a config's
+# `sampling.<name>` holds exactly the settings its factory accepts.
+SAMPLERS = {"pc": get_pc_sampler, "ode": get_ode_sampler, "ddim": get_ddim_sampler,
+            "edm_heun": get_edm_sampler, "dpm_solver_2m": get_dpm_solver_sampler}

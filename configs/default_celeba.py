@@ -8,5 +8,5 @@ def get_default_configs():
   config.data.dataset = "celeba"
   config.data.image_size = 64
   config.sde.sigma_max = 90.0
-  config.sampling.snr = 0.17
+  config.sampling.pc.snr = 0.17
   return config

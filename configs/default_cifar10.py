@@ -5,7 +5,7 @@ the files under configs/ve, configs/vp and configs/subvp apply.
 Mapping from the published configs: `training.continuous=True` is loss "continuous";
 discrete training is "smld" (VE) or "ddpm" (VP); `model.scale_by_sigma` and the VP
 epsilon output are parameterization "noise"; Fourier features see log sigma, positional
-embeddings see the timestep (N - 1) t ("time"). The published networks map [0, 1] data
+embeddings see the timestep 999 t ("time", whatever N). The published networks map [0, 1] data
 to [-1, 1] inside the model when `data.centered` is False; here the input is given as is.
 
 Typos of the published set, fixed here: ve/ncsnv2/bedroom set `training.continuouse`
@@ -56,6 +56,7 @@ def get_default_configs():
   model.scale_input = False
   model.noise_conditioning = "log_sigma"
   model.ema_rate = 0.999
+  model.ema_warmup = True
   model.dropout = 0.1
   model.remat = False
   model.dtype = "float32"           # compute dtype; "bfloat16" keeps float32 parameters
@@ -67,9 +68,8 @@ def get_default_configs():
 
   sampling = config.sampling
   sampling.method = "pc"
-  sampling.predictor = "reverse_diffusion"
-  sampling.corrector = "langevin"
-  sampling.snr = 0.16
+  _set(sampling.pc, predictor="reverse_diffusion", corrector="langevin", snr=0.16)
+  sampling.batch_size = 64
   sampling.num_samples = 64
 
   evaluate = config.eval
@@ -77,7 +77,7 @@ def get_default_configs():
   evaluate.num_loss_batches = 10
   evaluate.enable_likelihood = False   # bits/dim on the evaluation split
   evaluate.likelihood_points = 1000
-  evaluate.hutchinson_type = "rademacher"
+  evaluate.likelihood.hutchinson_type = "rademacher"
   evaluate.enable_sampling = False
   return config
 
@@ -124,7 +124,8 @@ def ncsnv2(config, *, levels="64", conditional=False):
   config.model.parameterization = "score" if conditional else "noise"
   config.training.loss = "smld"
   _set(config.optim, lr=1e-4, warmup=0, grad_clip=0.0)
-  _set(config.sampling, predictor="none", corrector="ald")
+  _set(config.sampling.pc, predictor="none", corrector="ald")
+  del config.model["dropout"], config.model["remat"]     # not NCSNv2Config fields
 
 
 def ncsnpp_high_resolution(config, *, size=256):
@@ -139,7 +140,7 @@ def ncsnpp_high_resolution(config, *, size=256):
     _set(config.sde, sigma_max=1348.0, num_scales=2000)
     _set(config.training, batch_size=8, n_iters=2_400_000, snapshot_freq_for_preemption=5000)
     _set(config.data, image_size=1024)
-    config.sampling.snr = 0.15
+    config.sampling.pc.snr = 0.15
 
 
 def ddpm_256(config):
@@ -158,7 +159,7 @@ def ncsn(config):
   _set(config.sde, sigma_max=1.0, num_scales=10)
   config.optim.lr = 1e-3
   config.model.ema_rate = 0.0
-  _set(config.sampling, n_steps_each=100, snr=0.316)
+  _set(config.sampling.pc, n_steps=100, snr=0.316)
 
 
 def vp(config, *, continuous=True):
@@ -168,7 +169,7 @@ def vp(config, *, continuous=True):
   config.training.reduce_mean = True
   config.training.loss = "continuous" if continuous else "ddpm"
   config.model.ema_rate = 0.9999
-  _set(config.sampling, predictor="euler_maruyama" if continuous else "ancestral_sampling",
+  _set(config.sampling.pc, predictor="euler_maruyama" if continuous else "ancestral_sampling",
        corrector="none")
 
 

@@ -26,7 +26,7 @@ def get_default_configs():
   model.ch_mult = (1, 2, 2)
   model.attn_resolutions = (7,)
   model.dropout = 0.0
-  model.ema_rate = 0.999            # short runs: 0.9999 would keep 70% of the init after 3600 steps
+  model.ema_rate = 0.999
   config.training.snapshot_freq_for_preemption = 1000
   config.training.n_jitted_steps = 1      # XLA:CPU: convolutions in loop bodies are ~5x slower
   config.training.log_freq = 100
@@ -34,7 +34,7 @@ def get_default_configs():
   config.optim.lr = 1e-3
   sampling = config.sampling
   sampling.method = "dpm_solver_2m"    # 2nd-order multistep: clean samples at ~50 NFE
-  sampling.num_steps = 50
+  sampling.dpm_solver_2m.num_steps = 50
   sampling.num_samples = 64
   evaluate = config.eval
   evaluate.enable_likelihood = True

@@ -14,5 +14,5 @@ def get_default_configs(dataset="lsun/bedroom"):
   config.training.batch_size = 64
   config.training.n_iters = 2_400_000
   config.training.snapshot_freq_for_preemption = 5000
-  config.sampling.snr = 0.075
+  config.sampling.pc.snr = 0.075
   return config

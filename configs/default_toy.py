@@ -1,9 +1,15 @@
 """Shared base of the 2-D experiments: a residual MLP score network on a toy density.
 
 Experiment files under configs/toy/ start from `get_default_configs()` and override
-a few keys. Every key is read by run_lib.py, which turns it into plain arguments.
+a few keys. Every key is read by run/build.py (a misspelt one stops the run), which turns
+it into plain arguments.
 """
+import inspect
+
 import ml_collections
+from ml_collections import config_dict
+
+import sampling as sampling_lib
 
 
 def get_default_configs():
@@ -28,13 +34,14 @@ def get_default_configs():
   training.reduce_mean = False
   training.likelihood_weighting = False
   training.importance_sampling = False
-  training.eps = 1e-5             # smallest training time of the continuous loss
+  training.min_time = 1e-5        # smallest training time of the continuous loss
   training.batch_size = 512       # global, split over all devices and processes
   training.n_iters = 6000
   training.n_jitted_steps = 10    # steps per device call (lax.scan)
   training.log_freq = 500
   training.snapshot_freq = 2000   # kept for evaluation
   training.snapshot_freq_for_preemption = 500   # overwritten (keeps 2)
+  training.eval_freq = 0          # > 0: held-out loss and a sample picture to TensorBoard
 
   config.model = model = ml_collections.ConfigDict()
   model.name = "mlp"              # models.MODELS
@@ -45,26 +52,25 @@ def get_default_configs():
   model.scale_input = True
   model.noise_conditioning = "log_sigma"   # models.utils.NOISE_CONDITIONINGS
   model.ema_rate = 0.995
+  model.ema_warmup = True         # decay min(ema_rate, (1 + step) / (10 + step))
 
   config.optim = optim = ml_collections.ConfigDict()
   optim.lr = 2e-3
   optim.beta1 = 0.9
-  optim.eps = 1e-8
+  optim.adam_eps = 1e-8
   optim.weight_decay = 0.0
   optim.warmup = 200
   optim.grad_clip = 1.0
 
-  config.sampling = sampling = ml_collections.ConfigDict()
-  sampling.method = "pc"          # "pc", "ode", or one of sampling.FEW_STEP_SAMPLERS
-  sampling.predictor = "reverse_diffusion"
-  sampling.corrector = "langevin"
-  sampling.snr = 0.05             # 2-D data: Langevin steps must stay small
-  sampling.n_steps_each = 1
-  sampling.probability_flow = False
-  sampling.noise_removal = True
-  sampling.num_steps = 50         # few-step samplers
-  sampling.eps = 1e-3
+  config.sampling = sampling = sampler_settings()
+  sampling.method = "pc"          # a key of sampling.SAMPLERS; its settings: sampling.<method>
+  sampling.batch_size = 4000      # samples per round (split over all devices)
   sampling.num_samples = 4000
+  sampling.pc.snr = 0.05          # 2-D data: Langevin steps must stay small
+  for name in ("ddim", "edm_heun", "dpm_solver_2m"):
+    sampling[name].num_steps = 50
+  for name in sampling_lib.SAMPLERS:
+    sampling[name].denoise = True   # end with Tweedie's formula (PC: the noise-free mean)
 
   config.eval = evaluate = ml_collections.ConfigDict()
   evaluate.enable_loss = True
@@ -73,9 +79,18 @@ def get_default_configs():
   evaluate.num_loss_batches = 20
   evaluate.batch_size = 2000           # loss and likelihood batches
   evaluate.likelihood_points = 2000
-  evaluate.hutchinson_type = "exact"   # 2-D: the exact divergence is cheap
-  evaluate.rtol = 1e-5
-  evaluate.atol = 1e-5
-  evaluate.likelihood_eps = 1e-5
+  evaluate.likelihood = dict(hutchinson_type="exact", rtol=1e-5, atol=1e-5, eps=1e-5,
+                             max_steps=4096)   # likelihood.get_likelihood_fn; 2-D: exact trace
   evaluate.checkpoint_step = -1        # --mode sample: -1 = latest
   return config
+
+
+def sampler_settings() -> ml_collections.ConfigDict:
+  """One sub-dict per sampler (sampling.SAMPLERS) with every keyword its factory takes,
+  at the factory's defaults, so each is settable as --config.sampling.<sampler>.<name>."""
+  settings = ml_collections.ConfigDict()
+  for name, factory in sampling_lib.SAMPLERS.items():
+    arguments = list(inspect.signature(factory).parameters.values())[2:]   # after (sde, shape)
+    settings[name] = {a.name: config_dict.placeholder(int) if a.default is None else a.default
+                      for a in arguments}
+  return settings

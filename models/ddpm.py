@@ -31,7 +31,7 @@ class DDPMConfig:
 
 class DDPM(nn.Module):
   """(x [B, H, W, C], c_noise [B], train) -> [B, H, W, C]. c_noise enters through
-  DDPM's positional embedding (with c_noise = (N - 1) t, the timestep index)."""
+  DDPM's positional embedding (with c_noise = 999 t, the timestep index)."""
 
   config: DDPMConfig
 

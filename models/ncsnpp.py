@@ -2,7 +2,7 @@
 
 NCSN++ uses BigGAN residual blocks with FIR resampling, a progressive input pyramid
 and Gaussian Fourier features of log sigma; DDPM++ uses the same blocks without FIR,
-no pyramid, and DDPM's positional embedding of the timestep (N - 1) t. Both rescale
+no pyramid, and DDPM's positional embedding of the timestep 999 t. Both rescale
 skip connections by 1/sqrt(2). Parameter counts at the published configurations equal
 those of the reference models (tests/test_models.py lists them).
 

@@ -2,7 +2,11 @@
 
 A network is called as `apply_fn(params, x_in, c_noise)` with, by `noise_conditioning`,
   "log_sigma": c_noise = log sigma(t)   (the noise level, defined for every SDE), or
-  "time":      c_noise = (N - 1) t / T  (DDPM's timestep index, for positional embeddings),
+  "time":      c_noise = 999 t / T      (the timestep index of a 1000-step DDPM chain, for
+                                        positional embeddings; score_sde's label of
+                                        continuous VP models, whatever N or the number of
+                                        sampling steps: a network sees the labels it was
+                                        trained on),
 and
   x_in = x / sqrt(alpha(t)^2 + sigma(t)^2)   if `scale_input`, else x
 (the input scaling keeps the network's input at unit scale for data of unit scale,
@@ -21,6 +25,7 @@ import sde_lib
 batch_broadcast = sde_lib.batch_broadcast
 PARAMETERIZATIONS = ("noise", "score", "data")
 NOISE_CONDITIONINGS = ("log_sigma", "time")
+TIME_LABEL_SCALE = 999.0
 
 
 def get_score_fn(apply_fn: Callable[..., jax.Array], params: Any, sde: sde_lib.SDE,
@@ -37,7 +42,7 @@ def get_score_fn(apply_fn: Callable[..., jax.Array], params: Any, sde: sde_lib.S
   def score_fn(x, t):
     alpha, sigma = sde.marginal(t)
     x_in = x / batch_broadcast(jnp.sqrt(alpha**2 + sigma**2), x) if scale_input else x
-    c_noise = jnp.log(sigma) if noise_conditioning == "log_sigma" else (sde.N - 1) * t / sde.T
+    c_noise = jnp.log(sigma) if noise_conditioning == "log_sigma" else TIME_LABEL_SCALE * t / sde.T
     out = apply_fn(params, x_in, c_noise)
     if parameterization == "noise":
       return -out / batch_broadcast(sigma, x)

@@ -8,8 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-import losses
-import run_lib
+from run import build
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 IMAGE_CONFIGS = sorted(
@@ -33,7 +32,7 @@ def tiny(path):
   config.data.image_size = size
   if "attn_resolutions" in model:
     model.attn_resolutions = (size // 2,)
-  config.training.batch_size = 2
+  config.training.batch_size = config.sampling.batch_size = config.eval.batch_size = 2
   return config
 
 
@@ -52,26 +51,34 @@ def test_the_published_set_is_complete():
 
 @pytest.mark.parametrize("path", IMAGE_CONFIGS)
 def test_image_config_builds_and_maps_images_to_images(path):
-  config = tiny(path)
-  run_lib.validate(config)
-  model = run_lib.build_model(config)
-  x = jnp.zeros((2, *run_lib.data_shape(config)))
-  params = jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0), x, jnp.zeros((2,))))
-  out = jax.eval_shape(lambda p: model.apply(p, x, jnp.zeros((2,))), params)
+  exp = build.build(tiny(path))
+  x = jnp.zeros((2, *exp.task.example_shape))
+  params = jax.eval_shape(lambda: exp.model.init(jax.random.PRNGKey(0), x, jnp.zeros((2,))))
+  out = jax.eval_shape(lambda p: exp.model.apply(p, x, jnp.zeros((2,))), params)
   assert out.shape == x.shape and out.dtype == jnp.float32
 
 
+def _family(path):
+  """What decides a network's code path: the network, its blocks, pyramids, embedding."""
+  m = tiny(path).model
+  return tuple(m.get(k) for k in ("name", "resblock_type", "progressive", "progressive_input",
+                                  "embedding_type", "conditional", "fir"))
+
+
+FAMILIES = sorted({_family(p): p for p in reversed(IMAGE_CONFIGS)}.values())
+
+
+def test_families_cover_every_config():
+  assert {_family(p) for p in FAMILIES} == {_family(p) for p in IMAGE_CONFIGS}
+  assert len(FAMILIES) < len(IMAGE_CONFIGS)
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("path", IMAGE_CONFIGS)
-def test_image_config_runs_one_train_step(path):
-  config = tiny(path)
-  sde, model, optimizer = (run_lib.build_sde(config), run_lib.build_model(config),
-                           run_lib.build_optimizer(config))
-  shape = run_lib.data_shape(config)
-  replicated = jax.sharding.NamedSharding(run_lib.make_mesh(), jax.sharding.PartitionSpec())
-  state = run_lib.init_state(config, model, optimizer, shape, replicated)
-  step = jax.jit(losses.get_train_step(run_lib.build_loss_fn(config, sde, model), optimizer,
-                                       config.model.ema_rate))
-  batch = jax.random.uniform(jax.random.PRNGKey(0), (1, 2, *shape))
-  state, metrics = step(state, batch, jax.random.PRNGKey(1))
+@pytest.mark.parametrize("path", FAMILIES)
+def test_one_config_per_network_family_runs_one_train_step(path):
+  """A real step per family (each config's network is built and shape-checked above)."""
+  exp = build.build(tiny(path))
+  state = jax.jit(exp.init_state, out_shardings=exp.sharding())(jax.random.PRNGKey(0))
+  batch = jax.random.uniform(jax.random.PRNGKey(0), (1, 2, *exp.task.example_shape))
+  state, metrics = exp.train_step(state, batch, jax.random.PRNGKey(1))
   assert int(state.step) == 1 and np.isfinite(float(metrics["loss"]))

@@ -8,7 +8,9 @@ import jax
 import matplotlib.pyplot as plt
 import pytest
 
-import run_lib
+from run import build
+from run import evaluate
+from run import train
 from configs.fashion_mnist import vp_ddpm_cpu
 
 
@@ -23,32 +25,29 @@ def small_config(data_dir):
   training.snapshot_freq = training.snapshot_freq_for_preemption = 80
   config.optim.warmup = 10
   config.model.ema_rate = 0.9
-  evaluate = config.eval
-  evaluate.batch_size, evaluate.num_loss_batches = 64, 4
-  evaluate.likelihood_points = 8
-  evaluate.rtol = evaluate.atol = 1e-3
-  config.sampling.num_steps, config.sampling.num_samples = 10, 16
+  e = config.eval
+  e.batch_size, e.num_loss_batches = 64, 4
+  e.likelihood_points = 8
+  e.likelihood.rtol = e.likelihood.atol = 1e-3
+  config.sampling.dpm_solver_2m.num_steps = 10
+  config.sampling.num_samples, config.sampling.batch_size = 64, 16     # four rounds
   return config
 
 
 @pytest.mark.xdist_group("fashion_mnist")
 def test_short_fashion_mnist_run_learns_and_reports(fashion_mnist_dir, tmp_path):
   config = small_config(fashion_mnist_dir)
-  setup = run_lib.eval_setup(config)
-  replicated = jax.sharding.NamedSharding(run_lib.make_mesh(), jax.sharding.PartitionSpec())
-  initial = run_lib.init_state(config, setup.model, run_lib.build_optimizer(config),
-                               setup.held_out.shape[1:], replicated)
-  config.eval.enable_likelihood = config.eval.enable_sampling = False
-  start = run_lib.evaluate_params(config, setup, initial.ema_params, 0)["eval_loss"]
+  exp = build.build(config)
+  initial = exp.init_state(jax.random.PRNGKey(config.seed))
+  start = evaluate.held_out_loss(exp, initial.ema_params)
   # The U-Net's output layer starts at zero: epsilon-prediction loss E ||0 - z||^2 / D = 1,
   # the mean of n = 4 x 64 x 784 squared normals (standard error sqrt(2 / n)).
   n = 4 * 64 * 784
   assert abs(start - 1.0) < 4 * math.sqrt(2 / n)
 
-  config.eval.enable_likelihood = config.eval.enable_sampling = True
-  state, history = run_lib.train(config, str(tmp_path))
+  state, history = train.train(exp, str(tmp_path))
   assert int(state.step) == 80 and len(history) == 80
-  metrics = run_lib.report(config, str(tmp_path), state)
+  metrics = evaluate.report(exp, str(tmp_path), state)
   assert metrics["eval_loss"] < 0.5 < start      # measured: ~0.2 after 80 steps
   # Bits/dim on dequantized test images: a density on [0, 256)^D, so finite and positive;
   # a model no better than uniform would score 8.

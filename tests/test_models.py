@@ -13,7 +13,7 @@ from scipy import signal
 
 import losses
 import models
-import run_lib
+from run import build
 import sde_lib
 from models import ddpm
 from models import ncsnpp
@@ -51,8 +51,8 @@ def _config(path):
 @pytest.mark.parametrize("path", sorted(PUBLISHED_COUNTS))
 def test_parameter_count_equals_the_published_model(path):
   config = _config(path)
-  shape = (1, *run_lib.data_shape(config))
-  assert models.count_params(run_lib.build_model(config), shape) == PUBLISHED_COUNTS[path]
+  exp = build.build(config)
+  assert models.count_params(exp.model, (1, *exp.task.example_shape)) == PUBLISHED_COUNTS[path]
 
 
 def test_ddpm_half_width_count_equals_the_peer():

@@ -15,7 +15,11 @@ import jax
 import numpy as np
 import pytest
 
-import run_lib
+import run
+from run import build
+from run import checkpoints
+from run import evaluate
+from run import train as run_train
 from configs import default_toy
 from tests import stats
 
@@ -23,7 +27,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIG = os.path.join(ROOT, "configs", "toy", "vp_gmm.py")
 TINY = ["--config.model.hidden=32", "--config.training.batch_size=64",
         "--config.training.log_freq=10", "--config.data.num_eval=256",
-        "--config.eval.likelihood_points=64", "--config.sampling.num_samples=256"]
+        "--config.eval.likelihood_points=64", "--config.sampling.num_samples=256",
+        "--config.sampling.batch_size=256", "--config.eval.batch_size=64"]
 
 
 def shrink(config, n_iters=20):
@@ -35,7 +40,8 @@ def shrink(config, n_iters=20):
   config.data.num_eval = 256
   config.eval.likelihood_points = 64
   config.eval.num_loss_batches = 2
-  config.sampling.num_samples = 256
+  config.eval.batch_size = 64
+  config.sampling.num_samples = config.sampling.batch_size = 256
   config.sde.num_scales = min(config.sde.num_scales, 50)
   return config
 
@@ -56,10 +62,15 @@ def run_main(workdir, *flags, env=None, check=True):
   return result
 
 
+def train(config, workdir):
+  return run_train.train(build.build(config), str(workdir))
+
+
 def final_params(workdir, config):
-  setup = run_lib.eval_setup(config)
-  state, step, _ = run_lib._restore_for_eval(config, workdir, setup)  # pylint: disable=protected-access
-  return step, jax.tree_util.tree_leaves(jax.device_get(state))
+  exp = build.build(config)
+  mngr = checkpoints.manager(workdir, config.training)
+  state = checkpoints.restore(mngr, exp.abstract_state())
+  return mngr.latest_step(), jax.tree_util.tree_leaves(jax.device_get(state))
 
 
 CONFIG_FILES = sorted(glob.glob(os.path.join(ROOT, "configs", "**", "*.py"), recursive=True))
@@ -70,7 +81,7 @@ CONFIG_FILES = [p for p in CONFIG_FILES if "get_config" in open(p).read()
 @pytest.mark.parametrize("path", CONFIG_FILES, ids=lambda p: os.path.relpath(p, ROOT))
 def test_every_config_builds_and_trains_a_tiny_step(path, tmp_path):
   config = shrink(load_config(path), n_iters=5)
-  state, history = run_lib.train(config, str(tmp_path))
+  state, history = train(config, tmp_path)
   assert int(state.step) == 5 and np.isfinite(history[-1][1])
 
 
@@ -122,11 +133,11 @@ def test_sigterm_saves_and_stops(tmp_path):
 
 
 def _losses_on(n_devices, workdir):
-  code = ("import json, run_lib; from tests.test_training import shrink; "
+  code = ("import json; from tests.test_training import shrink, train; "
           "from configs import default_toy; "
           "c = shrink(default_toy.get_default_configs(), n_iters=30); "
           "c.training.snapshot_freq = c.training.snapshot_freq_for_preemption = 30; "
-          f"s, h = run_lib.train(c, {str(workdir)!r}); print(json.dumps(h))")
+          f"s, h = train(c, {str(workdir)!r}); print(json.dumps(h))")
   env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={n_devices}")
   result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT,
                           env=env, timeout=600)
@@ -176,21 +187,27 @@ def test_bad_input_exits_non_zero_with_one_line(flag, expected, tmp_path):
 
 @pytest.mark.parametrize("section, key, value, expected", [
     ("model", "name", "unet", ["'unet'", "mlp"]),
-    ("sampling", "predictor", "ancestral", ["'ancestral'", "ancestral_sampling"]),
-    ("sampling", "corrector", "hmc", ["'hmc'", "langevin"]),
+    ("sampling.pc", "predictor", "ancestral", ["'ancestral'", "ancestral_sampling"]),
+    ("sampling.pc", "corrector", "hmc", ["'hmc'", "langevin"]),
     ("sampling", "method", "heun", ["'heun'", "edm_heun"]),
     ("data", "dataset", "spirals", ["'spirals'", "checkerboard"]),
     ("training", "loss", "sliced", ["'sliced'", "continuous"]),
     ("model", "parameterization", "v", ["'v'", "noise"]),
-    ("eval", "hutchinson_type", "sobol", ["'sobol'", "rademacher"]),
+    ("eval.likelihood", "hutchinson_type", "sobol", ["'sobol'", "rademacher"]),
+    ("model", "hiden", 64, ["config.model.hiden", "'hidden'"]),
+    ("sampling.ddim", "etta", 1.0, ["config.sampling.ddim.etta", "'eta'"]),
+    ("training", "continuouse", True, ["config.training.continuouse"]),
     ("training", "log_freq", 7, ["log_freq=7", "n_jitted_steps=10"]),
 ])
 def test_bad_names_fail_before_anything_runs(section, key, value, expected, tmp_path):
   """main.py prints RunError messages as its one-line error (see the test above)."""
   config = default_toy.get_default_configs()
-  config[section][key] = value
-  with pytest.raises(run_lib.RunError) as error:
-    run_lib.train(config, str(tmp_path))
+  parent = config
+  for part in section.split("."):
+    parent = parent[part]
+  parent[key] = value
+  with pytest.raises(run.RunError) as error:
+    train(config, tmp_path)
   assert "\n" not in str(error.value)
   for word in expected:
     assert word in str(error.value)
@@ -200,13 +217,13 @@ def test_bad_names_fail_before_anything_runs(section, key, value, expected, tmp_
 def test_unwritable_workdir_fails_in_one_line(tmp_path):
   blocker = tmp_path / "a_file"
   blocker.write_text("not a directory")
-  with pytest.raises(run_lib.RunError, match="workdir .*a_file/run.* is not writable"):
-    run_lib.train(default_toy.get_default_configs(), str(blocker / "run"))
+  with pytest.raises(run.RunError, match="workdir .*a_file/run.* is not writable"):
+    train(default_toy.get_default_configs(), blocker / "run")
 
 
 def test_corrupted_latest_checkpoint_falls_back_to_the_previous_one(tmp_path, caplog):
   config = shrink(default_toy.get_default_configs(), n_iters=20)
-  run_lib.train(config, str(tmp_path))
+  train(config, tmp_path)
   latest = tmp_path / "checkpoints" / "20"
   for path in glob.glob(str(latest / "**" / "*"), recursive=True):
     if os.path.isfile(path):
@@ -214,7 +231,7 @@ def test_corrupted_latest_checkpoint_falls_back_to_the_previous_one(tmp_path, ca
         f.write(b"garbage")
   config.training.n_iters = 30
   with caplog.at_level(logging.INFO):
-    state, history = run_lib.train(config, str(tmp_path))
+    state, history = train(config, tmp_path)
   messages = "\n".join(r.getMessage() for r in caplog.records)
   assert "step 20" in messages and "unreadable" in messages and "falling back" in messages
   assert "resumed from step 10" in messages
@@ -225,8 +242,8 @@ def test_corrupted_latest_checkpoint_falls_back_to_the_previous_one(tmp_path, ca
 def test_non_finite_loss_stops_with_the_step_and_last_checkpoint(tmp_path):
   config = shrink(default_toy.get_default_configs(), n_iters=200)
   config.optim.lr, config.optim.warmup = 1e30, 0
-  with pytest.raises(run_lib.RunError) as error:
-    run_lib.train(config, str(tmp_path))
+  with pytest.raises(run.RunError) as error:
+    train(config, tmp_path)
   message = str(error.value)
   assert "non-finite loss" in message and "at step" in message and "last good checkpoint" in message
   assert "\n" not in message
@@ -234,12 +251,14 @@ def test_non_finite_loss_stops_with_the_step_and_last_checkpoint(tmp_path):
 
 def test_eval_and_sample_modes(tmp_path):
   config = shrink(default_toy.get_default_configs(), n_iters=20)
-  run_lib.train(config, str(tmp_path))
-  first = run_lib.evaluate(config, str(tmp_path))
+  exp = build.build(config)
+  run_train.train(exp, str(tmp_path))
+  first = evaluate.evaluate(exp, str(tmp_path))
   assert [m["step"] for m in first] == [10, 20] and all(np.isfinite(m["nll"]) for m in first)
-  assert run_lib.evaluate(config, str(tmp_path)) == []        # resumable: nothing left to do
-  path = run_lib.sample(config, str(tmp_path))
-  assert np.load(path)["samples"].shape == (256, 2)
+  assert evaluate.evaluate(exp, str(tmp_path)) == []        # resumable: nothing left to do
+  out_dir = evaluate.sample(exp, str(tmp_path))
+  assert np.load(os.path.join(out_dir, "round_00000.npz"))["samples"].shape == (256, 2)
+  assert os.path.exists(os.path.join(out_dir, "samples.png"))
 
 
 @pytest.mark.slow
@@ -250,9 +269,10 @@ def test_trained_model_reaches_the_mixture_entropy(tmp_path):
   config.training.n_iters = 3000
   config.model.ema_rate = 0.99
   config.training.snapshot_freq = config.training.snapshot_freq_for_preemption = 3000
-  config.sampling.num_samples = 2000
-  state, _ = run_lib.train(config, str(tmp_path))
-  metrics = run_lib.evaluate_params(config, run_lib.eval_setup(config), state.ema_params, 3000)
+  config.sampling.num_samples = config.sampling.batch_size = 2000
+  exp = build.build(config)
+  state, _ = run_train.train(exp, str(tmp_path))
+  metrics, _ = evaluate.evaluate_params(exp, state.ema_params, 3000)
   assert -stats.Z * metrics["nll_gap_se"] < metrics["nll_gap"] < 0.05, metrics
   n = config.sampling.num_samples
   for w, w_true in zip(metrics["weights"], metrics["true_weights"]):

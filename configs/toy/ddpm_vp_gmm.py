@@ -11,6 +11,6 @@ def get_config():
   config = default_toy.get_default_configs()
   config.training.loss = "ddpm"
   config.training.reduce_mean = True
-  config.sampling.predictor = "ancestral_sampling"
-  config.sampling.corrector = "none"
+  config.sampling.pc.predictor = "ancestral_sampling"
+  config.sampling.pc.corrector = "none"
   return config

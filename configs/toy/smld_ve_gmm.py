@@ -13,6 +13,6 @@ def get_config():
   config.sde.name = "vesde"
   config.sde.num_scales = 100
   config.training.loss = "smld"
-  config.sampling.corrector = "ald"
-  config.sampling.snr = 0.16
+  config.sampling.pc.corrector = "ald"
+  config.sampling.pc.snr = 0.16
   return config

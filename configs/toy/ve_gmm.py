@@ -11,5 +11,5 @@ from configs import default_toy
 def get_config():
   config = default_toy.get_default_configs()
   config.sde.name = "vesde"
-  config.sampling.snr = 0.16
+  config.sampling.pc.snr = 0.16
   return config

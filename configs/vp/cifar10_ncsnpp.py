@@ -12,5 +12,5 @@ def get_config():
   config = default_cifar10.get_default_configs()
   default_cifar10.ncsnpp(config, fourier=False)
   default_cifar10.vp(config, continuous=False)
-  config.sampling.predictor = "reverse_diffusion"
+  config.sampling.pc.predictor = "reverse_diffusion"
   return config

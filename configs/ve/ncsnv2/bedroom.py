@@ -17,6 +17,6 @@ def get_config():
   config.sde.num_scales = 1086
   config.training.batch_size = 128
   config.model.ema_rate = 0.9999
-  config.sampling.n_steps_each = 3
-  config.sampling.snr = 0.095
+  config.sampling.pc.n_steps = 3
+  config.sampling.pc.snr = 0.095
   return config

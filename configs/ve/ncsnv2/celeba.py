@@ -13,6 +13,6 @@ def get_config():
   config = default_celeba.get_default_configs()
   default_cifar10.ncsnv2(config)
   config.sde.num_scales = 500
-  config.sampling.n_steps_each = 5
-  config.sampling.snr = 0.128
+  config.sampling.pc.n_steps = 5
+  config.sampling.pc.snr = 0.128
   return config

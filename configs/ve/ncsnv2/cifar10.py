@@ -13,6 +13,6 @@ def get_config():
   config = default_cifar10.get_default_configs()
   default_cifar10.ncsnv2(config)
   config.sde.num_scales = 232
-  config.sampling.n_steps_each = 5
-  config.sampling.snr = 0.176
+  config.sampling.pc.n_steps = 5
+  config.sampling.pc.snr = 0.176
   return config

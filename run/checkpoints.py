@@ -1,0 +1,58 @@
+"""Orbax checkpoints in <workdir>/checkpoints, written synchronously and atomically: one
+every `snapshot_freq_for_preemption` steps (the last two kept), every multiple of
+`snapshot_freq` (kept for evaluation), one at the end and one on SIGTERM."""
+import os
+
+from absl import logging
+import jax
+import orbax.checkpoint as ocp
+
+import run
+
+
+def manager(workdir: str, training) -> ocp.CheckpointManager:
+  options = ocp.CheckpointManagerOptions(max_to_keep=2, keep_period=training.snapshot_freq,
+                                         enable_async_checkpointing=False)
+  return ocp.CheckpointManager(os.path.join(os.path.abspath(workdir), "checkpoints"),
+                               options=options)
+
+
+def save(mngr: ocp.CheckpointManager, state):
+  step = int(state.step)
+  if step not in mngr.all_steps():
+    mngr.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state)), force=True)
+
+
+def restore_latest(mngr: ocp.CheckpointManager, abstract_state, step=None):
+  """The newest readable checkpoint (or the one of `step`) as (state, step), else
+  (None, None); an unreadable one is reported and the previous one tried."""
+  for candidate in sorted(mngr.all_steps(), reverse=True) if step is None else [step]:
+    try:
+      restored = mngr.restore(candidate, args=ocp.args.Composite(
+          state=ocp.args.StandardRestore(abstract_state)))
+      return restored.state, candidate
+    except Exception as e:  # pylint: disable=broad-except  (any corruption)
+      logging.warning("checkpoint at step %d in %s is unreadable (%s: %s); falling back to "
+                      "the previous one", candidate, mngr.directory, type(e).__name__,
+                      str(e).splitlines()[0][:200] if str(e) else "")
+  return None, None
+
+
+def restore(mngr: ocp.CheckpointManager, abstract_state, step=None):
+  """As restore_latest, but a missing checkpoint is a RunError."""
+  state, _ = restore_latest(mngr, abstract_state, step)
+  if state is None:
+    raise run.RunError(f"no readable checkpoint in {mngr.directory}"
+                       + (f" at step {step}" if step is not None else "") + "; train first")
+  return state
+
+
+def check_workdir(workdir: str):
+  try:
+    os.makedirs(workdir, exist_ok=True)
+    probe = os.path.join(workdir, f".write_test_{jax.process_index()}")
+    with open(probe, "w") as f:
+      f.write("ok")
+    os.remove(probe)
+  except OSError as e:
+    raise run.RunError(f"workdir {workdir!r} is not writable: {e.strerror}") from None

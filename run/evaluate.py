@@ -1,0 +1,160 @@
+"""Evaluation and sampling loops over an Experiment's compiled functions.
+
+Samples are drawn in rounds of `sampling.batch_size`, each split over all devices of all
+processes; round r uses the key fold_in(key, r), and JAX's random numbers do not depend
+on how an array is sharded, so the samples are the same for any device count (up to the
+float rounding of a different per-device batch). `sample` writes one file per round and
+skips the rounds already written, so a killed run resumes without redoing them.
+"""
+import json
+import math
+import os
+
+from absl import logging
+import jax
+from jax.experimental import multihost_utils
+import numpy as np
+
+import metric_writer
+from run import checkpoints
+
+
+def to_host(x) -> np.ndarray:
+  """A global array as one numpy array on every process."""
+  if jax.process_count() > 1:
+    return np.asarray(multihost_utils.process_allgather(x, tiled=True))
+  return np.asarray(x)
+
+
+def _put(exp, x: np.ndarray) -> jax.Array:
+  """Host data that every process holds whole -> a global array split along `data`."""
+  return jax.make_array_from_callback(x.shape, exp.sharding("data"), lambda index: x[index])
+
+
+def _batched(fn, x: np.ndarray, batch_size: int) -> np.ndarray:
+  """fn(i, batch [batch_size, ...]) over x in batches; the last one is padded by
+  repeating its final row (one compiled shape), and the padding dropped."""
+  outputs = []
+  for i, start in enumerate(range(0, len(x), batch_size)):
+    batch = x[start:start + batch_size]
+    padding = np.repeat(batch[-1:], batch_size - len(batch), axis=0)
+    outputs.append(fn(i, np.concatenate([batch, padding]))[:len(batch)])
+  return np.concatenate(outputs)
+
+
+def held_out_loss(exp, params) -> float:
+  """The training loss (network in eval mode) over eval.num_loss_batches held-out batches."""
+  e, held_out = exp.config.eval, exp.task.held_out
+  key = jax.random.PRNGKey(exp.config.seed + 20_000)
+  rows = np.arange(e.batch_size)
+  return float(np.mean([
+      exp.eval_loss(params, _put(exp, held_out[(i * e.batch_size + rows) % len(held_out)]),
+                    jax.random.fold_in(key, i)) for i in range(e.num_loss_batches)]))
+
+
+def log_likelihood_fn(exp, params):
+  """loglik(key, x [N, ...]) -> logp [N] nats, in eval.batch_size batches (one compile)."""
+  def loglik(key, x):
+    return _batched(lambda i, batch: to_host(exp.log_likelihood(
+        params, jax.random.fold_in(key, i), _put(exp, np.asarray(batch, np.float32)))),
+                    np.asarray(x), exp.config.eval.batch_size)
+  return loglik
+
+
+def generate(exp, params, key, num: int, out_dir=None):
+  """num samples [num, ...] and the NFE per sample, in rounds of sampling.batch_size.
+  With out_dir, round r is read from / written to out_dir/round_<r>.npz."""
+  rounds, nfe = [], 0
+  for r in range(math.ceil(num / exp.config.sampling.batch_size)):
+    path = out_dir and os.path.join(out_dir, f"round_{r:05d}.npz")
+    if path and os.path.exists(path):
+      with np.load(path) as saved:
+        x, nfe = saved["samples"], int(saved["nfe"])
+    else:
+      x, nfe = exp.sample(params, jax.random.fold_in(key, r))
+      x, nfe = to_host(x), int(nfe)
+      if path and jax.process_index() == 0:
+        with open(path + ".tmp", "wb") as f:      # atomic: a killed run leaves no half file
+          np.savez(f, samples=x, nfe=nfe, round=r)
+        os.replace(path + ".tmp", path)
+    rounds.append(x)
+  return np.concatenate(rounds)[:num], nfe
+
+
+def evaluate_params(exp, params, step: int):
+  """Held-out loss, likelihood metrics and sample metrics of one set of parameters;
+  returns (metrics, the samples or None)."""
+  e, metrics, x = exp.config.eval, {"step": step}, None
+  if e.enable_loss:
+    metrics["eval_loss"] = held_out_loss(exp, params)
+  if e.enable_likelihood:
+    metrics.update(exp.task.likelihood_metrics(log_likelihood_fn(exp, params),
+                                               exp.task.held_out[:e.likelihood_points]))
+  if e.enable_sampling:
+    x, metrics["nfe"] = generate(exp, params, jax.random.PRNGKey(exp.config.seed + 30_000),
+                                 exp.config.sampling.num_samples)
+    metrics.update(exp.task.sample_metrics(x))
+  return metrics, x
+
+
+def evaluate(exp, workdir: str) -> list:
+  """Evaluates (EMA parameters) every kept snapshot not evaluated yet, and the latest
+  checkpoint; appends to <workdir>/eval/metrics.jsonl."""
+  checkpoints.check_workdir(workdir)
+  mngr = checkpoints.manager(workdir, exp.config.training)
+  path = os.path.join(workdir, "eval", "metrics.jsonl")
+  os.makedirs(os.path.dirname(path), exist_ok=True)
+  done = set()
+  if os.path.exists(path):
+    with open(path) as f:
+      done = {json.loads(line)["step"] for line in f if line.strip()}
+  writer = metric_writer.MetricWriter(os.path.dirname(path), to_disk=jax.process_index() == 0)
+  results = []
+  for step in sorted(mngr.all_steps()):
+    if step in done or (step % exp.config.training.snapshot_freq and step != mngr.latest_step()):
+      continue
+    params = checkpoints.restore(mngr, exp.abstract_state(), step).ema_params
+    metrics, _ = evaluate_params(exp, params, step)
+    logging.info("eval step %d: %s", step, metrics)
+    writer.write_scalars(step, {k: v for k, v in metrics.items() if isinstance(v, float)})
+    if jax.process_index() == 0:
+      with open(path, "a") as f:
+        f.write(json.dumps(metrics) + "\n")
+    results.append(metrics)
+  writer.close()
+  return results
+
+
+def sample(exp, workdir: str) -> str:
+  """Writes sampling.num_samples samples of a checkpoint (eval.checkpoint_step, -1: the
+  latest; EMA parameters) to <workdir>/samples/step_<step>/: one round_<r>.npz per round
+  and samples.png. Returns that folder."""
+  checkpoints.check_workdir(workdir)
+  mngr = checkpoints.manager(workdir, exp.config.training)
+  step = exp.config.eval.checkpoint_step
+  step = mngr.latest_step() if step < 0 else step
+  params = checkpoints.restore(mngr, exp.abstract_state(), step).ema_params
+  out_dir = os.path.join(workdir, "samples", f"step_{step}")
+  os.makedirs(out_dir, exist_ok=True)
+  x, nfe = generate(exp, params, jax.random.PRNGKey(exp.config.seed + 40_000),
+                    exp.config.sampling.num_samples, out_dir)
+  if jax.process_index() == 0:
+    exp.task.figure(os.path.join(out_dir, "samples.png"), x, log_likelihood_fn(exp, params))
+  logging.info("wrote %d samples (NFE %d) to %s", len(x), nfe, out_dir)
+  return out_dir
+
+
+def report(exp, workdir: str, state) -> dict:
+  """The train_eval outputs: <workdir>/metrics.json and <workdir>/report.png (2-D data:
+  held-out data, samples, learned and true density; images: a grid of 64 samples)."""
+  params = state.ema_params
+  metrics, x = evaluate_params(exp, params, int(state.step))
+  if x is None:
+    x, _ = generate(exp, params, jax.random.PRNGKey(exp.config.seed + 30_000),
+                    exp.config.sampling.num_samples)
+  if jax.process_index() == 0:
+    exp.task.figure(os.path.join(workdir, "report.png"), x, log_likelihood_fn(exp, params))
+    with open(os.path.join(workdir, "metrics.json"), "w") as f:
+      json.dump(metrics, f, indent=2)
+  logging.info("metrics: %s", json.dumps(metrics))
+  return metrics

@@ -1,0 +1,235 @@
+"""What differs between kinds of data, behind one interface; nothing else asks.
+
+A task knows the shape of one example, the training stream (a pure function of the
+step, so a resumed run sees the same data), the held-out data, the likelihood and
+sample metrics, and how samples are drawn. `ToyTask`: a 2-D distribution (exact
+density where known); `ImageTask`: a TFDS / TFRecord image dataset.
+"""
+import dataclasses
+import functools
+import math
+from typing import Callable, Iterator
+
+import jax
+import matplotlib
+import numpy as np
+
+import datasets
+import evaluation
+import likelihood
+import run
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+
+# loglik(key, x [N, ...]) -> logp [N] in nats, for any N (the caller batches).
+LogLikelihood = Callable[[jax.Array, np.ndarray], np.ndarray]
+
+
+def mean_and_se(values, prefix: str) -> dict:
+  values = np.asarray(values, np.float64)
+  return {prefix: float(values.mean()),
+          f"{prefix}_se": float(values.std(ddof=1) / math.sqrt(values.size))}
+
+
+@dataclasses.dataclass(frozen=True)
+class ToyTask:
+  distribution: datasets.ToyDistribution
+  num_eval: int
+  seed: int
+
+  @property
+  def example_shape(self) -> tuple[int, ...]:
+    return (2,)
+
+  def train_batches(self, step, n_steps, batch_size, sharding) -> Iterator[jax.Array]:
+    """Global [n_steps, batch_size, 2] batches from optimizer step `step` on; each
+    process draws its rows from fold_in(fold_in(data_key, step), process_index)."""
+    sample_fn = jax.jit(self.distribution.sample, static_argnums=1)
+    data_key = jax.random.split(jax.random.PRNGKey(self.seed + 1))[1]
+    local = batch_size // jax.process_count()
+    while True:
+      key = jax.random.fold_in(jax.random.fold_in(data_key, step), jax.process_index())
+      rows = np.asarray(sample_fn(key, n_steps * local)).reshape(n_steps, local, 2)
+      yield jax.make_array_from_process_local_data(sharding, rows, (n_steps, batch_size, 2))
+      step += n_steps
+
+  @functools.cached_property
+  def held_out(self) -> np.ndarray:
+    """[num_eval, 2] fresh samples (a seed no training batch uses)."""
+    return np.asarray(self.distribution.sample(jax.random.PRNGKey(self.seed + 10_000),
+                                               self.num_eval))
+
+  def likelihood_metrics(self, loglik: LogLikelihood, points: np.ndarray) -> dict:
+    """NLL in nats; with a known density the paired gap, an estimate of KL(p || model)."""
+    nll = -loglik(jax.random.PRNGKey(0), points)
+    metrics = mean_and_se(nll, "nll")
+    if self.distribution.log_prob is not None:
+      true_nll = -np.asarray(self.distribution.log_prob(points))
+      metrics["true_nll"] = float(true_nll.mean())
+      metrics.update(mean_and_se(nll - true_nll, "nll_gap"))
+    return metrics
+
+  def sample_metrics(self, x: np.ndarray) -> dict:
+    n = min(len(x), self.num_eval)
+    x, ref = x[:n], self.held_out[:n]
+    metrics = {"sliced_wasserstein": float(evaluation.sliced_wasserstein(
+                   jax.random.PRNGKey(0), x, ref)),
+               "mmd2": float(evaluation.mmd2_unbiased(x, ref))}
+    mixture = self.distribution.mixture
+    if mixture is not None:
+      means = np.asarray(mixture.means)
+      nearest = np.argmin(((x[:, None] - means[None]) ** 2).sum(-1), axis=1)
+      weights = np.bincount(nearest, minlength=len(means)) / n
+      metrics["weights"] = [round(float(w), 4) for w in weights]
+      metrics["true_weights"] = [round(float(w), 4) for w in np.asarray(mixture.weights)]
+    return metrics
+
+  def picture(self, x: np.ndarray) -> np.ndarray:
+    """Samples as a [128, 128, 1] image in [0, 1]: a 2-D histogram over the held-out range."""
+    lim = float(np.abs(self.held_out).max()) * 1.15
+    counts, _, _ = np.histogram2d(x[:, 1], x[:, 0], bins=128, range=[[-lim, lim], [-lim, lim]])
+    return (counts[::-1] / max(counts.max(), 1.0))[..., None]
+
+  def figure(self, path: str, x: np.ndarray, loglik: LogLikelihood):
+    """Held-out data, samples, learned (and true) density."""
+    lim = float(np.abs(self.held_out).max()) * 1.15
+    axis = np.linspace(-lim, lim, 64)
+    grid = np.stack(np.meshgrid(axis, axis), -1).reshape(-1, 2).astype(np.float32)
+    panels = [("held-out data", self.held_out), ("samples", x),
+              ("learned density", loglik(jax.random.PRNGKey(0), grid).reshape(64, 64))]
+    if self.distribution.log_prob is not None:
+      panels.append(("true density", np.asarray(self.distribution.log_prob(grid)).reshape(64, 64)))
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 4.2))
+    for ax, (title, values) in zip(axes, panels):
+      if values.shape[-1] == 2:
+        ax.scatter(*values[:4000].T, s=1, alpha=0.4)
+        ax.set_xlim(-lim, lim)
+        ax.set_ylim(-lim, lim)
+      else:
+        ax.imshow(np.exp(values), origin="lower", extent=(-lim, lim, -lim, lim))
+      ax.set_title(title)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+
+
+def image_grid(images: np.ndarray) -> np.ndarray:
+  """[N, H, W, C] in [0, 1] -> one [rows H, cols W, C] image (cols = ceil(sqrt N)), 1 px
+  white borders between tiles."""
+  n, h, w, c = images.shape
+  cols = math.ceil(math.sqrt(n))
+  rows = math.ceil(n / cols)
+  grid = np.ones((rows * (h + 1) - 1, cols * (w + 1) - 1, c), np.float32)
+  for i, image in enumerate(np.clip(images, 0.0, 1.0)):
+    r, col = divmod(i, cols)
+    grid[r * (h + 1):r * (h + 1) + h, col * (w + 1):col * (w + 1) + w] = image
+  return grid
+
+
+@dataclasses.dataclass(frozen=True)
+class ImageTask:
+  data: dict          # the data config's values
+  seed: int
+
+  @property
+  def example_shape(self) -> tuple[int, ...]:
+    return (self.data["image_size"], self.data["image_size"], self.data["num_channels"])
+
+  def _split(self, which: int) -> str:
+    return datasets.TFDS_DATASETS.get(self.data["dataset"], (None, "train", "train"))[which]
+
+  def _stream(self, split, batch_size, train, **kwargs):
+    d = self.data
+    try:
+      return datasets.get_image_dataset(
+          d["dataset"], split, batch_size, d["image_size"], data_dir=d["data_dir"] or None,
+          train=train, random_flip=d["random_flip"],
+          uniform_dequantization=d["uniform_dequantization"], **kwargs)
+    except (FileNotFoundError, ValueError) as e:
+      raise run.RunError(str(e).splitlines()[0]) from None
+
+  def scale(self, images):
+    return datasets.get_data_scaler(self.data["centered"])(images)
+
+  def unscale(self, x):
+    return datasets.get_data_inverse_scaler(self.data["centered"])(x)
+
+  def train_batches(self, step, n_steps, batch_size, sharding) -> Iterator[jax.Array]:
+    """Global [n_steps, batch_size, S, S, C] batches from step `step` on; each process
+    reads its own shard of the stream, resumed exactly by skipping."""
+    local = batch_size // jax.process_count()
+    stream = self._stream(self._split(1), n_steps * local, True, seed=self.seed,
+                          shard=(jax.process_index(), jax.process_count()),
+                          skip_batches=step // n_steps)
+    for batch in stream:
+      rows = self.scale(batch["image"]).reshape(n_steps, local, *self.example_shape)
+      yield jax.make_array_from_process_local_data(sharding, rows,
+                                                   (n_steps, batch_size, *self.example_shape))
+
+  @functools.cached_property
+  def held_out(self) -> np.ndarray:
+    """The first num_eval images of the evaluation split, in the model's data range."""
+    images, count = [], 0
+    for batch in self._stream(self._split(2), 500, False):
+      images.append(batch["image"])
+      count += len(batch["image"])
+      if count >= self.data["num_eval"]:
+        break
+    return np.asarray(self.scale(np.concatenate(images)[:self.data["num_eval"]]))
+
+  def likelihood_metrics(self, loglik: LogLikelihood, points: np.ndarray) -> dict:
+    """Bits/dim under the probability-flow ODE of uniformly dequantized pixels
+    (likelihood.bits_per_dim states each term)."""
+    pixels = np.round(np.asarray(self.unscale(points)) * 255.0)
+    dim = int(np.prod(points.shape[1:]))
+    log_det = dim * math.log(2.0) if self.data["centered"] else 0.0
+    k_deq, k_div = jax.random.split(jax.random.PRNGKey(self.seed + 50_000))
+    x = np.asarray(self.scale(likelihood.dequantize(k_deq, pixels)))
+    return mean_and_se(likelihood.bits_per_dim(loglik(k_div, x), dim, log_det), "bits_per_dim")
+
+  def sample_metrics(self, x: np.ndarray) -> dict:
+    """Distances to held-out images, and the fraction of samples whose pixels all lie
+    within a quarter of the data range of it (garbage samples leave it)."""
+    n = min(len(x), len(self.held_out))
+    x, ref = x[:n], self.held_out[:n]
+    low, high = float(self.scale(0.0)), float(self.scale(1.0))
+    margin = (high - low) / 4
+    inside = np.all((x >= low - margin) & (x <= high + margin), axis=tuple(range(1, x.ndim)))
+    return {"sliced_wasserstein": float(evaluation.sliced_wasserstein(
+                jax.random.PRNGKey(0), x.reshape(n, -1), ref.reshape(n, -1))),
+            "sample_mean_abs_error": float(np.abs(x.mean(0) - ref.mean(0)).mean()),
+            "in_range_fraction": float(inside.mean())}
+
+  def picture(self, x: np.ndarray) -> np.ndarray:
+    """The first 64 samples as one grid image [H, W, C] in [0, 1]."""
+    return image_grid(np.asarray(self.unscale(x[:64])))
+
+  def figure(self, path: str, x: np.ndarray, loglik: LogLikelihood):
+    del loglik
+    grid = self.picture(x)
+    plt.imsave(path, grid[..., 0] if grid.shape[-1] == 1 else grid,
+               cmap="gray" if grid.shape[-1] == 1 else None, vmin=0.0, vmax=1.0)
+
+
+IMAGE_DATA_KEYS = ("dataset", "num_eval", "data_dir", "image_size", "num_channels", "centered",
+                   "random_flip", "uniform_dequantization")
+
+
+def get_task(data, seed: int):
+  """The task of config.data: a toy distribution by name, else an image dataset."""
+  name = data.dataset
+  if name in datasets.TOY_DISTRIBUTIONS:
+    unknown = sorted(set(data.keys()) - {"dataset", "num_eval"})
+    if unknown:
+      raise run.RunError(f"unknown config key config.data.{unknown[0]} for a 2-D dataset; "
+                         "valid keys: ['dataset', 'num_eval']")
+    return ToyTask(datasets.get_toy_distribution(name), data.num_eval, seed)
+  if not (name in datasets.TFDS_DATASETS or name.startswith(("lsun/", "tfrecords:"))):
+    raise run.RunError(f"unknown config.data.dataset={name!r}; valid choices: "
+                       f"{sorted(datasets.TOY_DISTRIBUTIONS) + sorted(datasets.TFDS_DATASETS)}, "
+                       "'lsun/<category>', 'tfrecords:<folder>'")
+  unknown = sorted(set(data.keys()) - set(IMAGE_DATA_KEYS))
+  if unknown:
+    raise run.RunError(f"unknown config key config.data.{unknown[0]}; valid keys: "
+                       f"{list(IMAGE_DATA_KEYS)}")
+  return ImageTask({k: data[k] for k in IMAGE_DATA_KEYS}, seed)
