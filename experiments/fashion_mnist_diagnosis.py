@@ -26,6 +26,7 @@ import datasets
 import sampling
 from run import build as run_build
 from run import checkpoints
+from run import tasks
 
 config_flags.DEFINE_config_file("config", "configs/fashion_mnist/vp_ddpm_cpu.py", "Run config.")
 flags.DEFINE_string("workdir", None, "The trained run's workdir.")
@@ -75,19 +76,19 @@ def main(argv):
   del argv
   config = FLAGS.config
   exp = run_build.build(config)
-  held_out = exp.task.held_out()[:256]
+  held_out = exp.task.held_out[:256]
   train = training_images()
-  threshold = np.quantile(nearest_distance(exp.task.held_out()[:1000].reshape(-1, 784), train), 0.99)
-  manager = checkpoints.manager(FLAGS.workdir, config.training)
-  steps = [int(s) for s in FLAGS.steps] or [manager.latest_step()]
+  threshold = np.quantile(nearest_distance(exp.task.held_out[:1000].reshape(-1, 784), train), 0.99)
+  mngr = checkpoints.manager(FLAGS.workdir, config.training)
+  steps = [int(s) for s in FLAGS.steps] or [mngr.latest_step()]
   error_rows, sample_rows, grids = [], [], []
   for step in steps:
-    state = checkpoints.restore(manager, exp.abstract_state(), step)
+    state = checkpoints.restore(mngr, exp.abstract_state(), step)
     for which, params in (("raw", state.params), ("EMA", state.ema_params)):
       errors = denoising_errors(exp, params, jnp.asarray(held_out), jax.random.PRNGKey(1))
       error_rows.append([step, which] + [f"{e:.4f} / {x:.3g}" for e, x in errors])
       for name, (method, settings) in SAMPLERS.items():
-        sampler = exp.make_sampler(method, settings, (FLAGS.num_samples, 28, 28, 1))
+        sampler = exp.make_sampler(method, (FLAGS.num_samples, 28, 28, 1), **settings)
         x, _ = jax.jit(sampler)(jax.random.PRNGKey(7), exp.score_fn(params))
         x = np.asarray(x).reshape(FLAGS.num_samples, -1)
         in_range = np.mean(np.all(np.abs(x) <= 1.25, axis=1))
@@ -103,7 +104,7 @@ def main(argv):
   figure = common.plt.figure(figsize=(3.0 * len(SAMPLERS), 3.3 * len(grids) / len(SAMPLERS)))
   for i, (title, x) in enumerate(grids):
     ax = figure.add_subplot(len(grids) // len(SAMPLERS), len(SAMPLERS), i + 1)
-    ax.imshow(run_build.image_grid((np.clip(x, -1, 1) + 1) / 2)[..., 0], cmap="gray",
+    ax.imshow(tasks.image_grid((np.clip(x, -1, 1) + 1) / 2)[..., 0], cmap="gray",
               vmin=0, vmax=1)
     ax.set_title(title, fontsize=7)
     ax.axis("off")

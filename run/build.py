@@ -108,9 +108,11 @@ class Experiment:
     return mutils.get_score_fn(apply_fn, params, self.sde, m.parameterization, m.scale_input,
                                m.noise_conditioning)
 
-  def make_sampler(self, method: str, settings: dict, shape):
-    """The factory `sampling.SAMPLERS[method]` with `settings`, for x of `shape`."""
-    return lookup(sampling.SAMPLERS, method, "config.sampling.method")(self.sde, shape, **settings)
+  def make_sampler(self, method: str, shape, **overrides):
+    """sampler(key, score_fn) of `sampling.SAMPLERS[method]` for x of `shape`, with the
+    config's settings `sampling.<method>` updated by `overrides`."""
+    factory = lookup(sampling.SAMPLERS, method, "config.sampling.method")
+    return factory(self.sde, shape, **{**self.config.sampling[method], **overrides})
 
   def init_state(self, key) -> losses.TrainState:
     params = self.model.init(key, jnp.zeros((1, *self.task.example_shape)), jnp.zeros((1,)))
@@ -158,6 +160,9 @@ def build(config) -> Experiment:
   check_config(config)
   _check_divisibility(config)
   t, s, e = config.training, config.sampling, config.eval
+  mesh = jax.make_mesh((jax.device_count(),), ("data",), axis_types=(jax.sharding.AxisType.Auto,))
+  replicated, split = (jax.sharding.NamedSharding(mesh, P()),
+                       jax.sharding.NamedSharding(mesh, P("data")))
   try:
     sde = build_sde(config.sde)
     model = models.get_model(config.model.name, **{
@@ -170,17 +175,13 @@ def build(config) -> Experiment:
     if t.loss == "continuous":
       loss_kwargs.update(likelihood_weighting=t.likelihood_weighting,
                          importance_sampling=t.importance_sampling, eps=t.min_time)
-    sampler = lookup(sampling.SAMPLERS, s.method, "config.sampling.method")(
-        sde, (s.batch_size, *task.example_shape), **s[s.method])
     loglik_fn = likelihood.get_likelihood_fn(sde, **e.likelihood)
+    optimizer = build_optimizer(config.optim)
+    # A partial Experiment gives score_fn to the functions jitted below.
+    exp = Experiment(config, sde, model, optimizer, task, mesh, *([None] * 4))
+    sampler = exp.make_sampler(s.method, (s.batch_size, *task.example_shape))
   except ValueError as error:
     raise RunError(str(error).splitlines()[0]) from None
-  optimizer = build_optimizer(config.optim)
-  mesh = jax.make_mesh((jax.device_count(),), ("data",), axis_types=(jax.sharding.AxisType.Auto,))
-  replicated, split = (jax.sharding.NamedSharding(mesh, P()),
-                       jax.sharding.NamedSharding(mesh, P("data")))
-  # A partial Experiment gives score_fn to the functions jitted below.
-  exp = Experiment(config, sde, model, optimizer, task, mesh, *([None] * 4))
 
   def loss_fn(params, x0, key, train=True):
     return loss(exp.score_fn(params, train, jax.random.fold_in(key, 1)), sde, x0, key,
