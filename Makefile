@@ -1,7 +1,7 @@
 # `make demo` and `make test` set up .venv from requirements.txt on first use.
 VENV ?= .venv
 PY := $(VENV)/bin/python
-PYTEST := $(PY) -m pytest -q -n 2 --dist loadgroup
+PYTEST := $(PY) -m pytest -q -n 2 --dist loadgroup --durations=15
 
 .PHONY: demo test test-slow test-all setup fashion-mnist
 setup: $(VENV)/.installed
