@@ -76,6 +76,18 @@ def test_sampler_reproduces_the_mixture_with_the_exact_score(sampler_name, sde_n
   assert_reproduces_the_mixture(x, f"{sampler_name} / {sde_name}")
 
 
+def test_edm_heun_with_the_published_stochastic_settings():
+  """Karras et al. (2022): S_churn 40, S_tmin 0.05, S_tmax 50, S_noise 1.003 on a VE SDE
+  with sigma_max 80: steps outside [S_tmin, S_tmax] add no noise (sqrt of a difference of
+  equal squares used to round negative there: all-NaN samples)."""
+  sde = sde_lib.VESDE(sigma_min=0.002, sigma_max=80.0, N=1000)
+  sampler = sampling.get_edm_sampler(sde, (N_SAMPLES, 2), num_steps=64, s_churn=40.0,
+                                     s_tmin=0.05, s_tmax=50.0, s_noise=1.003)
+  x, nfe = jax.jit(sampler, static_argnums=1)(jax.random.PRNGKey(0), GMM.score_fn(sde))
+  assert nfe == 2 * 64 + 1
+  assert_reproduces_the_mixture(x, "edm_heun published churn / ve sigma_max 80")
+
+
 def test_ancestral_sampling_works_for_a_new_linear_sde():
   sde = OrnsteinUhlenbeckSDE(theta=3.0, scale=2.0, N=400, T=2.0)   # prior N(0, 2/3)
   sampler = sampling.get_pc_sampler(sde, (N_SAMPLES, 2), "ancestral_sampling", "langevin",
