@@ -126,16 +126,6 @@ def image_grid(images: np.ndarray) -> np.ndarray:
   return grid
 
 
-def _nearest_distance(x: np.ndarray, ref: np.ndarray, leave_one_out=False) -> np.ndarray:
-  """L2 distance [N] from each row of x [N, D] to its nearest row of ref [M, D] (other
-  than itself when x is ref)."""
-  x, ref = np.asarray(x, np.float32), np.asarray(ref, np.float32)
-  squared = (x**2).sum(1)[:, None] - 2.0 * x @ ref.T + (ref**2).sum(1)[None]
-  if leave_one_out:
-    np.fill_diagonal(squared, np.inf)
-  return np.sqrt(np.maximum(squared.min(1), 0.0))
-
-
 @dataclasses.dataclass(frozen=True)
 class ImageTask:
   data: dict          # the data config's values
@@ -198,22 +188,18 @@ class ImageTask:
     return mean_and_se(likelihood.bits_per_dim(loglik(k_div, x), dim, log_det), "bits_per_dim")
 
   def sample_metrics(self, x: np.ndarray) -> dict:
-    """Distances to held-out images, and two garbage detectors: the fraction of samples
-    whose pixels all lie within a quarter of the data range of it, and the fraction
-    whose nearest held-out image (of the first 2000) is no farther than the 99th
-    percentile of the same distance for the held-out images themselves (leave one out):
-    a sample as close to real images as a real image is."""
+    """Distances to held-out images; garbage detectors (evaluation.py): samples whose
+    pixels all lie within a quarter of the data range of it, and samples as close to the
+    first 2000 held-out images as those images are to each other."""
     n = min(len(x), len(self.held_out))
     flat, ref = x.reshape(len(x), -1), self.held_out[:2000].reshape(-1, x[0].size)
     low, high = float(self.scale(0.0)), float(self.scale(1.0))
     margin = (high - low) / 4
-    inside = np.all((flat >= low - margin) & (flat <= high + margin), axis=1)
-    threshold = np.quantile(_nearest_distance(ref, ref, leave_one_out=True), 0.99)
     return {"sliced_wasserstein": float(evaluation.sliced_wasserstein(
                 jax.random.PRNGKey(0), flat[:n], ref[:n])),
             "sample_mean_abs_error": float(np.abs(flat.mean(0) - ref.mean(0)).mean()),
-            "in_range_fraction": float(inside.mean()),
-            "near_data_fraction": float(np.mean(_nearest_distance(flat, ref) <= threshold))}
+            "in_range_fraction": evaluation.in_range_fraction(flat, low - margin, high + margin),
+            "near_data_fraction": evaluation.near_data_fraction(flat, ref)}
 
   def picture(self, x: np.ndarray) -> np.ndarray:
     """The first 64 samples as one grid image [H, W, C] in [0, 1]."""
