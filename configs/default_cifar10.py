@@ -55,6 +55,7 @@ def get_default_configs():
   model.parameterization = "noise"
   model.scale_input = False
   model.noise_conditioning = "log_sigma"
+  model.sigma_data = 0.5            # parameterization "edm" (Karras et al.: 0.5 for [-1, 1])
   model.ema_rate = 0.999
   model.ema_warmup = True
   model.dropout = 0.1

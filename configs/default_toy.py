@@ -51,6 +51,7 @@ def get_default_configs():
   model.parameterization = "noise"   # models.utils.PARAMETERIZATIONS
   model.scale_input = True
   model.noise_conditioning = "log_sigma"   # models.utils.NOISE_CONDITIONINGS
+  model.sigma_data = 1.0          # the data's std, for parameterization "edm"
   model.ema_rate = 0.995
   model.ema_warmup = True         # decay min(ema_rate, (1 + step) / (10 + step))
 

@@ -14,6 +14,15 @@ as EDM's c_in). Its output becomes a score by `parameterization`:
   "noise"  (epsilon prediction, DDPM):  score = -output / sigma(t)
   "score"  (direct):                    score = output
   "data"   (x_0 prediction, EDM's D):   score = (alpha(t) output - x) / sigma(t)^2
+  "edm"    (Karras et al., 2022, preconditioned, for any linear SDE): in the frame
+           x_hat = x / alpha with sigma_hat = sigma / alpha and s_d = sigma_data,
+             c_skip = s_d^2 / (sigma_hat^2 + s_d^2)
+             c_out  = sigma_hat s_d / sqrt(sigma_hat^2 + s_d^2)
+             c_in   = 1 / sqrt(sigma_hat^2 + s_d^2)       (replaces `scale_input`)
+             D      = c_skip x_hat + c_out output(c_in x_hat, c_noise)
+           and score = (alpha D - x) / sigma^2. Where alpha -> 0 the x_0 estimate D is
+           c_out output ~ s_d output, bounded, whereas "noise" gives x_0 = (x - sigma
+           output) / alpha, which multiplies the network's error by sigma / alpha.
 """
 from typing import Any, Callable
 
@@ -23,14 +32,14 @@ import jax.numpy as jnp
 import sde_lib
 
 batch_broadcast = sde_lib.batch_broadcast
-PARAMETERIZATIONS = ("noise", "score", "data")
+PARAMETERIZATIONS = ("noise", "score", "data", "edm")
 NOISE_CONDITIONINGS = ("log_sigma", "time")
 TIME_LABEL_SCALE = 999.0
 
 
 def get_score_fn(apply_fn: Callable[..., jax.Array], params: Any, sde: sde_lib.SDE,
                  parameterization: str = "noise", scale_input: bool = True,
-                 noise_conditioning: str = "log_sigma"):
+                 noise_conditioning: str = "log_sigma", sigma_data: float = 0.5):
   """Returns score_fn(x [B, ...], t [B]) -> [B, ...] for a network `apply_fn`."""
   if parameterization not in PARAMETERIZATIONS:
     raise ValueError(f"unknown parameterization {parameterization!r}; "
@@ -41,8 +50,17 @@ def get_score_fn(apply_fn: Callable[..., jax.Array], params: Any, sde: sde_lib.S
 
   def score_fn(x, t):
     alpha, sigma = sde.marginal(t)
-    x_in = x / batch_broadcast(jnp.sqrt(alpha**2 + sigma**2), x) if scale_input else x
     c_noise = jnp.log(sigma) if noise_conditioning == "log_sigma" else TIME_LABEL_SCALE * t / sde.T
+    if parameterization == "edm":
+      sigma_hat = sigma / alpha
+      c_skip = sigma_data**2 / (sigma_hat**2 + sigma_data**2)
+      c_out = sigma_hat * sigma_data / jnp.sqrt(sigma_hat**2 + sigma_data**2)
+      c_in = 1.0 / jnp.sqrt(sigma_hat**2 + sigma_data**2)
+      x_hat = x / batch_broadcast(alpha, x)
+      out = apply_fn(params, batch_broadcast(c_in, x) * x_hat, c_noise)
+      denoised = batch_broadcast(c_skip, x) * x_hat + batch_broadcast(c_out, x) * out
+      return (batch_broadcast(alpha, x) * denoised - x) / batch_broadcast(sigma**2, x)
+    x_in = x / batch_broadcast(jnp.sqrt(alpha**2 + sigma**2), x) if scale_input else x
     out = apply_fn(params, x_in, c_noise)
     if parameterization == "noise":
       return -out / batch_broadcast(sigma, x)

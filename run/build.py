@@ -38,8 +38,8 @@ def _arguments(fn, skip) -> tuple[str, ...]:
 
 SDE_PARAMS = {"vesde": ("sigma_min", "sigma_max"), "vpsde": ("beta_min", "beta_max"),
               "subvpsde": ("beta_min", "beta_max")}
-NETWORK_KEYS = ("name", "parameterization", "scale_input", "noise_conditioning", "ema_rate",
-                "ema_warmup")
+NETWORK_KEYS = ("name", "parameterization", "scale_input", "noise_conditioning", "sigma_data",
+                "ema_rate", "ema_warmup")
 KEYS = {   # section -> the keys something reads
     "sde": ("name", "beta_min", "beta_max", "sigma_min", "sigma_max", "num_scales", "T"),
     "training": ("loss", "reduce_mean", "likelihood_weighting", "importance_sampling",
@@ -106,7 +106,7 @@ class Experiment:
     rngs = {"dropout": key} if train else None
     apply_fn = lambda p, x, c: self.model.apply(p, x, c, train=train, rngs=rngs)
     return mutils.get_score_fn(apply_fn, params, self.sde, m.parameterization, m.scale_input,
-                               m.noise_conditioning)
+                               m.noise_conditioning, m.sigma_data)
 
   def make_sampler(self, method: str, shape, **overrides):
     """sampler(key, score_fn) of `sampling.SAMPLERS[method]` for x of `shape`, with the

@@ -11,6 +11,7 @@ import optax
 import pytest
 from scipy import signal
 
+import datasets
 import losses
 import models
 from run import build
@@ -190,3 +191,50 @@ def test_remat_matches_and_bfloat16_is_close(name):
   # bfloat16 keeps 8 mantissa bits: relative error ~ 2^-8 per op, a few % end to end.
   rel = float(jnp.linalg.norm(out_bf16 - out) / jnp.linalg.norm(out))
   assert 0.0 < rel < 0.05
+
+
+@pytest.mark.parametrize("parameterization", mutils.PARAMETERIZATIONS)
+@pytest.mark.parametrize("sde", [sde_lib.VPSDE(), sde_lib.VESDE(sigma_min=0.01, sigma_max=20.0)],
+                         ids=["vp", "ve"])
+def test_each_parameterization_turns_its_exact_target_into_the_exact_score(parameterization, sde):
+  """A network that outputs the parameterization's exact target (computed from the
+  mixture's exact score) gives the exact score back; "edm" feeds it c_in x / alpha."""
+  gmm = datasets.gaussian_mixture()
+  x = gmm.sample(jax.random.PRNGKey(0), 6) * 1.5
+  t = jnp.linspace(0.05, 0.95, 6)
+  alpha, sigma = sde.marginal(t)
+  score = gmm.score_fn(sde)(x, t)
+  denoised = (x + sigma[:, None] ** 2 * score) / alpha[:, None]        # Tweedie
+  s_d, sigma_hat = 0.7, sigma / alpha
+  c_skip = s_d**2 / (sigma_hat**2 + s_d**2)
+  c_out = sigma_hat * s_d / jnp.sqrt(sigma_hat**2 + s_d**2)
+  targets = {"noise": -sigma[:, None] * score, "score": score, "data": denoised,
+             "edm": (denoised - c_skip[:, None] * x / alpha[:, None]) / c_out[:, None]}
+  inputs = []
+
+  def apply_fn(params, x_in, c_noise):
+    del params, c_noise
+    inputs.append(x_in)
+    return targets[parameterization]
+
+  score_fn = mutils.get_score_fn(apply_fn, None, sde, parameterization, sigma_data=s_d)
+  np.testing.assert_allclose(score_fn(x, t), score, rtol=2e-4, atol=2e-4 * float(jnp.abs(score).max()))
+  if parameterization == "edm":
+    expected_in = x / jnp.sqrt(sigma**2 + alpha**2 * s_d**2)[:, None]
+    np.testing.assert_allclose(inputs[-1], expected_in, rtol=1e-5)
+
+
+def test_edm_bounds_the_x0_error_where_noise_prediction_amplifies_it():
+  """The same output error delta, at VP t = 0.95 (alpha = 0.010): x_0 error c_out delta
+  <= sigma_data delta for "edm", (sigma / alpha) delta ~ 100 delta for "noise"."""
+  sde, x, t, delta = sde_lib.VPSDE(), jnp.zeros((1, 4)), jnp.array([0.95]), 0.1
+  alpha, sigma = sde.marginal(t)
+  errors = {}
+  for parameterization in ("noise", "edm"):
+    exact = mutils.get_score_fn(lambda p, v, c: jnp.zeros_like(v), None, sde, parameterization)
+    off = mutils.get_score_fn(lambda p, v, c: jnp.full_like(v, delta), None, sde, parameterization)
+    # x_0 estimate (x + sigma^2 s) / alpha: its error is sigma^2 / alpha times the score's.
+    errors[parameterization] = float(jnp.abs(off(x, t) - exact(x, t)).max() * sigma[0]**2 / alpha[0])
+  assert errors["edm"] <= 0.5 * delta * (1 + 1e-5)
+  np.testing.assert_allclose(errors["noise"], float(sigma[0] / alpha[0]) * delta, rtol=1e-5)
+  assert errors["noise"] > 100 * errors["edm"]
