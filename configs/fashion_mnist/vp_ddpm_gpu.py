@@ -20,6 +20,6 @@ def get_config():
   config.training.n_iters = 100_000
   config.training.snapshot_freq = 10_000
   config.optim.lr = 2e-4
-  config.sampling.dpm_solver_2m.num_steps = 100
+  config.sampling.ddim.num_steps = 250
   config.eval.likelihood_points = 1000
   return config
