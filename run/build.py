@@ -19,6 +19,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+import datasets
 import likelihood
 import losses
 import models
@@ -76,6 +77,8 @@ def check_config(config):
   config_class = models.MODELS[config.model.name][1]
   _check_keys("model", config.model,
               NETWORK_KEYS + tuple(f.name for f in dataclasses.fields(config_class)))
+  toy = config.data.dataset in datasets.TOY_DISTRIBUTIONS
+  _check_keys("data", config.data, ("dataset", "num_eval") if toy else tasks.IMAGE_DATA_KEYS)
 
 
 def lookup(registry: dict, name: str, what: str):

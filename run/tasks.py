@@ -220,17 +220,9 @@ def get_task(data, seed: int):
   """The task of config.data: a toy distribution by name, else an image dataset."""
   name = data.dataset
   if name in datasets.TOY_DISTRIBUTIONS:
-    unknown = sorted(set(data.keys()) - {"dataset", "num_eval"})
-    if unknown:
-      raise run.RunError(f"unknown config key config.data.{unknown[0]} for a 2-D dataset; "
-                         "valid keys: ['dataset', 'num_eval']")
     return ToyTask(datasets.get_toy_distribution(name), data.num_eval, seed)
   if not (name in datasets.TFDS_DATASETS or name.startswith(("lsun/", "tfrecords:"))):
     raise run.RunError(f"unknown config.data.dataset={name!r}; valid choices: "
                        f"{sorted(datasets.TOY_DISTRIBUTIONS) + sorted(datasets.TFDS_DATASETS)}, "
                        "'lsun/<category>', 'tfrecords:<folder>'")
-  unknown = sorted(set(data.keys()) - set(IMAGE_DATA_KEYS))
-  if unknown:
-    raise run.RunError(f"unknown config key config.data.{unknown[0]}; valid keys: "
-                       f"{list(IMAGE_DATA_KEYS)}")
   return ImageTask({k: data[k] for k in IMAGE_DATA_KEYS}, seed)
