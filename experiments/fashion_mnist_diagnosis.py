@@ -64,7 +64,7 @@ def main(argv):
   steps = [int(s) for s in FLAGS.steps] or [mngr.latest_step()]
   error_rows, sample_rows, grids = [], [], []
   for step in steps:
-    state = checkpoints.restore(mngr, exp.abstract_state(), step)
+    state, _ = checkpoints.restore(mngr, exp.abstract_state(), step)
     for which, params in (("raw", state.params), ("EMA", state.ema_params)):
       errors = denoising_errors(exp, params, held_out, jax.random.PRNGKey(1))
       error_rows.append([step, which] + [f"{e:.4f} / {x:.3g}" for e, x in errors])

@@ -40,11 +40,11 @@ def restore_latest(mngr: ocp.CheckpointManager, abstract_state, step=None):
 
 def restore(mngr: ocp.CheckpointManager, abstract_state, step=None):
   """As restore_latest, but a missing checkpoint is a RunError."""
-  state, _ = restore_latest(mngr, abstract_state, step)
+  state, restored_step = restore_latest(mngr, abstract_state, step)
   if state is None:
     raise run.RunError(f"no readable checkpoint in {mngr.directory}"
                        + (f" at step {step}" if step is not None else "") + "; train first")
-  return state
+  return state, restored_step
 
 
 def check_workdir(workdir: str):

@@ -113,7 +113,7 @@ def evaluate(exp, workdir: str) -> list:
   for step in sorted(mngr.all_steps()):
     if step in done or (step % exp.config.training.snapshot_freq and step != mngr.latest_step()):
       continue
-    params = checkpoints.restore(mngr, exp.abstract_state(), step).ema_params
+    params = checkpoints.restore(mngr, exp.abstract_state(), step)[0].ema_params
     metrics, _ = evaluate_params(exp, params, step)
     logging.info("eval step %d: %s", step, metrics)
     writer.write_scalars(step, {k: v for k, v in metrics.items() if isinstance(v, float)})
@@ -132,8 +132,8 @@ def sample(exp, workdir: str) -> str:
   checkpoints.check_workdir(workdir)
   mngr = checkpoints.manager(workdir, exp.config.training)
   step = exp.config.eval.checkpoint_step
-  step = mngr.latest_step() if step < 0 else step
-  params = checkpoints.restore(mngr, exp.abstract_state(), step).ema_params
+  state, step = checkpoints.restore(mngr, exp.abstract_state(), None if step < 0 else step)
+  params = state.ema_params
   out_dir = os.path.join(workdir, "samples", f"step_{step}")
   os.makedirs(out_dir, exist_ok=True)
   x, nfe = generate(exp, params, jax.random.PRNGKey(exp.config.seed + 40_000),

@@ -69,8 +69,8 @@ def train(config, workdir):
 def final_params(workdir, config):
   exp = build.build(config)
   mngr = checkpoints.manager(workdir, config.training)
-  state = checkpoints.restore(mngr, exp.abstract_state())
-  return mngr.latest_step(), jax.tree_util.tree_leaves(jax.device_get(state))
+  state, step = checkpoints.restore(mngr, exp.abstract_state())
+  return step, jax.tree_util.tree_leaves(jax.device_get(state))
 
 
 CONFIG_FILES = sorted(glob.glob(os.path.join(ROOT, "configs", "**", "*.py"), recursive=True))
