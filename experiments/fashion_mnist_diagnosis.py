@@ -33,7 +33,7 @@ FLAGS = flags.FLAGS
 
 NOISE_TIMES = (0.1, 0.3, 0.5, 0.7, 0.9)
 SAMPLERS = {   # name -> (method, settings)
-    "DDIM 100": ("ddim", dict(num_steps=100)),
+    "DDIM 100": ("ddim", dict(num_steps=100, eta=0.0)),
     "DDIM 100, eta 1": ("ddim", dict(num_steps=100, eta=1.0)),
     "DPM-Solver++ 50": ("dpm_solver_2m", dict(num_steps=50)),
     "PC Euler-Maruyama 1000": ("pc", dict(predictor="euler_maruyama", corrector="none",
