@@ -26,7 +26,11 @@ def get_default_configs():
   model.ch_mult = (1, 2, 2)
   model.attn_resolutions = (7,)
   model.dropout = 0.0
-  model.ema_rate = 0.999
+  model.ema_rate = 0.999             # with warmup (model.ema_warmup)
+  # EDM preconditioning: bounded x0 estimates where alpha -> 0, where epsilon prediction
+  # multiplies the network's error by sigma / alpha (docs/results/fashion_mnist.md).
+  model.parameterization = "edm"
+  model.sigma_data = 0.5
   config.training.snapshot_freq_for_preemption = 1000
   config.training.n_jitted_steps = 1      # XLA:CPU: convolutions in loop bodies are ~5x slower
   config.training.log_freq = 100
