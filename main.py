@@ -67,5 +67,16 @@ def main(argv):
     sys.exit(f"error: {e}")
 
 
+def parse_flags(argv):
+  """absl's parser, with a misspelt config override (which ml_collections reports as an
+  AttributeError with a traceback) turned into a one-line error."""
+  try:
+    return app.parse_flags_with_usage(argv)
+  except AttributeError as e:
+    cause = e.args[0] if e.args else e                  # ml_collections wraps a KeyError
+    message = str(cause.args[0] if isinstance(cause, KeyError) and cause.args else cause)
+    sys.exit(f"error: unknown config key in an override: {' '.join(message.split())}")
+
+
 if __name__ == "__main__":
-  app.run(main)
+  app.run(main, flags_parser=parse_flags)

@@ -176,6 +176,7 @@ def test_two_processes_train_and_write_one_checkpoint(tmp_path):
 @pytest.mark.parametrize("flag, expected", [
     ("--config.sde.name=vpsd", ["'vpsd'", "vpsde", "subvpsde"]),
     ("--config.training.batch_size=abc", ["abc"]),
+    ("--config.sampling.ddim.etta=1", ["unknown config key", "'etta'", '"eta"']),
 ])
 def test_bad_input_exits_non_zero_with_one_line(flag, expected, tmp_path):
   result = run_main(tmp_path / "run", "--mode=train", flag, check=False)
