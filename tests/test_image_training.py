@@ -61,13 +61,12 @@ def test_short_fashion_mnist_run_learns_and_reports(fashion_mnist_dir, tmp_path)
 @pytest.mark.slow
 @pytest.mark.xdist_group("fashion_mnist")
 def test_short_fashion_mnist_run_samples_are_not_garbage(fashion_mnist_dir, tmp_path):
-  """300 steps of a 0.07M-parameter U-Net with the CPU config's EMA (0.999 with warmup)
-  and sampler (DDIM, eta 1): 128 samples from the EMA parameters. Measured: about half
-  of them as close to real test images as those are to each other (near data), and
-  0.0 / 0.0 (every pixel out of range) with the EMA that keeps 0.999^300 = 74% of the
-  zero-initialized output layer (`ema_warmup=False`); a deterministic sampler on the
-  same network: 0.08. The thresholds sit 4 standard errors (binomial, 128 samples)
-  below the measured fraction."""
+  """300 steps of a small U-Net (nf 8) with the CPU config's EMA (0.999 with warmup),
+  preconditioning and sampler (DDIM, eta 1): 128 samples from the EMA parameters.
+  Measured: 0.67 of them as close to real test images as those are to each other (near
+  data); 0.0 with the EMA that keeps 0.999^300 = 74% of the zero-initialized output layer
+  (`ema_warmup=False`), and 0.31 with a deterministic sampler (eta 0) on the same network.
+  The threshold sits 4 binomial standard errors (128 samples) below 0.67."""
   config = small_config(fashion_mnist_dir)
   config.data.num_eval = 2000
   config.model.ema_rate = 0.999
@@ -80,5 +79,5 @@ def test_short_fashion_mnist_run_samples_are_not_garbage(fashion_mnist_dir, tmp_
   state, _ = train.train(exp, str(tmp_path))
   metrics = exp.task.sample_metrics(evaluate.generate(exp, state.ema_params,
                                                       jax.random.PRNGKey(0), 128)[0])
-  near = 0.5
+  near = 0.67
   assert metrics["near_data_fraction"] > near - 4 * math.sqrt(near * (1 - near) / 128), metrics
