@@ -170,8 +170,9 @@ def build(config) -> Experiment:
     sde = build_sde(config.sde)
     model = models.get_model(config.model.name, **{
         k: v for k, v in config.model.items() if k not in NETWORK_KEYS})
-    mutils.get_score_fn(None, None, sde, config.model.parameterization,
-                        noise_conditioning=config.model.noise_conditioning)
+    for key, choices in (("parameterization", mutils.PARAMETERIZATIONS),
+                         ("noise_conditioning", mutils.NOISE_CONDITIONINGS)):
+      lookup(dict.fromkeys(choices), config.model[key], f"config.model.{key}")
     task = tasks.get_task(config.data, config.seed)
     loss = lookup(losses.MULTI_LEVEL_LOSSES, t.loss, "config.training.loss")
     loss_kwargs = dict(reduce_mean=t.reduce_mean)
