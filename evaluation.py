@@ -1,8 +1,17 @@
-"""Sample-based distances between point sets x [n, D] and y [m, D], and detectors of
-samples that are not data-like."""
+"""Sample-quality metrics on point sets or features x [n, D] and y [m, D]: the feature
+metrics of the image literature (FID, KID, Inception Score, precision / recall), sample
+distances (MMD, sliced Wasserstein) and detectors of samples that are not data-like.
+
+The feature metrics run in float64 numpy on host arrays; which network gives the
+features is the caller's choice (`feature_nets.py`).
+"""
+import math
+
 import jax
 import jax.numpy as jnp
 import numpy as np
+import scipy.linalg
+import scipy.special
 
 
 def _gaussian_kernel(a, b, bandwidth):
@@ -54,3 +63,92 @@ def in_range_fraction(x, low, high) -> float:
   """The fraction of samples x [n, D] whose coordinates all lie in [low, high]."""
   x = np.asarray(x)
   return float(np.mean(np.all((x >= low) & (x <= high), axis=1)))
+
+
+def feature_statistics(features) -> tuple[np.ndarray, np.ndarray]:
+  """(mean [D], covariance [D, D]) in float64 of features [n, D] (unbiased covariance)."""
+  f = np.asarray(features, np.float64)
+  return f.mean(0), np.cov(f, rowvar=False).reshape(f.shape[1], f.shape[1])
+
+
+def frechet_distance(mu1, sigma1, mu2, sigma2, eps: float = 1e-6) -> float:
+  """Frechet distance between N(mu1, sigma1) and N(mu2, sigma2) (FID on Inception
+  features): ||mu1 - mu2||^2 + tr(sigma1 + sigma2 - 2 (sigma1 sigma2)^(1/2)).
+
+  As the reference implementations do: if the matrix square root of a (near-)singular
+  product is not finite, eps I is added to both covariances; a small imaginary part
+  from rounding is dropped, a large one is an error.
+  """
+  mu1, mu2 = np.asarray(mu1, np.float64), np.asarray(mu2, np.float64)
+  sigma1, sigma2 = np.asarray(sigma1, np.float64), np.asarray(sigma2, np.float64)
+  covmean = scipy.linalg.sqrtm(sigma1 @ sigma2)
+  if not np.all(np.isfinite(covmean)):
+    offset = eps * np.eye(len(mu1))
+    covmean = scipy.linalg.sqrtm((sigma1 + offset) @ (sigma2 + offset))
+  if np.iscomplexobj(covmean):
+    if not np.allclose(np.diagonal(covmean).imag, 0.0, atol=1e-3):
+      raise ValueError(f"sqrtm(sigma1 sigma2) has an imaginary part of "
+                       f"{np.abs(covmean.imag).max():.3g}: the covariances are not PSD")
+    covmean = covmean.real
+  diff = mu1 - mu2
+  return float(diff @ diff + np.trace(sigma1) + np.trace(sigma2) - 2.0 * np.trace(covmean))
+
+
+def _polynomial_mmd2_unbiased(x, y) -> float:
+  """Unbiased MMD^2 of x [n, D], y [m, D] with the kernel (x.y / D + 1)^3."""
+  d = x.shape[1]
+  k_xx, k_yy, k_xy = ((a @ b.T / d + 1.0) ** 3 for a, b in ((x, x), (y, y), (x, y)))
+  n, m = len(x), len(y)
+  return float((k_xx.sum() - np.trace(k_xx)) / (n * (n - 1))
+               + (k_yy.sum() - np.trace(k_yy)) / (m * (m - 1)) - 2.0 * k_xy.mean())
+
+
+def kernel_distance(f1, f2, num_subsets: int = 100, subset_size: int = 1000,
+                    seed: int = 0) -> tuple[float, float]:
+  """Kernel Inception Distance (Binkowski et al., 2018): the unbiased MMD^2 with the
+  cubic kernel (x.y / D + 1)^3, averaged over `num_subsets` random subsets of
+  min(subset_size, n1, n2) rows of each set; returns (mean, std over subsets). Unlike
+  FID it is unbiased, so it can be compared across sample sizes."""
+  f1, f2 = np.asarray(f1, np.float64), np.asarray(f2, np.float64)
+  size = min(subset_size, len(f1), len(f2))
+  rng = np.random.default_rng(seed)
+  values = [_polynomial_mmd2_unbiased(f1[rng.choice(len(f1), size, replace=False)],
+                                      f2[rng.choice(len(f2), size, replace=False)])
+            for _ in range(num_subsets)]
+  return float(np.mean(values)), float(np.std(values))
+
+
+def inception_score(logits, splits: int = 10) -> tuple[float, float]:
+  """Inception Score (Salimans et al., 2016): exp E_x KL(p(y | x) || p(y)) in each of
+  `splits` equal parts of logits [n, C] (p(y) the part's mean prediction); returns
+  (mean, std over parts). 1 for uninformative predictions, C for confident predictions
+  spread evenly over C classes."""
+  logits = np.asarray(logits, np.float64)
+  log_p = logits - scipy.special.logsumexp(logits, axis=1, keepdims=True)
+  scores = []
+  for part in np.array_split(log_p, splits):
+    log_marginal = scipy.special.logsumexp(part, axis=0) - math.log(len(part))
+    kl = np.sum(np.exp(part) * (part - log_marginal), axis=1)
+    scores.append(math.exp(kl.mean()))
+  return float(np.mean(scores)), float(np.std(scores))
+
+
+def _pairwise_distances(a, b, block: int = 4096) -> np.ndarray:
+  return np.concatenate([np.sqrt(np.maximum(
+      (a[i:i + block] ** 2).sum(1)[:, None] - 2.0 * a[i:i + block] @ b.T + (b ** 2).sum(1)[None],
+      0.0)) for i in range(0, len(a), block)])
+
+
+def _covered_fraction(points, centres, k: int) -> float:
+  """The fraction of points within the k-NN ball (k-th nearest other centre) of some centre."""
+  radii = np.sort(_pairwise_distances(centres, centres), axis=1)[:, k]   # column 0: itself
+  return float(np.mean(np.any(_pairwise_distances(points, centres) <= radii[None], axis=1)))
+
+
+def precision_recall(real, fake, k: int = 3) -> tuple[float, float]:
+  """Improved precision and recall (Kynkaanniemi et al., 2019) of features real [n, D]
+  and fake [m, D]: precision is the fraction of fake samples inside the real manifold
+  (the union of balls around each real sample reaching its k-th nearest real
+  neighbour), recall the fraction of real samples inside the fake manifold."""
+  real, fake = np.asarray(real, np.float64), np.asarray(fake, np.float64)
+  return _covered_fraction(fake, real, k), _covered_fraction(real, fake, k)
