@@ -12,6 +12,7 @@ from typing import Callable, Optional
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 import densities
 
@@ -294,6 +295,15 @@ def get_image_dataset(dataset: str, split: str, batch_size: int, image_size: int
     ds = ds.map(lambda image, label: finish(image, label, None),
                 num_parallel_calls=tf.data.AUTOTUNE).batch(batch_size)
   return ds.prefetch(2).as_numpy_iterator()
+
+
+def load_labelled(dataset: str, split: str, image_size: int, data_dir: Optional[str] = None):
+  """A whole split in memory: (images float32 [N, S, S, C] in [0, 1], labels int32 [N]),
+  in file order."""
+  batches = list(get_image_dataset(dataset, split, 1000, image_size, data_dir=data_dir,
+                                   train=False))
+  return (np.concatenate([b["image"] for b in batches]),
+          np.concatenate([b["label"] for b in batches]))
 
 
 def _main(argv):
