@@ -83,6 +83,8 @@ def get_default_configs():
   evaluate.likelihood = dict(hutchinson_type="exact", rtol=1e-5, atol=1e-5, eps=1e-5,
                              max_steps=4096)   # likelihood.get_likelihood_fn; 2-D: exact trace
   evaluate.checkpoint_step = -1        # --mode sample: -1 = latest
+  evaluate.samplers = ()               # samplers to evaluate; () = (sampling.method,)
+  evaluate.feature_net = ""            # images: FID / KID / IS / PR features (feature_nets.py)
   return config
 
 

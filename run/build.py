@@ -7,6 +7,7 @@ compiles each function once:
 
   train_step(state, batch [n_jitted_steps, B, ...], key) -> (state, {"loss"})
   sample(params, key) -> (x [sampling.batch_size, ...], nfe), split over all devices
+    (samplers[name] for each of sampling.method and eval.samplers)
   log_likelihood(params, key, x [eval.batch_size, ...]) -> logp [eval.batch_size] (nats)
   eval_loss(params, x0 [eval.batch_size, ...], key) -> scalar (network in eval mode)
 """
@@ -48,7 +49,8 @@ KEYS = {   # section -> the keys something reads
                  "snapshot_freq", "snapshot_freq_for_preemption", "eval_freq"),
     "optim": ("lr", "beta1", "adam_eps", "weight_decay", "warmup", "grad_clip"),
     "eval": ("enable_loss", "enable_likelihood", "enable_sampling", "num_loss_batches",
-             "batch_size", "likelihood_points", "likelihood", "checkpoint_step"),
+             "batch_size", "likelihood_points", "likelihood", "checkpoint_step", "samplers",
+             "feature_net"),
     "eval.likelihood": _arguments(likelihood.get_likelihood_fn, ("sde",)),
     "sampling": ("method", "batch_size", "num_samples", *sampling.SAMPLERS),
     **{f"sampling.{name}": _arguments(factory, ("sde", "shape"))
@@ -96,9 +98,18 @@ class Experiment:
   task: Any                      # tasks.ToyTask or tasks.ImageTask
   mesh: jax.sharding.Mesh
   train_step: Callable
-  sample: Callable
+  samplers: dict                 # sampler name -> jitted sample(params, key)
   log_likelihood: Callable
   eval_loss: Callable
+
+  @property
+  def sample(self) -> Callable:
+    """The configured sampler's sample(params, key) -> (x, nfe)."""
+    return self.samplers[self.config.sampling.method]
+
+  @property
+  def eval_sampler_names(self) -> tuple[str, ...]:
+    return tuple(self.config.eval.samplers) or (self.config.sampling.method,)
 
   def sharding(self, *spec) -> jax.sharding.NamedSharding:
     return jax.sharding.NamedSharding(self.mesh, P(*spec))
@@ -173,7 +184,7 @@ def build(config) -> Experiment:
     for key, choices in (("parameterization", mutils.PARAMETERIZATIONS),
                          ("noise_conditioning", mutils.NOISE_CONDITIONINGS)):
       lookup(dict.fromkeys(choices), config.model[key], f"config.model.{key}")
-    task = tasks.get_task(config.data, config.seed)
+    task = tasks.get_task(config.data, config.seed, e.feature_net if e.enable_sampling else "")
     loss = lookup(losses.MULTI_LEVEL_LOSSES, t.loss, "config.training.loss")
     loss_kwargs = dict(reduce_mean=t.reduce_mean)
     if t.loss == "continuous":
@@ -183,7 +194,11 @@ def build(config) -> Experiment:
     optimizer = build_optimizer(config.optim)
     # A partial Experiment gives score_fn to the functions jitted below.
     exp = Experiment(config, sde, model, optimizer, task, mesh, *([None] * 4))
-    sampler = exp.make_sampler(s.method, (s.batch_size, *task.example_shape))
+    for name in e.samplers:
+      lookup(sampling.SAMPLERS, name, "config.eval.samplers entry")
+    shape = (s.batch_size, *task.example_shape)
+    samplers = {name: exp.make_sampler(name, shape)
+                for name in dict.fromkeys((s.method, *e.samplers))}
   except ValueError as error:
     raise RunError(str(error).splitlines()[0]) from None
 
@@ -195,11 +210,13 @@ def build(config) -> Experiment:
       losses.get_train_step(loss_fn, optimizer, config.model.ema_rate, config.model.ema_warmup),
       in_shardings=(replicated, jax.sharding.NamedSharding(mesh, P(None, "data")), replicated),
       out_shardings=(replicated, replicated), donate_argnums=(0,))
-  sample = jax.jit(lambda params, key: sampler(key, exp.score_fn(params)),
+  def jit_sampler(sampler):
+    return jax.jit(lambda params, key: sampler(key, exp.score_fn(params)),
                    in_shardings=(replicated, replicated), out_shardings=(split, replicated))
   log_likelihood = jax.jit(lambda params, key, x: loglik_fn(key, exp.score_fn(params), x)[0],
                            in_shardings=(replicated, replicated, split), out_shardings=split)
   eval_loss = jax.jit(lambda params, x0, key: loss_fn(params, x0, key, train=False),
                       in_shardings=(replicated, split, replicated), out_shardings=replicated)
-  return dataclasses.replace(exp, train_step=train_step, sample=sample,
+  return dataclasses.replace(exp, train_step=train_step,
+                             samplers={k: jit_sampler(v) for k, v in samplers.items()},
                              log_likelihood=log_likelihood, eval_loss=eval_loss)

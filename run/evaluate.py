@@ -61,17 +61,21 @@ def log_likelihood_fn(exp, params):
   return loglik
 
 
-def generate(exp, params, key, num: int, out_dir=None):
-  """num samples [num, ...] and the NFE per sample, in rounds of sampling.batch_size.
-  With out_dir, round r is read from / written to out_dir/round_<r>.npz."""
+def generate(exp, params, key, num: int, out_dir=None, method=None):
+  """num samples [num, ...] and the NFE per sample, in rounds of sampling.batch_size,
+  from sampler `method` (default: sampling.method). With out_dir, round r is read from /
+  written to out_dir/round_<r>.npz."""
   rounds, nfe = [], 0
+  sample = exp.samplers[method or exp.config.sampling.method]
+  if out_dir:
+    os.makedirs(out_dir, exist_ok=True)
   for r in range(math.ceil(num / exp.config.sampling.batch_size)):
     path = out_dir and os.path.join(out_dir, f"round_{r:05d}.npz")
     if path and os.path.exists(path):
       with np.load(path) as saved:
         x, nfe = saved["samples"], int(saved["nfe"])
     else:
-      x, nfe = exp.sample(params, jax.random.fold_in(key, r))
+      x, nfe = sample(params, jax.random.fold_in(key, r))
       x, nfe = to_host(x), int(nfe)
       if path and jax.process_index() == 0:
         with open(path + ".tmp", "wb") as f:      # atomic: a killed run leaves no half file
@@ -81,25 +85,33 @@ def generate(exp, params, key, num: int, out_dir=None):
   return np.concatenate(rounds)[:num], nfe
 
 
-def evaluate_params(exp, params, step: int):
-  """Held-out loss, likelihood metrics and sample metrics of one set of parameters;
-  returns (metrics, the samples or None)."""
-  e, metrics, x = exp.config.eval, {"step": step}, None
+def evaluate_params(exp, params, step: int, samples_dir=None):
+  """Held-out loss, likelihood metrics and, for each sampler of eval.samplers, sample
+  metrics of one set of parameters; returns (metrics, the first sampler's samples or
+  None). Sample metrics are named "<sampler>/<metric>" when eval.samplers is set. With
+  samples_dir, each sampler's rounds are kept in samples_dir/<sampler>/ (resumable)."""
+  e, metrics, first = exp.config.eval, {"step": step}, None
   if e.enable_loss:
     metrics["eval_loss"] = held_out_loss(exp, params)
   if e.enable_likelihood:
     metrics.update(exp.task.likelihood_metrics(log_likelihood_fn(exp, params),
                                                exp.task.held_out[:e.likelihood_points]))
   if e.enable_sampling:
-    x, metrics["nfe"] = generate(exp, params, jax.random.PRNGKey(exp.config.seed + 30_000),
-                                 exp.config.sampling.num_samples)
-    metrics.update(exp.task.sample_metrics(x))
-  return metrics, x
+    for method in exp.eval_sampler_names:
+      prefix = f"{method}/" if e.samplers else ""
+      x, nfe = generate(exp, params, jax.random.PRNGKey(exp.config.seed + 30_000),
+                        exp.config.sampling.num_samples,
+                        samples_dir and os.path.join(samples_dir, method), method)
+      metrics[prefix + "nfe"] = nfe
+      metrics.update({prefix + k: v for k, v in exp.task.sample_metrics(x).items()})
+      first = x if first is None else first
+  return metrics, first
 
 
 def evaluate(exp, workdir: str) -> list:
   """Evaluates (EMA parameters) every kept snapshot not evaluated yet, and the latest
-  checkpoint; appends to <workdir>/eval/metrics.jsonl."""
+  checkpoint; appends to <workdir>/eval/metrics.jsonl. A killed evaluation resumes at the
+  checkpoint it was on, and within it at its last finished sampling round."""
   checkpoints.check_workdir(workdir)
   mngr = checkpoints.manager(workdir, exp.config.training)
   path = os.path.join(workdir, "eval", "metrics.jsonl")
@@ -114,9 +126,11 @@ def evaluate(exp, workdir: str) -> list:
     if step in done or (step % exp.config.training.snapshot_freq and step != mngr.latest_step()):
       continue
     params = checkpoints.restore(mngr, exp.abstract_state(), step)[0].ema_params
-    metrics, _ = evaluate_params(exp, params, step)
+    metrics, _ = evaluate_params(exp, params, step,
+                                 os.path.join(workdir, "eval", "samples", f"step_{step}"))
     logging.info("eval step %d: %s", step, metrics)
-    writer.write_scalars(step, {k: v for k, v in metrics.items() if isinstance(v, float)})
+    writer.write_scalars(step, {k: v for k, v in metrics.items()
+                                if isinstance(v, (int, float)) and k != "step"})
     if jax.process_index() == 0:
       with open(path, "a") as f:
         f.write(json.dumps(metrics) + "\n")

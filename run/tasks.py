@@ -8,6 +8,7 @@ density where known); `ImageTask`: a TFDS / TFRecord image dataset.
 import dataclasses
 import functools
 import math
+import os
 from typing import Callable, Iterator
 
 import jax
@@ -16,6 +17,7 @@ import numpy as np
 
 import datasets
 import evaluation
+import feature_nets
 import likelihood
 import run
 
@@ -130,6 +132,7 @@ def image_grid(images: np.ndarray) -> np.ndarray:
 class ImageTask:
   data: dict          # the data config's values
   seed: int
+  feature_net: str = ""   # feature_nets.FEATURE_NETS name for FID / KID / IS / PR, or none
 
   @property
   def example_shape(self) -> tuple[int, ...]:
@@ -167,6 +170,21 @@ class ImageTask:
                                                    (n_steps, batch_size, *self.example_shape))
 
   @functools.cached_property
+  def reference_features(self) -> np.ndarray:
+    """Feature-net features [num_eval, D] of the held-out images, cached on disk under
+    <data_dir>/feature_nets/reference/."""
+    d = self.data
+    name = (f"{d['dataset'].replace('/', '_').replace(':', '_')}_{self._split(2)}_"
+            f"{d['image_size']}px_{d['num_eval']}_{self.feature_net}.npz")
+    return feature_nets.reference_features(
+        self._feature_net, lambda: np.asarray(self.unscale(self.held_out)),
+        os.path.join(d["data_dir"], "feature_nets", "reference", name))[0]
+
+  @functools.cached_property
+  def _feature_net(self) -> feature_nets.FeatureNet:
+    return feature_nets.load(self.feature_net, self.data["data_dir"])
+
+  @functools.cached_property
   def held_out(self) -> np.ndarray:
     """The first num_eval images of the evaluation split, in the model's data range."""
     images, count = [], 0
@@ -190,16 +208,22 @@ class ImageTask:
   def sample_metrics(self, x: np.ndarray) -> dict:
     """Distances to held-out images; garbage detectors (evaluation.py): samples whose
     pixels all lie within a quarter of the data range of it, and samples as close to the
-    first 2000 held-out images as those images are to each other."""
+    first 2000 held-out images as those images are to each other. With a feature net:
+    FID, KID, IS, precision and recall against the held-out images (samples clipped to
+    the data range first)."""
     n = min(len(x), len(self.held_out))
     flat, ref = x.reshape(len(x), -1), self.held_out[:2000].reshape(-1, x[0].size)
     low, high = float(self.scale(0.0)), float(self.scale(1.0))
     margin = (high - low) / 4
-    return {"sliced_wasserstein": float(evaluation.sliced_wasserstein(
-                jax.random.PRNGKey(0), flat[:n], ref[:n])),
-            "sample_mean_abs_error": float(np.abs(flat.mean(0) - ref.mean(0)).mean()),
-            "in_range_fraction": evaluation.in_range_fraction(flat, low - margin, high + margin),
-            "near_data_fraction": evaluation.near_data_fraction(flat, ref)}
+    metrics = {"sliced_wasserstein": float(evaluation.sliced_wasserstein(
+                   jax.random.PRNGKey(0), flat[:n], ref[:n])),
+               "sample_mean_abs_error": float(np.abs(flat.mean(0) - ref.mean(0)).mean()),
+               "in_range_fraction": evaluation.in_range_fraction(flat, low - margin, high + margin),
+               "near_data_fraction": evaluation.near_data_fraction(flat, ref)}
+    if self.feature_net:
+      features, logits = self._feature_net(np.clip(np.asarray(self.unscale(x)), 0.0, 1.0))
+      metrics.update(feature_nets.quality_metrics(self.reference_features, features, logits))
+    return metrics
 
   def picture(self, x: np.ndarray) -> np.ndarray:
     """The first 64 samples as one grid image [H, W, C] in [0, 1]."""
@@ -216,13 +240,25 @@ IMAGE_DATA_KEYS = ("dataset", "num_eval", "data_dir", "image_size", "num_channel
                    "random_flip", "uniform_dequantization")
 
 
-def get_task(data, seed: int):
-  """The task of config.data: a toy distribution by name, else an image dataset."""
+def get_task(data, seed: int, feature_net: str = ""):
+  """The task of config.data: a toy distribution by name, else an image dataset (with
+  the quality metrics of `feature_net`: a feature_nets.FEATURE_NETS name, "auto" for the
+  dataset's default, or "" for none)."""
   name = data.dataset
   if name in datasets.TOY_DISTRIBUTIONS:
+    if feature_net:
+      raise run.RunError(f"config.eval.feature_net={feature_net!r} is for image data; the "
+                         f"2-D dataset {name!r} takes ''")
     return ToyTask(datasets.get_toy_distribution(name), data.num_eval, seed)
   if not (name in datasets.TFDS_DATASETS or name.startswith(("lsun/", "tfrecords:"))):
     raise run.RunError(f"unknown config.data.dataset={name!r}; valid choices: "
                        f"{sorted(datasets.TOY_DISTRIBUTIONS) + sorted(datasets.TFDS_DATASETS)}, "
                        "'lsun/<category>', 'tfrecords:<folder>'")
-  return ImageTask({k: data[k] for k in IMAGE_DATA_KEYS}, seed)
+  if feature_net == "auto":
+    feature_net = feature_nets.default_name(name)
+  if feature_net:
+    try:
+      feature_nets.check_available(feature_net, data.data_dir)
+    except (ValueError, FileNotFoundError) as e:
+      raise run.RunError(f"config.eval.feature_net: {e}") from None
+  return ImageTask({k: data[k] for k in IMAGE_DATA_KEYS}, seed, feature_net)

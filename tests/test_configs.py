@@ -33,6 +33,7 @@ def tiny(path):
   if "attn_resolutions" in model:
     model.attn_resolutions = (size // 2,)
   config.training.batch_size = config.sampling.batch_size = config.eval.batch_size = 2
+  config.eval.feature_net = ""
   return config
 
 

@@ -18,6 +18,7 @@ def small_config(data_dir):
   config = vp_ddpm_cpu.get_config()
   config.data.data_dir = data_dir
   config.data.num_eval = 256
+  config.eval.feature_net = ""
   model = config.model
   model.nf, model.num_groups, model.ch_mult, model.attn_resolutions = 8, 4, (1, 2), (14,)
   training = config.training
