@@ -232,7 +232,8 @@ def convert_inception(pth: str, data_dir: str) -> str:
               {"source": os.path.basename(pth)})
 
 
-def _main(argv: Optional[list] = None):
+def main(argv: Optional[list] = None):
+  """The command line: train / convert_inception (see the module doc)."""
   parser = argparse.ArgumentParser(prog="python -m feature_nets")
   sub = parser.add_subparsers(dest="command", required=True)
   train = sub.add_parser("train", help="train a 28 x 28 dataset's classifier")
@@ -254,4 +255,4 @@ def _main(argv: Optional[list] = None):
 
 
 if __name__ == "__main__":
-  _main()
+  main()

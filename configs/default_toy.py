@@ -79,7 +79,8 @@ def get_default_configs():
   evaluate.enable_sampling = True
   evaluate.num_loss_batches = 20
   evaluate.batch_size = 2000           # loss and likelihood batches
-  evaluate.likelihood_points = 2000
+  evaluate.likelihood_points = 2000     # images: the first N of the evaluation split
+  evaluate.bpd_repeats = 1             # images: dequantization draws per image
   evaluate.likelihood = dict(hutchinson_type="exact", rtol=1e-5, atol=1e-5, eps=1e-5,
                              max_steps=4096)   # likelihood.get_likelihood_fn; 2-D: exact trace
   evaluate.checkpoint_step = -1        # --mode sample: -1 = latest

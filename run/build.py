@@ -50,7 +50,7 @@ KEYS = {   # section -> the keys something reads
     "optim": ("lr", "beta1", "adam_eps", "weight_decay", "warmup", "grad_clip"),
     "eval": ("enable_loss", "enable_likelihood", "enable_sampling", "num_loss_batches",
              "batch_size", "likelihood_points", "likelihood", "checkpoint_step", "samplers",
-             "feature_net"),
+             "feature_net", "bpd_repeats"),
     "eval.likelihood": _arguments(likelihood.get_likelihood_fn, ("sde",)),
     "sampling": ("method", "batch_size", "num_samples", *sampling.SAMPLERS),
     **{f"sampling.{name}": _arguments(factory, ("sde", "shape"))

@@ -31,14 +31,29 @@ def _put(exp, x: np.ndarray) -> jax.Array:
   return jax.make_array_from_callback(x.shape, exp.sharding("data"), lambda index: x[index])
 
 
-def _batched(fn, x: np.ndarray, batch_size: int) -> np.ndarray:
+def _save_atomically(path: str, **arrays):
+  """np.savez to path via a temporary file: a killed run leaves no half-written file."""
+  with open(path + ".tmp", "wb") as f:
+    np.savez(f, **arrays)
+  os.replace(path + ".tmp", path)
+
+
+def _batched(fn, x: np.ndarray, batch_size: int, cache_prefix=None) -> np.ndarray:
   """fn(i, batch [batch_size, ...]) over x in batches; the last one is padded by
-  repeating its final row (one compiled shape), and the padding dropped."""
+  repeating its final row (one compiled shape), and the padding dropped. With
+  cache_prefix, batch i's output is read from / written to <cache_prefix>_<i>.npz."""
   outputs = []
   for i, start in enumerate(range(0, len(x), batch_size)):
+    path = cache_prefix and f"{cache_prefix}_{i:05d}.npz"
+    if path and os.path.exists(path):
+      with np.load(path) as saved:
+        outputs.append(saved["output"])
+      continue
     batch = x[start:start + batch_size]
     padding = np.repeat(batch[-1:], batch_size - len(batch), axis=0)
     outputs.append(fn(i, np.concatenate([batch, padding]))[:len(batch)])
+    if path and jax.process_index() == 0:
+      _save_atomically(path, output=outputs[-1])
   return np.concatenate(outputs)
 
 
@@ -52,12 +67,18 @@ def held_out_loss(exp, params) -> float:
                     jax.random.fold_in(key, i)) for i in range(e.num_loss_batches)]))
 
 
-def log_likelihood_fn(exp, params):
-  """loglik(key, x [N, ...]) -> logp [N] nats, in eval.batch_size batches (one compile)."""
-  def loglik(key, x):
+def log_likelihood_fn(exp, params, cache_dir=None):
+  """loglik(key, x [N, ...], tag=None) -> logp [N] nats, in eval.batch_size batches (one
+  compile). With cache_dir and a tag, each batch's result is kept in
+  cache_dir/<tag>_<batch>.npz, so a killed evaluation resumes at its last finished batch."""
+  if cache_dir:
+    os.makedirs(cache_dir, exist_ok=True)
+
+  def loglik(key, x, tag=None):
     return _batched(lambda i, batch: to_host(exp.log_likelihood(
         params, jax.random.fold_in(key, i), _put(exp, np.asarray(batch, np.float32)))),
-                    np.asarray(x), exp.config.eval.batch_size)
+                    np.asarray(x), exp.config.eval.batch_size,
+                    cache_dir and tag and os.path.join(cache_dir, tag))
   return loglik
 
 
@@ -78,30 +99,30 @@ def generate(exp, params, key, num: int, out_dir=None, method=None):
       x, nfe = sample(params, jax.random.fold_in(key, r))
       x, nfe = to_host(x), int(nfe)
       if path and jax.process_index() == 0:
-        with open(path + ".tmp", "wb") as f:      # atomic: a killed run leaves no half file
-          np.savez(f, samples=x, nfe=nfe, round=r)
-        os.replace(path + ".tmp", path)
+        _save_atomically(path, samples=x, nfe=nfe, round=r)
     rounds.append(x)
   return np.concatenate(rounds)[:num], nfe
 
 
-def evaluate_params(exp, params, step: int, samples_dir=None):
+def evaluate_params(exp, params, step: int, out_dir=None):
   """Held-out loss, likelihood metrics and, for each sampler of eval.samplers, sample
   metrics of one set of parameters; returns (metrics, the first sampler's samples or
   None). Sample metrics are named "<sampler>/<metric>" when eval.samplers is set. With
-  samples_dir, each sampler's rounds are kept in samples_dir/<sampler>/ (resumable)."""
+  out_dir, likelihood batches are kept in out_dir/likelihood/ and each sampler's rounds
+  in out_dir/samples/<sampler>/, so a killed evaluation resumes where it stopped."""
   e, metrics, first = exp.config.eval, {"step": step}, None
   if e.enable_loss:
     metrics["eval_loss"] = held_out_loss(exp, params)
   if e.enable_likelihood:
-    metrics.update(exp.task.likelihood_metrics(log_likelihood_fn(exp, params),
-                                               exp.task.held_out[:e.likelihood_points]))
+    metrics.update(exp.task.likelihood_metrics(
+        log_likelihood_fn(exp, params, out_dir and os.path.join(out_dir, "likelihood")),
+        exp.task.held_out[:e.likelihood_points], e.bpd_repeats))
   if e.enable_sampling:
     for method in exp.eval_sampler_names:
       prefix = f"{method}/" if e.samplers else ""
       x, nfe = generate(exp, params, jax.random.PRNGKey(exp.config.seed + 30_000),
                         exp.config.sampling.num_samples,
-                        samples_dir and os.path.join(samples_dir, method), method)
+                        out_dir and os.path.join(out_dir, "samples", method), method)
       metrics[prefix + "nfe"] = nfe
       metrics.update({prefix + k: v for k, v in exp.task.sample_metrics(x).items()})
       first = x if first is None else first
@@ -111,7 +132,8 @@ def evaluate_params(exp, params, step: int, samples_dir=None):
 def evaluate(exp, workdir: str) -> list:
   """Evaluates (EMA parameters) every kept snapshot not evaluated yet, and the latest
   checkpoint; appends to <workdir>/eval/metrics.jsonl. A killed evaluation resumes at the
-  checkpoint it was on, and within it at its last finished sampling round."""
+  checkpoint it was on, and within it at its last finished likelihood batch and sampling
+  round (kept in <workdir>/eval/step_<step>/)."""
   checkpoints.check_workdir(workdir)
   mngr = checkpoints.manager(workdir, exp.config.training)
   path = os.path.join(workdir, "eval", "metrics.jsonl")
@@ -126,8 +148,7 @@ def evaluate(exp, workdir: str) -> list:
     if step in done or (step % exp.config.training.snapshot_freq and step != mngr.latest_step()):
       continue
     params = checkpoints.restore(mngr, exp.abstract_state(), step)[0].ema_params
-    metrics, _ = evaluate_params(exp, params, step,
-                                 os.path.join(workdir, "eval", "samples", f"step_{step}"))
+    metrics, _ = evaluate_params(exp, params, step, os.path.join(workdir, "eval", f"step_{step}"))
     logging.info("eval step %d: %s", step, metrics)
     writer.write_scalars(step, {k: v for k, v in metrics.items()
                                 if isinstance(v, (int, float)) and k != "step"})

@@ -24,8 +24,9 @@ import run
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
 
-# loglik(key, x [N, ...]) -> logp [N] in nats, for any N (the caller batches).
-LogLikelihood = Callable[[jax.Array, np.ndarray], np.ndarray]
+# loglik(key, x [N, ...], tag=None) -> logp [N] in nats, for any N (the caller batches;
+# with a tag it may keep finished batches on disk under that name).
+LogLikelihood = Callable[..., np.ndarray]
 
 
 def mean_and_se(values, prefix: str) -> dict:
@@ -62,9 +63,11 @@ class ToyTask:
     return np.asarray(self.distribution.sample(jax.random.PRNGKey(self.seed + 10_000),
                                                self.num_eval))
 
-  def likelihood_metrics(self, loglik: LogLikelihood, points: np.ndarray) -> dict:
-    """NLL in nats; with a known density the paired gap, an estimate of KL(p || model)."""
-    nll = -loglik(jax.random.PRNGKey(0), points)
+  def likelihood_metrics(self, loglik: LogLikelihood, points: np.ndarray, repeats=1) -> dict:
+    """NLL in nats; with a known density the paired gap, an estimate of KL(p || model).
+    (Continuous data: `repeats` of dequantization do not apply.)"""
+    del repeats
+    nll = -loglik(jax.random.PRNGKey(0), points, "nll")
     metrics = mean_and_se(nll, "nll")
     if self.distribution.log_prob is not None:
       true_nll = -np.asarray(self.distribution.log_prob(points))
@@ -195,15 +198,21 @@ class ImageTask:
         break
     return np.asarray(self.scale(np.concatenate(images)[:self.data["num_eval"]]))
 
-  def likelihood_metrics(self, loglik: LogLikelihood, points: np.ndarray) -> dict:
+  def likelihood_metrics(self, loglik: LogLikelihood, points: np.ndarray, repeats=1) -> dict:
     """Bits/dim under the probability-flow ODE of uniformly dequantized pixels
-    (likelihood.bits_per_dim states each term)."""
+    (likelihood.bits_per_dim states each term), as score_sde measures it: each image
+    dequantized `repeats` times (and a fresh trace-estimator draw each time); the mean
+    over all, and its standard error from the per-image means (the images are independent)."""
     pixels = np.round(np.asarray(self.unscale(points)) * 255.0)
     dim = int(np.prod(points.shape[1:]))
     log_det = dim * math.log(2.0) if self.data["centered"] else 0.0
-    k_deq, k_div = jax.random.split(jax.random.PRNGKey(self.seed + 50_000))
-    x = np.asarray(self.scale(likelihood.dequantize(k_deq, pixels)))
-    return mean_and_se(likelihood.bits_per_dim(loglik(k_div, x), dim, log_det), "bits_per_dim")
+    bits = []
+    for r in range(repeats):
+      k_deq, k_div = jax.random.split(jax.random.fold_in(jax.random.PRNGKey(self.seed + 50_000), r))
+      x = np.asarray(self.scale(likelihood.dequantize(k_deq, pixels)))
+      bits.append(likelihood.bits_per_dim(loglik(k_div, x, f"repeat{r}"), dim, log_det))
+    return {**mean_and_se(np.mean(bits, axis=0), "bits_per_dim"),
+            "bpd_images": len(points), "bpd_repeats": repeats}
 
   def sample_metrics(self, x: np.ndarray) -> dict:
     """Distances to held-out images; garbage detectors (evaluation.py): samples whose

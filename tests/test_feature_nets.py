@@ -46,10 +46,13 @@ def _random_pytorch_fid_inception(monkeypatch):
   return reference, network
 
 
-def test_flax_inception_equals_pytorch_fid(monkeypatch):
+def test_flax_inception_equals_pytorch_fid(monkeypatch, tmp_path):
+  """Through the conversion command: a .pth state dict -> our weights file -> load."""
   reference, network = _random_pytorch_fid_inception(monkeypatch)
-  params = feature_nets.inception_params_from_state_dict(
-      {k: v.numpy() for k, v in network.state_dict().items()})
+  torch.save(network.state_dict(), tmp_path / feature_nets.INCEPTION_FILE)
+  feature_nets.main(["convert_inception", "--pth", str(tmp_path / feature_nets.INCEPTION_FILE),
+                     "--data_dir", str(tmp_path)])
+  net = feature_nets.load("inception", str(tmp_path), batch_size=2)
   rng = np.random.default_rng(0)
   images = rng.uniform(size=(2, 28, 28, 1)).astype(np.float32)    # resized and repeated
   with torch.no_grad():
@@ -57,7 +60,7 @@ def test_flax_inception_equals_pytorch_fid(monkeypatch):
     want_features = reference(torch_in)[0].flatten(1)
     want_logits = network.fc(want_features).numpy()
     want_features = want_features.numpy()
-  features, logits = inception.InceptionV3().apply({"params": params}, images)
+  features, logits = net(images)
   scale = np.abs(want_features).max()
   assert 1e-2 < scale < 1e3, scale                 # a meaningful comparison
   np.testing.assert_allclose(features, want_features, atol=1e-4 * scale)

@@ -53,7 +53,7 @@ def test_eval_writes_quality_metrics_for_each_sampler(fashion_mnist_dir, tmp_pat
   config = test_image_training.small_config(data_dir)
   config.eval.feature_net = "auto"
   config.eval.samplers = ("ddim", "edm_heun")
-  config.eval.enable_likelihood = False
+  config.eval.likelihood_points, config.eval.bpd_repeats = 8, 2
   config.sampling.edm_heun.num_steps = 3
   config.sampling.num_samples = 32
   config.training.n_iters = config.training.snapshot_freq = 2
@@ -68,18 +68,23 @@ def test_eval_writes_quality_metrics_for_each_sampler(fashion_mnist_dir, tmp_pat
     for key in QUALITY_KEYS:
       assert np.isfinite(metrics[f"{sampler}/{key}"]), (sampler, key)
     assert metrics[f"{sampler}/num_fake"] == 32 and metrics[f"{sampler}/num_real"] == 256
-    rounds = os.listdir(os.path.join(workdir, "eval", "samples", "step_2", sampler))
+    rounds = os.listdir(os.path.join(workdir, "eval", "step_2", "samples", sampler))
     assert sorted(rounds) == ["round_00000.npz", "round_00001.npz"]     # 16 per round
+  assert (metrics["bpd_images"], metrics["bpd_repeats"]) == (8, 2)
+  assert sorted(os.listdir(os.path.join(workdir, "eval", "step_2", "likelihood"))) == [
+      "repeat0_00000.npz", "repeat1_00000.npz"]            # eval.batch_size 64 > 8 images
   with open(os.path.join(workdir, "eval", "metrics.jsonl")) as f:
     assert json.loads(f.readline()) == metrics
   cache = os.path.join(data_dir, "feature_nets", "reference",
                        "fashion_mnist_test_28px_256_fashion_mnist_cnn.npz")
   assert np.load(cache)["features"].shape == (256, 128)
-  # Rounds on disk are read back, not redrawn: other parameters give the same samples.
+  # Batches and rounds on disk are read back, not redone: other parameters give the same
+  # likelihoods and samples.
   other = exp.init_state(jax.random.PRNGKey(1)).ema_params
-  resumed, _ = evaluate.evaluate_params(exp, other, 2,
-                                        os.path.join(workdir, "eval", "samples", "step_2"))
+  resumed, _ = evaluate.evaluate_params(exp, other, 2, os.path.join(workdir, "eval", "step_2"))
   assert resumed["ddim/fid"] == metrics["ddim/fid"]
+  assert resumed["bits_per_dim"] == metrics["bits_per_dim"]
+  assert resumed["eval_loss"] != metrics["eval_loss"]
 
 
 @pytest.fixture(scope="module")
