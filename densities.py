@@ -89,6 +89,24 @@ class GaussianMixture:
     """Exact log p_t(x) [B] of the marginal at time t under `sde`."""
     return _mixture_log_prob(x, *self._params_t(sde, t))
 
+  def component(self, k: int) -> "GaussianMixture":
+    """Component k alone (the class-conditional density p(x | c = k))."""
+    return GaussianMixture(self.means[k:k + 1], self.stds[k:k + 1], jnp.ones(1))
+
+  def log_responsibilities_t(self, sde: sde_lib.SDE, x: jax.Array, t: jax.Array) -> jax.Array:
+    """log p_t(c = k | x) [B, K]: the exact noise-conditional classifier of the components."""
+    log_joint = _log_joint(x, *self._params_t(sde, t))
+    return log_joint - jax.nn.logsumexp(log_joint, axis=-1, keepdims=True)
+
+  def conditional(self, known: jax.Array, num_known: int) -> "GaussianMixture":
+    """p(x_rest | x_first = known): the first `num_known` coordinates fixed at `known`
+    [num_known]; a mixture over the remaining coordinates with reweighted components
+    (weights_k N(known; means_k[:num_known], stds_k^2 I) normalized)."""
+    head = GaussianMixture(self.means[:, :num_known], self.stds, self.weights)
+    log_w = _log_joint(jnp.asarray(known)[None], head.means[None], head.stds[None] ** 2,
+                       jnp.log(head.weights))[0]
+    return GaussianMixture(self.means[:, num_known:], self.stds, jax.nn.softmax(log_w))
+
   def score_fn(self, sde: sde_lib.SDE):
     """The exact score function (x [B, D], t [B]) -> grad_x log p_t(x) [B, D]."""
     def score(x, t):

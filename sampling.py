@@ -170,20 +170,39 @@ def get_pc_sampler(sde: sde_lib.SDE, shape, predictor="reverse_diffusion",
   dt = sde.T / num_steps
   nfe = num_steps * ((predictor != "none") + n_steps * (corrector != "none"))
 
-  def sampler(key, score_fn: ScoreFn):
+  def sampler(key, score_fn: ScoreFn, constrain=None, resamplings=1):
+    """`constrain(key, x, t) -> x` (controllable_generation) is applied after every
+    corrector and predictor step (key None: to the noise-free mean); with `resamplings`
+    R > 1 each step is repeated R times, diffusing the result back to t in between
+    (RePaint, Lugmayr et al., 2022)."""
     rsde = sde.reverse(score_fn, probability_flow)
     k_prior, k_loop = jax.random.split(key)
+    constrain = constrain or (lambda key, x, t: x)
 
     def step(carry, i):
       x, _ = carry
-      k_c, k_p = jax.random.split(jax.random.fold_in(k_loop, i))
       t, t_next = _vec(times[i], x), _vec(times[i + 1], x)
-      x, _ = corrector_fn(sde, score_fn, k_c, x, t, dt, snr, n_steps)
-      return predictor_fn(rsde, k_p, x, t, t_next), None
+
+      def attempt(x, key):
+        k_c, k_p = jax.random.split(key)
+        x, _ = corrector_fn(sde, score_fn, k_c, x, t, dt, snr, n_steps)
+        x = constrain(jax.random.fold_in(k_c, 1), x, t)
+        x, x_mean = predictor_fn(rsde, k_p, x, t, t_next)
+        return constrain(jax.random.fold_in(k_p, 1), x, t_next), constrain(None, x_mean, t_next)
+
+      def again(u, carry):
+        k = jax.random.fold_in(jax.random.fold_in(k_loop, i), u)
+        a, v = sde.transition(t, t_next)
+        x_back = (batch_broadcast(a, carry[0]) * carry[0] + batch_broadcast(jnp.sqrt(v), carry[0])
+                  * jax.random.normal(jax.random.fold_in(k, 2), carry[0].shape))
+        return attempt(x_back, k)
+
+      x, x_mean = attempt(x, jax.random.fold_in(k_loop, i))
+      return jax.lax.fori_loop(1, resamplings, again, (x, x_mean)), None
 
     x = sde.prior_sampling(k_prior, shape)
     (x, x_mean), _ = jax.lax.scan(step, (x, x), jnp.arange(num_steps))
-    return (x_mean if denoise else x), nfe
+    return (x_mean if denoise else x), nfe * resamplings
 
   return sampler
 

@@ -1,0 +1,154 @@
+"""Conditional sampling with an unconditional sampler: guided score functions and
+constraints on the sampler's state.
+
+* Guidance turns score functions into a score function, so every sampler works
+  unchanged: `classifier_guidance` (s(x, t) + scale grad_x log p_t(c | x), Song et al.,
+  2021, Appendix I; Dhariwal & Nichol, 2021) and `classifier_free_guidance`
+  ((1 + w) s(x, t, c) - w s(x, t, null), Ho & Salimans, 2022).
+* Inpainting and colorization (Song et al., 2021, Appendix I) constrain the state of the
+  PC sampler: after every predictor and corrector step the known part is replaced by a
+  draw of the known data diffused to the current time (`Replacement`), optionally with
+  RePaint's resampling (Lugmayr et al., 2022): each step repeated R times, diffused back
+  in between, so the unknown part can agree with the known one.
+
+Shapes: x [B, ...], t [B]; labels an int or [B] ints; masks broadcast against x, 1 where
+the value is known.
+"""
+import dataclasses
+from typing import Callable, Optional
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+import sampling
+import sde_lib
+
+batch_broadcast = sde_lib.batch_broadcast
+
+
+def _labels(label, x) -> jax.Array:
+  return jnp.broadcast_to(jnp.asarray(label, jnp.int32), (x.shape[0],))
+
+
+def classifier_guidance(score_fn, class_log_prob_fn, label, scale: float = 1.0):
+  """score(x, t) + scale * grad_x log p_t(label | x), where class_log_prob_fn(x, t) ->
+  [B, C] gives log p_t(c | x) of a noise-conditional classifier. At scale 1 with the
+  exact classifier this is the exact score of p_t(x | label)."""
+
+  def guided(x, t):
+    y = _labels(label, x)
+
+    def log_prob(x):
+      log_probs = class_log_prob_fn(x, t)
+      if isinstance(label, int) and not 0 <= label < log_probs.shape[-1]:
+        raise ValueError(f"unknown class label {label}; valid: 0 ... {log_probs.shape[-1] - 1}")
+      return jnp.sum(jnp.take_along_axis(log_probs, y[:, None], axis=1))
+
+    return score_fn(x, t) + scale * jax.grad(log_prob)(x)
+
+  return guided
+
+
+def classifier_free_guidance(cond_score_fn, label, guidance_scale: float, null_label: int,
+                             interval: Optional[tuple[float, float]] = None):
+  """(1 + w) s(x, t, label) - w s(x, t, null_label) with cond_score_fn(x, t, y [B]); with
+  `interval` = (t_lo, t_hi), w applies only for t in [t_lo, t_hi] (0 elsewhere: the
+  conditional score). Labels are 0 ... null_label - 1 (the null label is the last one)."""
+  if isinstance(label, (int, np.integer)) and not 0 <= label < null_label:
+    raise ValueError(f"unknown class label {label}; valid: 0 ... {null_label - 1} "
+                     f"({null_label} is the null label)")
+
+  def guided(x, t):
+    s_cond = cond_score_fn(x, t, _labels(label, x))
+    s_null = cond_score_fn(x, t, _labels(null_label, x))
+    w = jnp.full(t.shape, guidance_scale, x.dtype)
+    if interval is not None:
+      w = jnp.where((t >= interval[0]) & (t <= interval[1]), w, 0.0)
+    return s_cond + batch_broadcast(w, x) * (s_cond - s_null)
+
+  return guided
+
+
+@dataclasses.dataclass(frozen=True)
+class Replacement:
+  """The constraint of inpainting and colorization: where mask == 1, the coordinates of
+  x, expressed in an orthonormal `basis` of the last axis (None: the identity), become
+  alpha(t) x_known + sigma(t) z, a draw of the known data diffused to time t (key None:
+  the noise-free alpha(t) x_known)."""
+  sde: sde_lib.SDE
+  x_known: jax.Array
+  mask: jax.Array
+  basis: Optional[jax.Array] = None     # [C, C] orthogonal; rows are the new coordinates
+
+  def _to(self, x):
+    return x if self.basis is None else x @ self.basis.T
+
+  def _back(self, y):
+    return y if self.basis is None else y @ self.basis
+
+  def __call__(self, key, x, t):
+    alpha, sigma = self.sde.marginal(t)
+    known = batch_broadcast(alpha, x) * self._to(self.x_known)
+    if key is not None:
+      known = known + batch_broadcast(sigma, x) * jax.random.normal(key, x.shape)
+    return self._back(jnp.where(self.mask > 0, known, self._to(x)))
+
+
+METHODS = ("replacement", "repaint")
+
+
+def _check_method(method: str, resamplings: int) -> int:
+  if method not in METHODS:
+    raise ValueError(f"unknown conditional sampling method {method!r}; valid choices: "
+                     f"{list(METHODS)}")
+  return 1 if method == "replacement" else resamplings
+
+
+def get_inpainter(sde: sde_lib.SDE, shape, method: str = "replacement", resamplings: int = 10,
+                  **pc_settings) -> Callable:
+  """inpaint(key, score_fn, x_known [shape], mask) -> (x [shape], nfe): the PC sampler
+  (settings as sampling.get_pc_sampler) with the known part replaced after every step;
+  "repaint" repeats each step `resamplings` times."""
+  resamplings = _check_method(method, resamplings)
+  sampler = sampling.get_pc_sampler(sde, shape, **pc_settings)
+
+  def inpaint(key, score_fn, x_known, mask):
+    try:
+      mask = jnp.broadcast_to(jnp.asarray(mask, x_known.dtype), shape)
+    except ValueError:
+      raise ValueError(f"mask of shape {jnp.shape(mask)} does not broadcast to the samples' "
+                       f"shape {tuple(shape)}") from None
+    return sampler(key, score_fn, Replacement(sde, x_known, mask), resamplings)
+
+  return inpaint
+
+
+def color_basis() -> jax.Array:
+  """An orthonormal basis of RGB whose first vector is the grey direction (1, 1, 1)/sqrt 3
+  (Song et al.'s "orthogonal colour decoupling"): the grey coordinate is sqrt(3) times the
+  channel mean, and the other two carry colour only."""
+  m = np.array([[1.0, 1.0, 1.0], [1.0, -1.0, 0.0], [1.0, 1.0, -2.0]])
+  return jnp.asarray(m / np.linalg.norm(m, axis=1, keepdims=True), jnp.float32)
+
+
+def get_colorizer(sde: sde_lib.SDE, shape, method: str = "replacement", resamplings: int = 10,
+                  **pc_settings) -> Callable:
+  """colorize(key, score_fn, gray [B, H, W, 1]) -> (x [B, H, W, 3], nfe): samples whose
+  channel mean is `gray` (in the model's data range), by replacement of the grey
+  coordinate of `color_basis`."""
+  if shape[-1] != 3:
+    raise ValueError(f"colorization needs 3 channels; the samples' shape {tuple(shape)} has "
+                     f"{shape[-1]}")
+  resamplings = _check_method(method, resamplings)
+  sampler = sampling.get_pc_sampler(sde, shape, **pc_settings)
+  basis = color_basis()
+  mask = jnp.zeros(shape).at[..., 0].set(1.0)
+
+  def colorize(key, score_fn, gray):
+    if gray.shape != (*shape[:-1], 1):
+      raise ValueError(f"gray images of shape {gray.shape}; expected {(*shape[:-1], 1)}")
+    x_known = jnp.broadcast_to(gray, shape)        # grey coordinate sqrt(3) gray, colour 0
+    return sampler(key, score_fn, Replacement(sde, x_known, mask, basis), resamplings)
+
+  return colorize
