@@ -79,10 +79,12 @@ def _inpainting_statistics(x):
 def test_inpainting_against_the_exact_conditional():
   """x1 = 0 known: the exact conditional of x2 is a mixture of N(-3, 1), N(3, 1), N(0, 1)
   with weights 0.396 / 0.593 / 0.011 (`GaussianMixture.conditional`). Replacement
-  (Song et al., 2021) is biased: with the reverse-diffusion predictor alone it puts twice
-  the mass near x2 = 0 (measured 0.17 vs 0.075 on 4000 samples, 1000 steps); RePaint's
-  resampling converges (20 resamplings x 1000 steps: every statistic within 1.5 SE).
-  Tolerances: 4 SE of each statistic (binomial, and the sample std of |x2|)."""
+  (Song et al., 2021) with the reverse-diffusion predictor alone is biased and stays so
+  as steps grow: it puts twice the mass near x2 = 0 (0.17 vs 0.076 at 100 to 3000 steps,
+  4000 samples); a Langevin corrector step removes the bias (1.3 SE at 1000 steps), and
+  so does RePaint's resampling (1.7 SE with 20 resamplings x 1000 steps);
+  docs/results/inpainting_bias.md. Tolerances: 4 SE of each statistic (binomial, and the
+  sample std of |x2|)."""
   n = 2000
   exact = GMM.conditional(jnp.zeros(1), 1)
   np.testing.assert_allclose(exact.weights, [0.3956, 0.5934, 0.0110], atol=1e-4)
@@ -90,12 +92,12 @@ def test_inpainting_against_the_exact_conditional():
       jax.random.PRNGKey(2), 200_000)])
   x_known, mask = jnp.zeros((n, 2)), jnp.array([1.0, 0.0])
 
-  def run(method, resamplings, num_steps):
+  def run(method, resamplings, num_steps, corrector="none"):
     inpaint = cg.get_inpainter(SDE, (n, 2), method, resamplings, num_steps=num_steps,
-                               corrector="none")
+                               corrector=corrector)
     x, nfe = jax.jit(lambda k: inpaint(k, GMM.score_fn(SDE), x_known, mask))(
         jax.random.PRNGKey(3))
-    assert int(nfe) == resamplings * num_steps
+    assert int(nfe) == resamplings * num_steps * (1 + (corrector != "none"))
     np.testing.assert_array_equal(np.asarray(x)[:, 0], 0.0)     # the known part, exactly
     return _inpainting_statistics(x)
 
@@ -105,6 +107,8 @@ def test_inpainting_against_the_exact_conditional():
   assert replaced[1] - reference[1] > 8 * se[1], (replaced, reference)       # the known bias
   repainted = run("repaint", 20, 500)
   assert np.all(np.abs(repainted - reference) < 4 * se), (repainted, reference, se)
+  corrected = run("replacement", 1, 1000, corrector="langevin")
+  assert np.all(np.abs(corrected - reference) < 4 * se), (corrected, reference, se)
 
 
 def test_colorization_keeps_the_grey_level():

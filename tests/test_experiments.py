@@ -9,7 +9,7 @@ from experiments import run_all
 
 
 # Compile-bound smoke runs: all but the quickest in the slow tier (`make test-slow`).
-FAST = {"r1_annealed_langevin", "r3_hyvarinen_consistency"}
+FAST = {"r1_annealed_langevin", "r3_hyvarinen_consistency", "inpainting_bias"}
 
 
 @pytest.mark.parametrize("name", [
