@@ -56,7 +56,7 @@ def main(_):
     label = method + (" + Langevin" if corrector != "none" else "") + (
         f", R = {resamplings}" if method == "repaint" else "")
     rows.append([label, steps, int(nfe), *[f"{v:.3f}" for v in measured], f"{worst:.1f}"])
-    curves.setdefault(label, []).append((int(nfe), worst))
+    curves.setdefault(label, []).append((int(nfe), max(worst, 0.01)))
   rows.append(["exact", "", "", *[f"{v:.3f}" for v in exact], ""])
   table = common.markdown_table(["method", "steps", "NFE", *STATISTICS, "worst error / SE"], rows)
   fig, ax = plt.subplots(figsize=(5.5, 4))
