@@ -44,7 +44,7 @@ def main(_):
   settings += [("repaint", "none", r, s) for r, s in ((10, 100), (10, 300), (10, 1000),
                                                        (20, 1000))]
   if FLAGS.quick:
-    settings = [("replacement", "none", 1, 20), ("repaint", "none", 2, 20)]
+    settings = [("replacement", "none", 1, 50), ("repaint", "none", 2, 50)]
   rows, curves = [], {}
   for method, corrector, resamplings, steps in settings:
     inpaint = cg.get_inpainter(sde, (n, 2), method, resamplings, num_steps=steps,
