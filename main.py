@@ -6,7 +6,8 @@ r"""Score-based generative modelling: train, evaluate and sample from the comman
 
 Modes: train (resumes from <workdir>/checkpoints), eval (every kept snapshot,
 resumable), sample (one checkpoint -> .npz + .png), train_eval (train, then write
-<workdir>/metrics.json and <workdir>/report.png).
+<workdir>/metrics.json and <workdir>/report.png), inpaint / colorize (one checkpoint
+completes held-out images: config.controllable; run/controllable.py).
 Multi-host: pass --coordinator_address, --num_processes and --process_id (or
 --multihost alone where JAX detects the cluster, e.g. on TPU pods).
 """
@@ -21,12 +22,14 @@ from ml_collections import config_flags
 
 import run
 from run import build
+from run import controllable
 from run import evaluate
 from run import train
 
 config_flags.DEFINE_config_file("config", None, "Experiment config file.", lock_config=True)
 flags.DEFINE_string("workdir", None, "Directory for checkpoints, logs and outputs.")
-flags.DEFINE_enum("mode", "train", ["train", "eval", "sample", "train_eval"], "What to run.")
+flags.DEFINE_enum("mode", "train", ["train", "eval", "sample", "train_eval", "inpaint",
+                                    "colorize"], "What to run.")
 flags.DEFINE_bool("multihost", False, "Call jax.distributed.initialize() (cluster auto-detected).")
 flags.DEFINE_string("coordinator_address", None, "host:port of process 0, for multi-process runs.")
 flags.DEFINE_integer("num_processes", None, "Number of processes of a multi-process run.")
@@ -37,7 +40,9 @@ FLAGS = flags.FLAGS
 MODES = {"train": train.train,
          "eval": evaluate.evaluate,
          "sample": evaluate.sample,
-         "train_eval": lambda exp, w: evaluate.report(exp, w, train.train(exp, w)[0])}
+         "train_eval": lambda exp, w: evaluate.report(exp, w, train.train(exp, w)[0]),
+         "inpaint": controllable.inpaint,
+         "colorize": controllable.colorize}
 
 
 class _QuietLibraries(py_logging.Filter):

@@ -86,6 +86,12 @@ def get_default_configs():
   evaluate.checkpoint_step = -1        # --mode sample: -1 = latest
   evaluate.samplers = ()               # samplers to evaluate; () = (sampling.method,)
   evaluate.feature_net = ""            # images: FID / KID / IS / PR features (feature_nets.py)
+
+  # --mode inpaint / colorize (run/controllable.py), with the PC sampler of sampling.pc.
+  config.controllable = controllable = ml_collections.ConfigDict()
+  controllable.mask = "half"           # "half", "box", "random"
+  controllable.method = "replacement"  # or "repaint"
+  controllable.resamplings = 10        # RePaint's repeats per step
   return config
 
 

@@ -53,6 +53,7 @@ KEYS = {   # section -> the keys something reads
              "feature_net", "bpd_repeats"),
     "eval.likelihood": _arguments(likelihood.get_likelihood_fn, ("sde",)),
     "sampling": ("method", "batch_size", "num_samples", *sampling.SAMPLERS),
+    "controllable": ("mask", "method", "resamplings"),
     **{f"sampling.{name}": _arguments(factory, ("sde", "shape"))
        for name, factory in sampling.SAMPLERS.items()},
 }

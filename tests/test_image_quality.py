@@ -120,3 +120,30 @@ def test_feature_network_accuracy_and_fid_sanity(trained_feature_net):
   assert real < 2.0 and real < blurred[0] / 3 and real < noised[0] / 3, (real, blurred, noised)
   assert np.all(np.diff(blurred) > 0) and np.all(np.diff(noised) > 0), (blurred, noised)
   assert math.isfinite(real)
+
+
+@pytest.mark.xdist_group("fashion_mnist")
+def test_inpaint_mode_keeps_the_known_pixels(fashion_mnist_dir, tmp_path):
+  from run import controllable  # pylint: disable=g-import-not-at-top
+  config = test_image_training.small_config(fashion_mnist_dir)
+  config.training.n_iters = config.training.snapshot_freq = 2
+  config.training.snapshot_freq_for_preemption = 2
+  config.sampling.batch_size = 16
+  config.sampling.pc.num_steps = 50
+  config.controllable.mask = "box"
+  exp = build.build(config)
+  workdir = str(tmp_path / "run")
+  train.train(exp, workdir)
+  out_dir = controllable.inpaint(exp, workdir)
+  saved = np.load(os.path.join(out_dir, "inpaint.npz"))
+  mask = controllable.make_mask("box", saved["original"].shape)
+  assert mask.mean() == 0.75                         # a 14 x 14 hole in 28 x 28
+  np.testing.assert_array_equal(np.where(mask > 0, saved["result"], 0),
+                                np.where(mask > 0, saved["original"], 0))
+  assert np.abs(saved["result"] - saved["original"]).max() > 0.1      # the hole was sampled
+  assert os.path.getsize(os.path.join(out_dir, "inpaint.png")) > 1000
+  with pytest.raises(run.RunError, match="colorize needs 3-channel images"):
+    controllable.colorize(exp, workdir)
+  config.controllable.mask = "circle"
+  with pytest.raises(run.RunError, match="valid choices: \\['half', 'box', 'random'\\]"):
+    controllable.inpaint(build.build(config), workdir)
