@@ -216,8 +216,9 @@ def get_train_step(loss_fn: Callable, optimizer: optax.GradientTransformation, e
                    ema_warmup: bool = True):
   """Returns train_step(state, batch, base_key) -> (state, metrics).
 
-  `loss_fn(params, x0, key) -> scalar`; `batch` is [n_steps, B, ...]: n_steps optimizer
-  steps run under `lax.scan` (one step runs without a loop). Step s draws its noise from
+  `loss_fn(params, x0, key) -> scalar`; `batch` is [n_steps, B, ...] (or a pytree of
+  such arrays, e.g. (images, labels)): n_steps optimizer steps run under `lax.scan` (one
+  step runs without a loop). Step s draws its noise from
   fold_in(base_key, s), so a run resumed from a checkpoint continues exactly. The EMA
   decay of step s is `ema_decay(ema_rate, s, ema_warmup)`. Pure; devices are the caller's.
   """
@@ -232,8 +233,9 @@ def get_train_step(loss_fn: Callable, optimizer: optax.GradientTransformation, e
                                           state.ema_params, params)
       return TrainState(state.step + 1, params, opt_state, ema_params), loss
 
-    if batch.shape[0] == 1:   # no loop: XLA:CPU runs convolutions in loop bodies ~5x slower
-      state, loss = one_step(state, batch[0])
+    if jax.tree_util.tree_leaves(batch)[0].shape[0] == 1:
+      # No loop: XLA:CPU runs convolutions in loop bodies ~5x slower.
+      state, loss = one_step(state, jax.tree_util.tree_map(lambda b: b[0], batch))
       return state, {"loss": loss}
     state, step_losses = jax.lax.scan(one_step, state, batch)
     return state, {"loss": jnp.mean(step_losses)}

@@ -42,6 +42,7 @@ def get_default_configs():
   training.snapshot_freq = 2000   # kept for evaluation
   training.snapshot_freq_for_preemption = 500   # overwritten (keeps 2)
   training.eval_freq = 0          # > 0: held-out loss and a sample picture to TensorBoard
+  training.label_dropout = 0.0    # class-conditional: P(label -> null), for guidance
 
   config.model = model = ml_collections.ConfigDict()
   model.name = "mlp"              # models.MODELS
@@ -67,6 +68,9 @@ def get_default_configs():
   sampling.method = "pc"          # a key of sampling.SAMPLERS; its settings: sampling.<method>
   sampling.batch_size = 4000      # samples per round (split over all devices)
   sampling.num_samples = 4000
+  sampling.class_label = -1       # class-conditional networks: >= 0 samples that class
+  sampling.guidance_scale = 0.0   # classifier-free guidance w: (1 + w) s(c) - w s(null)
+  sampling.guidance_interval = () # (t_lo, t_hi): guide only there; () everywhere
   sampling.pc.snr = 0.05          # 2-D data: Langevin steps must stay small
   for name in ("ddim", "edm_heun", "dpm_solver_2m"):
     sampling[name].num_steps = 50

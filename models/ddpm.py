@@ -27,16 +27,19 @@ class DDPMConfig:
   num_groups: int = 32
   remat: bool = False          # jax.checkpoint each residual block (memory for compute)
   dtype: str = "float32"       # compute dtype ("bfloat16"); parameters stay float32
+  num_label_classes: int = 0   # > 0: class-conditional (labels 0 .. n - 1, n = null)
 
 
 class DDPM(nn.Module):
-  """(x [B, H, W, C], c_noise [B], train) -> [B, H, W, C]. c_noise enters through
-  DDPM's positional embedding (with c_noise = 999 t, the timestep index)."""
+  """(x [B, H, W, C], c_noise [B], train, labels [B] or None) -> [B, H, W, C]. c_noise
+  enters through DDPM's positional embedding (with c_noise = 999 t, the timestep index);
+  labels, if the network is class-conditional, through an embedding added to it."""
 
   config: DDPMConfig
 
   @nn.compact
-  def __call__(self, x: jax.Array, c_noise: jax.Array, train: bool = False) -> jax.Array:
+  def __call__(self, x: jax.Array, c_noise: jax.Array, train: bool = False,
+               labels=None) -> jax.Array:
     cfg = self.config
     dtype = jnp.dtype(cfg.dtype)
     act = layers.get_activation(cfg.nonlinearity)
@@ -48,7 +51,8 @@ class DDPM(nn.Module):
 
     temb = layers.sinusoidal_embedding(c_noise, cfg.nf, freq_shift=1.0)
     temb = layers.dense(4 * cfg.nf)(temb)
-    temb = layers.dense(4 * cfg.nf)(act(temb)).astype(dtype)
+    temb = layers.dense(4 * cfg.nf)(act(temb))
+    temb = layers.add_label_embedding(temb, labels, cfg.num_label_classes).astype(dtype)
 
     hs = [layers.conv(cfg.nf, dtype=dtype)(x.astype(dtype))]
     for level, mult in enumerate(cfg.ch_mult):

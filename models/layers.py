@@ -29,6 +29,20 @@ def sinusoidal_embedding(c_noise: jax.Array, dim: int, max_period: float = 10_00
   return jnp.concatenate([jnp.sin(angles), jnp.cos(angles)], axis=-1)
 
 
+def add_label_embedding(emb: jax.Array, labels: Optional[jax.Array], num_classes: int):
+  """emb [B, E] + a learned embedding of labels [B] in {0, ..., num_classes}, where
+  num_classes is the "null" label of classifier-free guidance (labels None: all null).
+  Call inside a compact module. An unconditional network (num_classes 0) takes no labels."""
+  if not num_classes:
+    if labels is not None:
+      raise ValueError("labels given to an unconditional network (model.num_label_classes = 0)")
+    return emb
+  if labels is None:
+    labels = jnp.full(emb.shape[:1], num_classes, jnp.int32)
+  return emb + nn.Embed(num_classes + 1, emb.shape[-1], name="label_embedding")(labels).astype(
+      emb.dtype)
+
+
 def default_init(scale: float = 1.0):
   """DDPM's initializer: variance_scaling(scale, fan_avg, uniform); scale 0 -> 1e-10."""
   return nn.initializers.variance_scaling(scale or 1e-10, "fan_avg", "uniform")

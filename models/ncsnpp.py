@@ -45,6 +45,7 @@ class NCSNppConfig:
   nonlinearity: str = "swish"
   remat: bool = False
   dtype: str = "float32"
+  num_label_classes: int = 0               # > 0: class-conditional (n = the null label)
 
   def __post_init__(self):
     for name, value, valid in (("resblock_type", self.resblock_type, ("biggan", "ddpm")),
@@ -68,12 +69,14 @@ class Combine(nn.Module):
 
 
 class NCSNpp(nn.Module):
-  """(x [B, H, W, C], c_noise [B], train) -> [B, H, W, C]."""
+  """(x [B, H, W, C], c_noise [B], train, labels [B] or None) -> [B, H, W, C]; labels
+  of a class-conditional network enter as an embedding added to the noise embedding."""
 
   config: NCSNppConfig
 
   @nn.compact
-  def __call__(self, x: jax.Array, c_noise: jax.Array, train: bool = False) -> jax.Array:
+  def __call__(self, x: jax.Array, c_noise: jax.Array, train: bool = False,
+               labels=None) -> jax.Array:
     cfg = self.config
     dtype = jnp.dtype(cfg.dtype)
     act = layers.get_activation(cfg.nonlinearity)
@@ -98,7 +101,8 @@ class NCSNpp(nn.Module):
     else:
       temb = layers.sinusoidal_embedding(c_noise, cfg.nf, freq_shift=1.0)
     temb = layers.dense(4 * cfg.nf)(temb)
-    temb = layers.dense(4 * cfg.nf)(act(temb)).astype(dtype)
+    temb = layers.dense(4 * cfg.nf)(act(temb))
+    temb = layers.add_label_embedding(temb, labels, cfg.num_label_classes).astype(dtype)
 
     x = x.astype(dtype)
     pyramid_in = x

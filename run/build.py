@@ -10,6 +10,7 @@ compiles each function once:
     (samplers[name] for each of sampling.method and eval.samplers)
   log_likelihood(params, key, x [eval.batch_size, ...]) -> logp [eval.batch_size] (nats)
   eval_loss(params, x0 [eval.batch_size, ...], key) -> scalar (network in eval mode)
+  (a class-conditional network's batches are (x0, labels [B]) pairs)
 """
 import dataclasses
 import difflib
@@ -20,6 +21,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+import controllable_generation as cg
 import datasets
 import likelihood
 import losses
@@ -46,13 +48,14 @@ KEYS = {   # section -> the keys something reads
     "sde": ("name", "beta_min", "beta_max", "sigma_min", "sigma_max", "num_scales", "T"),
     "training": ("loss", "reduce_mean", "likelihood_weighting", "importance_sampling",
                  "min_time", "batch_size", "n_iters", "n_jitted_steps", "log_freq",
-                 "snapshot_freq", "snapshot_freq_for_preemption", "eval_freq"),
+                 "snapshot_freq", "snapshot_freq_for_preemption", "eval_freq", "label_dropout"),
     "optim": ("lr", "beta1", "adam_eps", "weight_decay", "warmup", "grad_clip"),
     "eval": ("enable_loss", "enable_likelihood", "enable_sampling", "num_loss_batches",
              "batch_size", "likelihood_points", "likelihood", "checkpoint_step", "samplers",
              "feature_net", "bpd_repeats"),
     "eval.likelihood": _arguments(likelihood.get_likelihood_fn, ("sde",)),
-    "sampling": ("method", "batch_size", "num_samples", *sampling.SAMPLERS),
+    "sampling": ("method", "batch_size", "num_samples", "class_label", "guidance_scale",
+                 "guidance_interval", *sampling.SAMPLERS),
     "controllable": ("mask", "method", "resamplings"),
     **{f"sampling.{name}": _arguments(factory, ("sde", "shape"))
        for name, factory in sampling.SAMPLERS.items()},
@@ -115,13 +118,31 @@ class Experiment:
   def sharding(self, *spec) -> jax.sharding.NamedSharding:
     return jax.sharding.NamedSharding(self.mesh, P(*spec))
 
-  def score_fn(self, params, train=False, key=None):
-    """score_fn(x, t) of the network with `params` (dropout keyed by `key` if `train`)."""
+  @property
+  def num_label_classes(self) -> int:
+    """> 0 for a class-conditional network (its null label), else 0."""
+    return self.config.model.get("num_label_classes", 0)
+
+  def score_fn(self, params, train=False, key=None, labels=None):
+    """score_fn(x, t) of the network with `params` (dropout keyed by `key` if `train`);
+    a class-conditional network sees `labels` [B] (None: the null label)."""
     m = self.config.model
     rngs = {"dropout": key} if train else None
-    apply_fn = lambda p, x, c: self.model.apply(p, x, c, train=train, rngs=rngs)
+    extra = {} if labels is None else {"labels": labels}
+    apply_fn = lambda p, x, c: self.model.apply(p, x, c, train=train, rngs=rngs, **extra)
     return mutils.get_score_fn(apply_fn, params, self.sde, m.parameterization, m.scale_input,
                                m.noise_conditioning, m.sigma_data)
+
+  def sampling_score_fn(self, params):
+    """The score the samplers use: with sampling.class_label >= 0, classifier-free
+    guidance of that class at sampling.guidance_scale (within sampling.guidance_interval
+    if set); otherwise the unconditional score (a conditional network's null label)."""
+    s = self.config.sampling
+    if s.class_label < 0:
+      return self.score_fn(params)
+    return cg.classifier_free_guidance(
+        lambda x, t, y: self.score_fn(params, labels=y)(x, t), s.class_label,
+        s.guidance_scale, self.num_label_classes, tuple(s.guidance_interval) or None)
 
   def make_sampler(self, method: str, shape, **overrides):
     """sampler(key, score_fn) of `sampling.SAMPLERS[method]` for x of `shape`, with the
@@ -156,6 +177,27 @@ def build_optimizer(o) -> optax.GradientTransformation:
   return optax.chain(optax.clip_by_global_norm(o.grad_clip), adam) if o.grad_clip > 0 else adam
 
 
+def _check_labels(config, task):
+  """Class labels: only for class-conditional networks, within their classes."""
+  n, t, s = config.model.get("num_label_classes", 0), config.training, config.sampling
+  if n and not isinstance(task, tasks.ImageTask):
+    raise RunError(f"config.model.num_label_classes={n} needs labelled image data; "
+                   f"config.data.dataset={config.data.dataset!r} has no labels")
+  if not 0.0 <= t.label_dropout < 1.0 or (t.label_dropout and not n):
+    raise RunError(f"config.training.label_dropout={t.label_dropout} must be in [0, 1), and "
+                   "0 unless config.model.num_label_classes > 0")
+  if not -1 <= s.class_label < max(n, 0) or (s.class_label >= 0 and not n):
+    raise RunError(f"config.sampling.class_label={s.class_label}: valid are -1 (none)"
+                   + (f" and 0 ... {n - 1}" if n else "; class labels need a class-conditional "
+                      "network (config.model.num_label_classes > 0)"))
+  if s.guidance_scale and s.class_label < 0:
+    raise RunError(f"config.sampling.guidance_scale={s.guidance_scale} needs a class: set "
+                   "config.sampling.class_label (and a class-conditional network)")
+  if s.guidance_interval and len(s.guidance_interval) != 2:
+    raise RunError(f"config.sampling.guidance_interval={tuple(s.guidance_interval)}: give "
+                   "(t_lo, t_hi), or () for every t")
+
+
 def _check_divisibility(config):
   t, n_dev = config.training, jax.device_count()
   for name in ("log_freq", "snapshot_freq", "snapshot_freq_for_preemption", "n_iters",
@@ -186,6 +228,7 @@ def build(config) -> Experiment:
                          ("noise_conditioning", mutils.NOISE_CONDITIONINGS)):
       lookup(dict.fromkeys(choices), config.model[key], f"config.model.{key}")
     task = tasks.get_task(config.data, config.seed, e.feature_net if e.enable_sampling else "")
+    _check_labels(config, task)
     loss = lookup(losses.MULTI_LEVEL_LOSSES, t.loss, "config.training.loss")
     loss_kwargs = dict(reduce_mean=t.reduce_mean)
     if t.loss == "continuous":
@@ -203,8 +246,14 @@ def build(config) -> Experiment:
   except ValueError as error:
     raise RunError(str(error).splitlines()[0]) from None
 
-  def loss_fn(params, x0, key, train=True):
-    return loss(exp.score_fn(params, train, jax.random.fold_in(key, 1)), sde, x0, key,
+  def loss_fn(params, batch, key, train=True):
+    """batch: x0, or (x0, labels [B]) for a class-conditional network, whose labels are
+    replaced by the null label with probability training.label_dropout (training only)."""
+    x0, labels = batch if exp.num_label_classes else (batch, None)
+    if labels is not None and train and t.label_dropout:
+      drop = jax.random.bernoulli(jax.random.fold_in(key, 2), t.label_dropout, labels.shape)
+      labels = jnp.where(drop, exp.num_label_classes, labels)
+    return loss(exp.score_fn(params, train, jax.random.fold_in(key, 1), labels), sde, x0, key,
                 **loss_kwargs)
 
   train_step = jax.jit(
@@ -212,7 +261,7 @@ def build(config) -> Experiment:
       in_shardings=(replicated, jax.sharding.NamedSharding(mesh, P(None, "data")), replicated),
       out_shardings=(replicated, replicated), donate_argnums=(0,))
   def jit_sampler(sampler):
-    return jax.jit(lambda params, key: sampler(key, exp.score_fn(params)),
+    return jax.jit(lambda params, key: sampler(key, exp.sampling_score_fn(params)),
                    in_shardings=(replicated, replicated), out_shardings=(split, replicated))
   log_likelihood = jax.jit(lambda params, key, x: loglik_fn(key, exp.score_fn(params), x)[0],
                            in_shardings=(replicated, replicated, split), out_shardings=split)

@@ -62,9 +62,14 @@ def held_out_loss(exp, params) -> float:
   e, held_out = exp.config.eval, exp.task.held_out
   key = jax.random.PRNGKey(exp.config.seed + 20_000)
   rows = np.arange(e.batch_size)
-  return float(np.mean([
-      exp.eval_loss(params, _put(exp, held_out[(i * e.batch_size + rows) % len(held_out)]),
-                    jax.random.fold_in(key, i)) for i in range(e.num_loss_batches)]))
+
+  def batch(i):
+    index = (i * e.batch_size + rows) % len(held_out)
+    x = _put(exp, held_out[index])
+    return (x, _put(exp, exp.task.held_out_labels[index])) if exp.num_label_classes else x
+
+  return float(np.mean([exp.eval_loss(params, batch(i), jax.random.fold_in(key, i))
+                        for i in range(e.num_loss_batches)]))
 
 
 def log_likelihood_fn(exp, params, cache_dir=None):

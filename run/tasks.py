@@ -45,9 +45,11 @@ class ToyTask:
   def example_shape(self) -> tuple[int, ...]:
     return (2,)
 
-  def train_batches(self, step, n_steps, batch_size, sharding) -> Iterator[jax.Array]:
+  def train_batches(self, step, n_steps, batch_size, sharding, labels=False) -> Iterator[jax.Array]:
     """Global [n_steps, batch_size, 2] batches from optimizer step `step` on; each
-    process draws its rows from fold_in(fold_in(data_key, step), process_index)."""
+    process draws its rows from fold_in(fold_in(data_key, step), process_index). (No
+    labels: build.py refuses class-conditional toy runs.)"""
+    del labels
     sample_fn = jax.jit(self.distribution.sample, static_argnums=1)
     data_key = jax.random.split(jax.random.PRNGKey(self.seed + 1))[1]
     local = batch_size // jax.process_count()
@@ -160,17 +162,23 @@ class ImageTask:
   def unscale(self, x):
     return datasets.get_data_inverse_scaler(self.data["centered"])(x)
 
-  def train_batches(self, step, n_steps, batch_size, sharding) -> Iterator[jax.Array]:
-    """Global [n_steps, batch_size, S, S, C] batches from step `step` on; each process
-    reads its own shard of the stream, resumed exactly by skipping."""
+  def train_batches(self, step, n_steps, batch_size, sharding, labels=False):
+    """Global [n_steps, batch_size, S, S, C] batches (with `labels`: (images, labels
+    [n_steps, batch_size]) pairs) from step `step` on; each process reads its own shard
+    of the stream, resumed exactly by skipping."""
     local = batch_size // jax.process_count()
     stream = self._stream(self._split(1), n_steps * local, True, seed=self.seed,
                           shard=(jax.process_index(), jax.process_count()),
                           skip_batches=step // n_steps)
     for batch in stream:
       rows = self.scale(batch["image"]).reshape(n_steps, local, *self.example_shape)
-      yield jax.make_array_from_process_local_data(sharding, rows,
-                                                   (n_steps, batch_size, *self.example_shape))
+      x = jax.make_array_from_process_local_data(sharding, rows,
+                                                 (n_steps, batch_size, *self.example_shape))
+      if not labels:
+        yield x
+        continue
+      y = batch["label"].astype(np.int32).reshape(n_steps, local)
+      yield x, jax.make_array_from_process_local_data(sharding, y, (n_steps, batch_size))
 
   @functools.cached_property
   def reference_features(self) -> np.ndarray:
@@ -188,15 +196,27 @@ class ImageTask:
     return feature_nets.load(self.feature_net, self.data["data_dir"])
 
   @functools.cached_property
-  def held_out(self) -> np.ndarray:
-    """The first num_eval images of the evaluation split, in the model's data range."""
-    images, count = [], 0
+  def _held_out(self) -> tuple[np.ndarray, np.ndarray]:
+    images, labels, count = [], [], 0
     for batch in self._stream(self._split(2), 500, False):
       images.append(batch["image"])
+      labels.append(batch["label"])
       count += len(batch["image"])
       if count >= self.data["num_eval"]:
         break
-    return np.asarray(self.scale(np.concatenate(images)[:self.data["num_eval"]]))
+    n = self.data["num_eval"]
+    return (np.asarray(self.scale(np.concatenate(images)[:n])),
+            np.concatenate(labels)[:n].astype(np.int32))
+
+  @property
+  def held_out(self) -> np.ndarray:
+    """The first num_eval images of the evaluation split, in the model's data range."""
+    return self._held_out[0]
+
+  @property
+  def held_out_labels(self) -> np.ndarray:
+    """Their class labels [num_eval] (0 for unlabelled datasets)."""
+    return self._held_out[1]
 
   def likelihood_metrics(self, loglik: LogLikelihood, points: np.ndarray, repeats=1) -> dict:
     """Bits/dim under the probability-flow ODE of uniformly dequantized pixels

@@ -48,7 +48,7 @@ def train(exp, workdir: str):
   preemption = _Preemption()
   history, step = [], int(state.step)
   batches = exp.task.train_batches(step, t.n_jitted_steps, t.batch_size,
-                                   exp.sharding(None, "data"))
+                                   exp.sharding(None, "data"), labels=exp.num_label_classes > 0)
   start_step, start_time = step, time.time()
   while step < t.n_iters:
     state, metrics = exp.train_step(state, next(batches), train_key)

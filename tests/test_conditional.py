@@ -1,0 +1,89 @@
+"""Class-conditional networks and runs: labels reach the network, the null label is the
+unconditional model, label dropout, guided sampling from the config, and bad input."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import models
+import run
+from run import build
+from run import evaluate
+from run import train
+from configs.toy import vp_gmm
+from tests import test_image_training
+
+
+@pytest.mark.parametrize("name, shape, extra", [
+    ("mlp", (4, 2), {}),
+    ("ddpm", (4, 8, 8, 1), dict(nf=8, ch_mult=(1, 2), num_res_blocks=1, attn_resolutions=(4,),
+                                num_groups=4)),
+    ("ncsnpp", (4, 8, 8, 1), dict(nf=8, ch_mult=(1, 2), num_res_blocks=1, attn_resolutions=(4,))),
+])
+def test_labels_reach_every_conditional_network(name, shape, extra):
+  model = models.get_model(name, num_label_classes=3, **extra)
+  x, c = jax.random.normal(jax.random.PRNGKey(0), shape), jnp.linspace(0.1, 0.9, 4)
+  params = model.init(jax.random.PRNGKey(1), x, c)
+  assert params["params"]["label_embedding"]["embedding"].shape[0] == 4    # 3 classes + null
+  # Random weights everywhere (the output layers start at zero).
+  leaves, tree = jax.tree_util.tree_flatten(params)
+  keys = jax.random.split(jax.random.PRNGKey(2), len(leaves))
+  params = jax.tree_util.tree_unflatten(
+      tree, [0.3 * jax.random.normal(k, l.shape) for k, l in zip(keys, leaves)])
+  apply = lambda labels: model.apply(params, x, c, labels=labels)
+  null = apply(jnp.full((4,), 3))
+  np.testing.assert_array_equal(apply(None), null)
+  assert float(jnp.abs(apply(jnp.zeros(4, jnp.int32)) - null).max()) > 1e-3
+  with pytest.raises(ValueError, match="unconditional network"):
+    models.get_model(name, **extra).init(jax.random.PRNGKey(1), x, c, labels=jnp.zeros(4, int))
+
+
+def _conditional_config(data_dir):
+  config = test_image_training.small_config(data_dir)
+  config.model.num_label_classes = 10
+  config.training.label_dropout = 0.2
+  config.training.n_iters = config.training.snapshot_freq = 4
+  config.training.snapshot_freq_for_preemption = 4
+  config.sampling.method, config.sampling.batch_size = "ddim", 8
+  config.sampling.class_label, config.sampling.guidance_scale = 7, 2.0
+  config.sampling.guidance_interval = (0.2, 0.8)
+  return config
+
+
+@pytest.mark.xdist_group("fashion_mnist")
+def test_conditional_fashion_mnist_trains_and_samples_with_guidance(fashion_mnist_dir, tmp_path):
+  exp = build.build(_conditional_config(fashion_mnist_dir))
+  state, history = train.train(exp, str(tmp_path))
+  assert len(history) == 4 and np.all(np.isfinite(history))
+  assert np.isfinite(evaluate.held_out_loss(exp, state.ema_params))
+  x, nfe = exp.sample(state.ema_params, jax.random.PRNGKey(0))
+  assert x.shape == (8, 28, 28, 1) and np.all(np.isfinite(x)) and int(nfe) == 11
+  # The guided score: (1 + w) s(x, t, 7) - w s(x, t, null) inside the interval.
+  xt, t = jnp.asarray(exp.task.held_out[:2]), jnp.array([0.5, 0.9])
+  s_c = exp.score_fn(state.params, labels=jnp.full((2,), 7))(xt, t)
+  s_u = exp.score_fn(state.params)(xt, t)
+  guided = exp.sampling_score_fn(state.params)(xt, t)
+  np.testing.assert_allclose(guided[0], 3 * s_c[0] - 2 * s_u[0], rtol=1e-4, atol=1e-4)
+  np.testing.assert_allclose(guided[1], s_c[1], rtol=1e-5, atol=1e-5)      # t = 0.9: outside
+
+
+@pytest.mark.xdist_group("fashion_mnist")
+def test_bad_labels_name_the_value(fashion_mnist_dir):
+  def fails(match, **changes):
+    config = _conditional_config(fashion_mnist_dir)
+    for key, value in changes.items():
+      section, name = key.split("__")
+      config[section][name] = value
+    with pytest.raises(run.RunError, match=match):
+      build.build(config)
+
+  fails("class_label=10: valid are -1 \\(none\\) and 0 ... 9", sampling__class_label=10)
+  fails("guidance_scale=2.0 needs a class", sampling__class_label=-1)
+  fails("label_dropout=1.0 must be in \\[0, 1\\)", training__label_dropout=1.0)
+  fails("class_label=7: valid are -1 \\(none\\); class labels need a class-conditional",
+        model__num_label_classes=0, training__label_dropout=0.0)
+  fails("guidance_interval=\\(0.5,\\)", sampling__guidance_interval=(0.5,))
+  toy = vp_gmm.get_config()
+  toy.model.num_label_classes = 3
+  with pytest.raises(run.RunError, match="needs labelled image data"):
+    build.build(toy)
