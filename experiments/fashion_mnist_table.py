@@ -9,7 +9,7 @@ Train the three runs first (about 20 min each on 2 quiet cores), then:
       --runs vp=runs/fmnist_cpu,ve=runs/fmnist_ve_cpu,subvp=runs/fmnist_subvp_cpu
 
 Everything is resumable: samples and likelihood batches are kept under
-<workdir>/table/step_<step>/. Writes docs/results/fashion_mnist_table.{md,png}.
+<workdir>/table/step_<step>_<settings>/. Writes docs/results/fashion_mnist_table.{md,png}.
 """
 import json
 import os
@@ -51,10 +51,11 @@ def table_config(name: str):
   e.samplers = SAMPLERS
   e.enable_loss = False
   e.likelihood_points = FLAGS.bpd_images
-  e.batch_size = 200
-  s.num_samples, s.batch_size = FLAGS.num_samples, 200
+  e.batch_size = 128
+  s.num_samples, s.batch_size = FLAGS.num_samples, min(200, FLAGS.num_samples)
   s.pc.predictor, s.pc.corrector, s.pc.num_steps = "reverse_diffusion", "langevin", FLAGS.pc_steps
   s.ode.rtol = s.ode.atol = 1e-3
+  s.dpm_solver_2m.num_steps, s.edm_heun.num_steps = 20, 18
   s.ode.denoise = True
   return config
 
@@ -63,7 +64,8 @@ def evaluate_run(name: str, workdir: str) -> dict:
   exp = build.build(table_config(name))
   mngr = checkpoints.manager(workdir, exp.config.training)
   state, step = checkpoints.restore(mngr, exp.abstract_state())
-  out_dir = os.path.join(workdir, "table", f"step_{step}")
+  out_dir = os.path.join(workdir, "table", f"step_{step}_n{FLAGS.num_samples}_"
+                         f"bpd{FLAGS.bpd_images}_pc{FLAGS.pc_steps}")
   metrics, _ = evaluate.evaluate_params(exp, state.ema_params, step, out_dir)
   with open(os.path.join(out_dir, "metrics.json"), "w") as f:
     json.dump(metrics, f, indent=2)
