@@ -167,6 +167,17 @@ def get_pc_sampler(sde: sde_lib.SDE, shape, predictor="reverse_diffusion",
   corrector_fn = _lookup(CORRECTORS, corrector, "corrector")
   num_steps = sde.N if num_steps is None else num_steps
   times = jnp.concatenate([jnp.linspace(sde.T, eps, num_steps), jnp.zeros(1)])
+  if predictor == "reverse_diffusion":
+    # The SDE's own discretization must exist at the grid's first step (DDPM's needs
+    # beta(t) dt < 1: VP with beta_max 20 and T = 1 needs more than 20 steps).
+    first_dt = (sde.T - eps) / max(num_steps - 1, 1)
+    with jax.ensure_compile_time_eval():     # a factory may be called inside jit
+      shrink, g = sde.discretize(jnp.ones((1, 1)), jnp.full((1,), sde.T), first_dt)
+      finite = bool(jnp.all(jnp.isfinite(shrink)) and jnp.all(jnp.isfinite(g)))
+    if not finite:
+      raise ValueError(f"num_steps={num_steps} is too few for the reverse_diffusion predictor "
+                       f"on {type(sde).__name__} (its discretization breaks down); use more "
+                       "steps or another predictor")
   dt = sde.T / num_steps
   nfe = num_steps * ((predictor != "none") + n_steps * (corrector != "none"))
 

@@ -156,6 +156,16 @@ def test_unknown_names_list_the_valid_choices():
     sampling.time_grid(sde, 4, "cosine")
 
 
+def test_too_coarse_reverse_diffusion_is_refused():
+  # DDPM's step needs beta(t) dt < 1: beta(1) = 20 with dt = (1 - eps) / 19 gives 1.05,
+  # NaN samples; 21 steps give 0.9995.
+  with pytest.raises(ValueError, match="num_steps=20 is too few for the reverse_diffusion"):
+    sampling.get_pc_sampler(sde_lib.VPSDE(), (2, 2), num_steps=20)
+  x, _ = sampling.get_pc_sampler(sde_lib.VPSDE(), (2, 2), num_steps=21)(
+      jax.random.PRNGKey(0), lambda x, t: -x)
+  assert np.all(np.isfinite(x))
+
+
 ORDERS = {   # sampler -> (factory with its settings, order of accuracy)
     "ddim": (sampling.get_ddim_sampler, 1),
     "euler_probability_flow": (functools.partial(
