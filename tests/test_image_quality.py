@@ -129,7 +129,7 @@ def test_inpaint_mode_keeps_the_known_pixels(fashion_mnist_dir, tmp_path):
   config.training.n_iters = config.training.snapshot_freq = 2
   config.training.snapshot_freq_for_preemption = 2
   config.sampling.batch_size = 16
-  config.sampling.pc.num_steps = 50
+  config.sampling.pc.num_steps = 10          # Euler-Maruyama steps (the VP config's predictor)
   config.controllable.mask = "box"
   exp = build.build(config)
   workdir = str(tmp_path / "run")
