@@ -22,8 +22,8 @@ from benchmarks import unet
 from models import classifier
 from models import inception
 
-flags.DEFINE_integer("batch", 50, "Images per Inception call.")
-flags.DEFINE_integer("pairs", 5, "Timed (flax, torch) pairs; the median is reported.")
+flags.DEFINE_integer("inception_batch", 50, "Images per Inception call.")
+flags.DEFINE_integer("inception_pairs", 5, "Timed (flax, torch) pairs; the median is reported.")
 FLAGS = flags.FLAGS
 
 INCEPTION_GFLOP = 2 * 5.713    # multiply-adds of Inception-v3 at 299 px (Szegedy et al.), x2
@@ -55,24 +55,24 @@ def main(_):
   params = feature_nets.inception_params_from_state_dict(
       {k: v.numpy() for k, v in network.state_dict().items()})
   flax_fn = jax.jit(lambda p, x: inception.InceptionV3().apply({"params": p}, x))
-  images = np.random.default_rng(0).uniform(size=(FLAGS.batch, 28, 28, 1)).astype(np.float32)
+  images = np.random.default_rng(0).uniform(size=(FLAGS.inception_batch, 28, 28, 1)).astype(np.float32)
   torch_in = torch.from_numpy(np.repeat(images, 3, -1).transpose(0, 3, 1, 2))
   start = time.perf_counter()
   jax.block_until_ready(flax_fn(params, images))
   compile_s = time.perf_counter() - start
   reference(torch_in)
   flax_s, torch_s = [], []
-  for _ in range(FLAGS.pairs):
+  for _ in range(FLAGS.inception_pairs):
     flax_s.append(_wall(lambda: jax.block_until_ready(flax_fn(params, images))))
     torch_s.append(_wall(lambda: reference(torch_in)))
   ratio = statistics.median(t / f for f, t in zip(flax_s, torch_s))
-  flax_rate, torch_rate = FLAGS.batch / statistics.median(flax_s), FLAGS.batch / statistics.median(torch_s)
+  flax_rate, torch_rate = FLAGS.inception_batch / statistics.median(flax_s), FLAGS.inception_batch / statistics.median(torch_s)
   print(f"matmul peak (float32, 2048^2): {peak:.0f} GFLOP/s")
   print("| network | batch | flax img/s (min-max) | flax GFLOP/s | flax / peak | compile s "
         "| torch img/s | flax / torch (median of pairs) |")
   print("|---|---|---|---|---|---|---|---|")
-  spread = f"{FLAGS.batch / max(flax_s):.1f}-{FLAGS.batch / min(flax_s):.1f}"
-  print(f"| Inception-v3, 28 px -> 299 px | {FLAGS.batch} | {flax_rate:.1f} ({spread}) | "
+  spread = f"{FLAGS.inception_batch / max(flax_s):.1f}-{FLAGS.inception_batch / min(flax_s):.1f}"
+  print(f"| Inception-v3, 28 px -> 299 px | {FLAGS.inception_batch} | {flax_rate:.1f} ({spread}) | "
         f"{flax_rate * INCEPTION_GFLOP:.0f} | {flax_rate * INCEPTION_GFLOP / peak:.2f} | "
         f"{compile_s:.0f} | {torch_rate:.1f} | {ratio:.2f} |")
 
