@@ -80,6 +80,7 @@ def get_default_configs():
   evaluate.likelihood_points = 1000
   evaluate.likelihood.hutchinson_type = "rademacher"
   evaluate.enable_sampling = False
+  evaluate.feature_net = "inception"   # FID / KID / IS with the published network (README)
   return config
 
 
