@@ -141,6 +141,76 @@ def test_multi_level_loss_has_zero_gradient_at_the_exact_score(loss_name, sde_na
   assert abs(away[:, 0].mean()) > stats.Z * stats.standard_error(away[:, 0])
 
 
+def _fisher_information(sde, times, n=20_000):
+  """J(t) = E_{x ~ p_t} ||grad log p_t(x)||^2 at each of times [K] by Monte Carlo with
+  the exact score: (J [K], its standard errors [K])."""
+  @jax.jit
+  def squared_norms(t, key):
+    k_0, k_z = jax.random.split(key)
+    x0 = GMM.sample(k_0, n)
+    alpha, sigma = sde.marginal(jnp.full((n,), t))
+    x_t = alpha[:, None] * x0 + sigma[:, None] * jax.random.normal(k_z, x0.shape)
+    return jnp.sum(GMM.score_fn(sde)(x_t, jnp.full((n,), t)) ** 2, axis=1)
+
+  values = [np.asarray(squared_norms(t, jax.random.PRNGKey(100 + i)), np.float64)
+            for i, t in enumerate(np.asarray(times))]
+  return np.array([v.mean() for v in values]), np.array([stats.standard_error(v) for v in values])
+
+
+# (loss, SDE, weight w(t) of D - sigma^2 J, divide by D, t range of the uniform draw)
+EXACT_VALUE_CASES = {
+    "continuous-vp": ("continuous", "vp", lambda sde, t: 1.0, False),
+    "continuous-ve": ("continuous", "ve", lambda sde, t: 1.0, False),
+    "reduce_mean-subvp": ("continuous_reduce_mean", "subvp", lambda sde, t: 1.0, True),
+    "likelihood-vp": ("likelihood_weighting_eps", "vp",
+                      lambda sde, t: (sde.coefficients(t)[1] / sde.marginal(t)[1]) ** 2, False),
+    "smld-ve": ("smld", "ve", None, False),
+    "ddpm-vp": ("ddpm", "vp", None, True),             # DDPM's loss is a mean over pixels
+}
+
+
+@pytest.mark.parametrize("case", sorted(EXACT_VALUE_CASES))
+def test_multi_level_loss_at_the_exact_score_has_its_exact_value(case):
+  """At the exact score s*, E ||sigma s*(x_t) + z||^2 = D - sigma^2 J(t) (Tweedie:
+  E[z | x_t] = -sigma s*), so each loss's expectation is its weighting and time
+  distribution applied to D - sigma(t)^2 J(t), J(t) the Fisher information of p_t: a
+  wrong weighting, level grid or normalization changes it (the zero-gradient test above
+  holds for any of them). Continuous time: Gauss-Legendre in log t (48 nodes) over the
+  uniform draw on [eps, T]; discrete grids: the mean over their levels. J by Monte Carlo;
+  the tolerance combines both standard errors (below 1% of the value in every case)."""
+  loss_name, sde_name, weight, reduce_mean = EXACT_VALUE_CASES[case]
+  sde, dim = SDES[sde_name], 2
+  loss_fn = {**MULTI_LEVEL, "likelihood_weighting_eps": functools.partial(
+      losses.sde_loss, likelihood_weighting=True, eps=1e-2)}[loss_name]
+  x0 = GMM.sample(jax.random.PRNGKey(11), 400_000)
+  terms = np.asarray(jax.jit(lambda x: loss_fn(GMM.score_fn(sde), sde, x, jax.random.PRNGKey(12),
+                                                per_example=True))(x0), np.float64)
+  if weight is None:                                   # the discrete grids of losses.py
+    times = (sde.T * np.arange(sde.N) / (sde.N - 1) if loss_name == "smld"
+             else sde.T * (np.arange(sde.N) + 1) / sde.N)
+    fisher, fisher_se = _fisher_information(sde, times, n=5_000)
+    sigma2 = np.asarray(sde.marginal(jnp.asarray(times))[1], np.float64) ** 2
+    expected = np.mean(dim - sigma2 * fisher)
+    expected_se = np.sqrt(np.sum((sigma2 * fisher_se) ** 2)) / sde.N
+  else:
+    eps = 1e-2 if loss_name == "likelihood_weighting_eps" else 1e-5
+    nodes, quad_weights = np.polynomial.legendre.leggauss(48)
+    log_lo, log_hi = np.log(eps), np.log(sde.T)
+    times = np.exp(log_lo + (nodes + 1) / 2 * (log_hi - log_lo))
+    dt = quad_weights * (log_hi - log_lo) / 2 * times          # dt = t d(log t)
+    fisher, fisher_se = _fisher_information(sde, times)
+    t = jnp.asarray(times)
+    sigma2 = np.asarray(sde.marginal(t)[1], np.float64) ** 2
+    w = np.broadcast_to(np.asarray(weight(sde, t), np.float64), times.shape)
+    expected = np.sum(dt * w * (dim - sigma2 * fisher)) / (sde.T - eps)
+    expected_se = np.sqrt(np.sum((dt * w * sigma2 * fisher_se) ** 2)) / (sde.T - eps)
+  if reduce_mean:
+    expected, expected_se = expected / dim, expected_se / dim
+  se = np.hypot(stats.standard_error(terms), expected_se)
+  assert abs(terms.mean() - expected) < stats.Z * se, (case, terms.mean(), expected, se)
+  assert se < 0.01 * abs(expected)          # 4 SE resolve a 4% error in weight or grid
+
+
 def test_importance_sampling_has_the_expectation_of_uniform_times():
   sde = SDES["vp"]
   score_fn = _perturbed_score_fn(sde, jnp.array([0.2, 0.1, 0.0]))
