@@ -60,23 +60,38 @@ def reverse_diffusion_predictor(rsde: sde_lib.ReverseSDE, key, x, t, t_next):
   return x_mean + batch_broadcast(G, x) * jax.random.normal(key, x.shape), x_mean
 
 
-def ancestral_sampling_predictor(rsde: sde_lib.ReverseSDE, key, x, t, t_next):
-  """Ancestral step: sample q(x_s | x_t, x_0 = Tweedie estimate), s = t_next.
-
-  With the exact transition x_t | x_s ~ N(a x_s, v) of the linear SDE, the mean is
-  (x + v s(x, t)) / a (DDPM's (x + beta s) / sqrt(1 - beta), SMLD's
-  x + (sigma_t^2 - sigma_s^2) s) and the variance the posterior's v sigma_s^2 / sigma_t^2.
-  Defined for every linear SDE. Deterministic (DDIM) when `rsde.probability_flow`.
-  """
+def _ancestral_step(rsde: sde_lib.ReverseSDE, key, x, t, t_next, posterior: bool):
+  """Ancestral step from t to s = t_next. With the exact transition x_t | x_s ~ N(a x_s, v)
+  of the linear SDE, the mean is (x + v s(x, t)) / a (DDPM's (x + beta s) / sqrt(1 - beta),
+  SMLD's x + (sigma_t^2 - sigma_s^2) s); the variance is the posterior's
+  v sigma_s^2 / sigma_t^2 (DDPM's beta-tilde) or, not `posterior`, v itself (beta).
+  Defined for every linear SDE. Deterministic (DDIM) when `rsde.probability_flow`."""
   sde, score_fn = rsde.forward, rsde.score_fn
   a, v = sde.transition(t, t_next)
   x_mean = (x + batch_broadcast(v, x) * score_fn(x, t)) / batch_broadcast(a, x)
   if rsde.probability_flow:
     return _ddim_step(sde, score_fn, key, x, t, t_next, eta=0.0), x_mean
-  _, sigma_t = sde.marginal(t)
-  _, sigma_s = sde.marginal(t_next)
-  std = jnp.sqrt(v) * sigma_s / sigma_t
+  std = jnp.sqrt(v)
+  if posterior:
+    std = std * sde.marginal(t_next)[1] / sde.marginal(t)[1]
   return x_mean + batch_broadcast(std, x) * jax.random.normal(key, x.shape), x_mean
+
+
+def ancestral_sampling_predictor(rsde: sde_lib.ReverseSDE, key, x, t, t_next):
+  """Ancestral sampling as published (Song et al., 2021, score_sde): the posterior
+  variance for the VE SDE (SMLD), the transition variance beta for VP and sub-VP (DDPM's
+  sigma_t^2 = beta_t). `ancestral_posterior` / `ancestral_transition` fix one of them."""
+  return _ancestral_step(rsde, key, x, t, t_next, isinstance(rsde.forward, sde_lib.VESDE))
+
+
+def ancestral_posterior_predictor(rsde: sde_lib.ReverseSDE, key, x, t, t_next):
+  """Ancestral step with the posterior variance v sigma_s^2 / sigma_t^2 (beta-tilde)."""
+  return _ancestral_step(rsde, key, x, t, t_next, posterior=True)
+
+
+def ancestral_transition_predictor(rsde: sde_lib.ReverseSDE, key, x, t, t_next):
+  """Ancestral step with the transition variance v (beta)."""
+  return _ancestral_step(rsde, key, x, t, t_next, posterior=False)
 
 
 def none_predictor(rsde, key, x, t, t_next):
@@ -87,6 +102,8 @@ def none_predictor(rsde, key, x, t, t_next):
 PREDICTORS = {"euler_maruyama": euler_maruyama_predictor,
               "reverse_diffusion": reverse_diffusion_predictor,
               "ancestral_sampling": ancestral_sampling_predictor,
+              "ancestral_posterior": ancestral_posterior_predictor,
+              "ancestral_transition": ancestral_transition_predictor,
               "none": none_predictor}
 
 

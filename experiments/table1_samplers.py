@@ -1,6 +1,7 @@
 r"""The shape of Song et al. (2021) Table 1 on a known density, with the exact score.
 
-Rows: predictors (ancestral sampling, reverse diffusion, probability flow); columns:
+Rows: predictors (ancestral sampling with score_sde's variances: the posterior's for VE,
+beta for VP; reverse diffusion; probability flow); columns:
 P1000, P2000 (predictor only, N steps), C2000 (Langevin corrector only, 2000 steps),
 PC1000 (predictor + one Langevin step, N = 1000); then the adaptive probability-flow
 ODE and the few-step samplers at 10-35 NFE. The score is the mixture's exact score,

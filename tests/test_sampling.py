@@ -146,6 +146,26 @@ def test_time_grids_run_from_T_to_eps(kind):
   assert np.all(np.diff(grid) < 0)
 
 
+@pytest.mark.parametrize("sde_name, published", [("vp", "transition"), ("subvp", "transition"),
+                                                 ("ve", "posterior")])
+def test_ancestral_variances(sde_name, published):
+  """One ancestral step's noise std: sqrt(v) (DDPM's beta) or sqrt(v) sigma_s / sigma_t
+  (beta-tilde), with (a, v) the exact transition; "ancestral_sampling" is score_sde's
+  choice (VE: posterior; VP: beta)."""
+  sde = {"vp": sde_lib.VPSDE(), "subvp": sde_lib.subVPSDE(),
+         "ve": sde_lib.VESDE(sigma_min=0.01, sigma_max=10.0)}[sde_name]
+  rsde = sde.reverse(lambda x, t: -x)
+  x, t, s = jnp.ones((3, 2)), jnp.full((3,), 0.6), jnp.full((3,), 0.5)
+  _, v = sde.transition(t, s)
+  posterior = jnp.sqrt(v) * sde.marginal(s)[1] / sde.marginal(t)[1]
+  z = jax.random.normal(jax.random.PRNGKey(0), x.shape)
+  for name, std in (("ancestral_posterior", posterior), ("ancestral_transition", jnp.sqrt(v)),
+                    ("ancestral_sampling", posterior if published == "posterior" else jnp.sqrt(v))):
+    x_next, x_mean = sampling.PREDICTORS[name](rsde, jax.random.PRNGKey(0), x, t, s)
+    np.testing.assert_allclose(x_next - x_mean, std[:, None] * z, rtol=1e-5, atol=1e-7)
+  assert float(jnp.min(jnp.sqrt(v) - posterior)) > 1e-3      # the two differ here
+
+
 def test_unknown_names_list_the_valid_choices():
   sde = sde_lib.VPSDE()
   with pytest.raises(ValueError, match="'ancestral'.*ancestral_sampling"):
