@@ -134,7 +134,7 @@ def test_bad_input_names_the_value():
     cg.classifier_guidance(GMM.score_fn(SDE), classifier, 5)(x, t)
   with pytest.raises(ValueError, match="valid choices: \\['replacement', 'repaint'\\]"):
     cg.get_inpainter(SDE, (4, 2), method="ddrm")
-  inpaint = cg.get_inpainter(SDE, (4, 2), num_steps=2)
+  inpaint = cg.get_inpainter(SDE, (4, 2), num_steps=2, predictor="euler_maruyama")
   with pytest.raises(ValueError, match="mask of shape \\(3,\\) does not broadcast"):
     inpaint(jax.random.PRNGKey(0), GMM.score_fn(SDE), jnp.zeros((4, 2)), jnp.ones(3))
   with pytest.raises(ValueError, match="colorization needs 3 channels"):
