@@ -96,7 +96,8 @@ def main(_):
     ax.set_ylim(-3.5, 3.5)
   setup = (f"Exact mixture score (weights 0.2/0.3/0.5), {n} samples per cell, seed 0. "
            f"Cells: sliced Wasserstein distance x100 to fresh data (lower is better); two fresh "
-           f"data sets are {floor:.3g} apart (the Monte-Carlo floor). Langevin snr: {snr}.")
+           f"data sets are {floor:.3g} apart (the Monte-Carlo floor). Langevin snr: {snr}. Ancestral "
+           "sampling uses score_sde's variances: the posterior's for VE, beta for VP.")
   common.write_outputs("table1_samplers", "Samplers on a known density (Song et al. 2021, Table 1 shape)",
                        setup, table + "\n\n" + fast_table, fig)
 
