@@ -20,7 +20,6 @@ x_0 = (x + sigma^2 s(x, t)) / alpha (one more evaluation), except the PC sampler
 which (as published) returns the noise-free mean of its last step instead.
 """
 import math
-from typing import Callable
 
 import diffrax
 import jax

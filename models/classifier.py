@@ -3,7 +3,6 @@
 features, its logits an Inception-Score analogue (feature_nets.py)."""
 import flax.linen as nn
 import jax
-import jax.numpy as jnp
 
 
 class SmallCNN(nn.Module):

@@ -19,7 +19,6 @@ import controllable_generation as cg
 import run
 from run import checkpoints
 from run import evaluate
-from run import tasks
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top

@@ -2,7 +2,6 @@
 the oracle score of a Gaussian mixture."""
 import functools
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
