@@ -95,7 +95,7 @@ def load(name: str, data_dir: str, batch_size: int = 100) -> FeatureNet:
                     jax.tree.map(jnp.asarray, params), batch_size)
 
 
-def _write_atomically(path: str, data: bytes):
+def write_atomically(path: str, data: bytes):
   os.makedirs(os.path.dirname(path), exist_ok=True)
   with open(path + ".tmp", "wb") as f:
     f.write(data)
@@ -104,8 +104,8 @@ def _write_atomically(path: str, data: bytes):
 
 def save(name: str, data_dir: str, params, info: dict) -> str:
   path = weights_path(name, data_dir)
-  _write_atomically(path, flax.serialization.msgpack_serialize(jax.tree.map(np.asarray, params)))
-  _write_atomically(path[:-len(".msgpack")] + ".json", json.dumps(info, indent=2).encode())
+  write_atomically(path, flax.serialization.msgpack_serialize(jax.tree.map(np.asarray, params)))
+  write_atomically(path[:-len(".msgpack")] + ".json", json.dumps(info, indent=2).encode())
   return path
 
 

@@ -7,7 +7,9 @@ r"""Score-based generative modelling: train, evaluate and sample from the comman
 Modes: train (resumes from <workdir>/checkpoints), eval (every kept snapshot,
 resumable), sample (one checkpoint -> .npz + .png), train_eval (train, then write
 <workdir>/metrics.json and <workdir>/report.png), inpaint / colorize (one checkpoint
-completes held-out images: config.controllable; run/controllable.py).
+completes held-out images: config.controllable; run/controllable.py), train_classifier
+(the noise-conditional classifier of classifier guidance: config.classifier,
+run/classifier.py; sample with config.sampling.classifier_scale > 0).
 Multi-host: pass --coordinator_address, --num_processes and --process_id (or
 --multihost alone where JAX detects the cluster, e.g. on TPU pods).
 """
@@ -22,6 +24,7 @@ from ml_collections import config_flags
 
 import run
 from run import build
+from run import classifier
 from run import controllable
 from run import evaluate
 from run import train
@@ -29,7 +32,7 @@ from run import train
 config_flags.DEFINE_config_file("config", None, "Experiment config file.", lock_config=True)
 flags.DEFINE_string("workdir", None, "Directory for checkpoints, logs and outputs.")
 flags.DEFINE_enum("mode", "train", ["train", "eval", "sample", "train_eval", "inpaint",
-                                    "colorize"], "What to run.")
+                                    "colorize", "train_classifier"], "What to run.")
 flags.DEFINE_bool("multihost", False, "Call jax.distributed.initialize() (cluster auto-detected).")
 flags.DEFINE_string("coordinator_address", None, "host:port of process 0, for multi-process runs.")
 flags.DEFINE_integer("num_processes", None, "Number of processes of a multi-process run.")
@@ -42,7 +45,8 @@ MODES = {"train": train.train,
          "sample": evaluate.sample,
          "train_eval": lambda exp, w: evaluate.report(exp, w, train.train(exp, w)[0]),
          "inpaint": controllable.inpaint,
-         "colorize": controllable.colorize}
+         "colorize": controllable.colorize,
+         "train_classifier": classifier.train_classifier}
 
 
 class _QuietLibraries(py_logging.Filter):

@@ -71,6 +71,7 @@ def get_default_configs():
   sampling.class_label = -1       # class-conditional networks: >= 0 samples that class
   sampling.guidance_scale = 0.0   # classifier-free guidance w: (1 + w) s(c) - w s(null)
   sampling.guidance_interval = () # (t_lo, t_hi): guide only there; () everywhere
+  sampling.classifier_scale = 0.0 # classifier guidance: s + scale grad log p_t(c | x)
   sampling.pc.snr = 0.05          # 2-D data: Langevin steps must stay small
   for name in ("ddim", "edm_heun", "dpm_solver_2m"):
     sampling[name].num_steps = 50
@@ -96,6 +97,13 @@ def get_default_configs():
   controllable.mask = "half"           # "half", "box", "random"
   controllable.method = "replacement"  # or "repaint"
   controllable.resamplings = 10        # RePaint's repeats per step
+
+  # --mode train_classifier (run/classifier.py): p_t(c | x_t) for classifier guidance.
+  config.classifier = classifier = ml_collections.ConfigDict()
+  classifier.num_classes = 10
+  classifier.n_iters = 3000
+  classifier.batch_size = 128
+  classifier.lr = 2e-3
   return config
 
 

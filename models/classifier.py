@@ -1,8 +1,14 @@
-"""A small CNN image classifier, the offline feature network of the 28 x 28 datasets
-(Fashion-MNIST, MNIST): its penultimate activations give FID / KID / precision-recall
-features, its logits an Inception-Score analogue (feature_nets.py)."""
+"""Small CNN image classifiers of the 28 x 28 datasets (Fashion-MNIST, MNIST).
+
+`SmallCNN` is the offline feature network: its penultimate activations give FID / KID /
+precision-recall features, its logits an Inception-Score analogue (feature_nets.py).
+`NoiseConditionalCNN` is the classifier p_t(c | x_t) of classifier guidance
+(run/classifier.py): the same three convolutions, each told the noise level.
+"""
 import flax.linen as nn
 import jax
+
+from models import layers
 
 
 class SmallCNN(nn.Module):
@@ -24,3 +30,29 @@ class SmallCNN(nn.Module):
     features = nn.relu(nn.Dense(self.num_features)(h.reshape(h.shape[0], -1)))
     logits = nn.Dense(self.num_classes)(nn.Dropout(self.dropout, deterministic=not train)(features))
     return features, logits
+
+
+class NoiseConditionalCNN(nn.Module):
+  """(x [B, H, W, C] of unit scale, c_noise [B]) -> logits [B, num_classes].
+
+  SmallCNN's convolutions (channels 32, 64, 128), each followed by GroupNorm, a
+  per-channel shift from the embedding of the noise level c_noise (the caller's
+  log-SNR), SiLU and a 2x2 average pool; then a dense layer, shifted alike, and the
+  linear classifier."""
+
+  num_classes: int = 10
+  channels: tuple[int, ...] = (32, 64, 128)
+  num_features: int = 128
+  embedding_dim: int = 64
+
+  @nn.compact
+  def __call__(self, x: jax.Array, c_noise: jax.Array):
+    emb = layers.sinusoidal_embedding(c_noise, self.embedding_dim, max_period=100.0)
+    emb = nn.silu(nn.Dense(self.num_features)(emb))
+    h = x
+    for channels in self.channels:
+      h = nn.GroupNorm(min(8, channels))(nn.Conv(channels, (3, 3))(h))
+      h = nn.silu(h + nn.Dense(channels)(emb)[:, None, None, :])
+      h = nn.avg_pool(h, (2, 2), (2, 2))
+    h = nn.Dense(self.num_features)(h.reshape(h.shape[0], -1))
+    return nn.Dense(self.num_classes)(nn.silu(h + nn.Dense(self.num_features)(emb)))

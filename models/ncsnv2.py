@@ -4,7 +4,9 @@ RefineNet decoder with InstanceNorm++.
 NCSNv2 (`conditional=False`) is noise-unconditional: the network never sees the noise
 level and its output is divided by sigma, which is the "noise" parameterization of
 models/utils.py. NCSN (`conditional=True`) conditions every normalization on the noise
-level (conditional InstanceNorm++ on Fourier features of c_noise = log sigma).
+level (conditional InstanceNorm++ on Fourier features of c_noise = log sigma). With
+`num_label_classes`, a class label (embedding) conditions every normalization, added to
+the noise features in NCSN.
 
 The published depths are the `LEVELS` rows: at 32-64 px (CIFAR-10, CelebA), 128 px
 (LSUN) and 256 px, with nf = 128 they have the reference models' parameter counts.
@@ -33,6 +35,7 @@ class NCSNv2Config:
   nf: int = 128
   levels: str = "64"            # LEVELS: "64" up to 64 px, "128" for 96-128 px, "256"
   conditional: bool = False     # True: NCSN (v1), noise-conditional normalization
+  num_label_classes: int = 0    # > 0: class-conditional normalization (n = the null label)
   nonlinearity: str = "elu"
   interpolation: str = "bilinear"
   dtype: str = "float32"
@@ -140,18 +143,26 @@ class NCSNv2(nn.Module):
   config: NCSNv2Config
 
   @nn.compact
-  def __call__(self, x: jax.Array, c_noise: jax.Array, train: bool = False) -> jax.Array:
+  def __call__(self, x: jax.Array, c_noise: jax.Array, train: bool = False,
+               labels=None) -> jax.Array:
     del train  # no dropout
     cfg = self.config
     dtype = jnp.dtype(cfg.dtype)
     act = layers.get_activation(cfg.nonlinearity)
     ch_mult, dilations, refine_mult = LEVELS[cfg.levels]
+    cond: Optional[jax.Array] = None
     if cfg.conditional:
-      norm = lambda: normalization.ConditionalInstanceNormPlus(dtype=dtype)
-      cond: Optional[jax.Array] = layers.GaussianFourierProjection(cfg.nf, 16.0)(c_noise)
-    else:
+      cond = layers.GaussianFourierProjection(cfg.nf, 16.0)(c_noise)
+    if cfg.num_label_classes:   # the label conditions every normalization
+      cond = layers.add_label_embedding(
+          jnp.zeros((x.shape[0], 2 * cfg.nf)) if cond is None else cond, labels,
+          cfg.num_label_classes)
+    elif labels is not None:
+      raise ValueError("labels given to an unconditional network (model.num_label_classes = 0)")
+    if cond is None:
       norm = lambda: normalization.InstanceNormPlus(dtype=dtype)
-      cond = None
+    else:
+      norm = lambda: normalization.ConditionalInstanceNormPlus(dtype=dtype)
     block = lambda features, **kw: ResidualBlock(features, norm, act, dtype=dtype, **kw)
 
     h = conv3x3(cfg.nf, dtype=dtype)(x.astype(dtype))

@@ -6,8 +6,10 @@ every mode uses. Each takes parameters as an argument, so evaluating many checkp
 compiles each function once:
 
   train_step(state, batch [n_jitted_steps, B, ...], key) -> (state, {"loss"})
-  sample(params, key) -> (x [sampling.batch_size, ...], nfe), split over all devices
-    (samplers[name] for each of sampling.method and eval.samplers)
+  sample(params, key, classifier_params=None, labels=None) -> (x [sampling.batch_size, ...],
+    nfe), split over all devices (samplers[name] for each of sampling.method and
+    eval.samplers; classifier_params: run/classifier.py's, for classifier guidance;
+    labels [sampling.batch_size]: one class per sample, replacing sampling.class_label)
   log_likelihood(params, key, x [eval.batch_size, ...]) -> logp [eval.batch_size] (nats)
   eval_loss(params, x0 [eval.batch_size, ...], key) -> scalar (network in eval mode)
   (a class-conditional network's batches are (x0, labels [B]) pairs)
@@ -30,6 +32,7 @@ import sampling
 import sde_lib
 from models import utils as mutils
 import run
+from run import classifier
 from run import tasks
 
 P = jax.sharding.PartitionSpec
@@ -55,7 +58,8 @@ KEYS = {   # section -> the keys something reads
              "feature_net", "bpd_repeats"),
     "eval.likelihood": _arguments(likelihood.get_likelihood_fn, ("sde",)),
     "sampling": ("method", "batch_size", "num_samples", "class_label", "guidance_scale",
-                 "guidance_interval", *sampling.SAMPLERS),
+                 "guidance_interval", "classifier_scale", *sampling.SAMPLERS),
+    "classifier": ("num_classes", "n_iters", "batch_size", "lr"),
     "controllable": ("mask", "method", "resamplings"),
     **{f"sampling.{name}": _arguments(factory, ("sde", "shape"))
        for name, factory in sampling.SAMPLERS.items()},
@@ -133,16 +137,27 @@ class Experiment:
     return mutils.get_score_fn(apply_fn, params, self.sde, m.parameterization, m.scale_input,
                                m.noise_conditioning, m.sigma_data)
 
-  def sampling_score_fn(self, params):
-    """The score the samplers use: with sampling.class_label >= 0, classifier-free
-    guidance of that class at sampling.guidance_scale (within sampling.guidance_interval
-    if set); otherwise the unconditional score (a conditional network's null label)."""
+  def sampling_score_fn(self, params, classifier_params=None, labels=None):
+    """The score the samplers use. With sampling.class_label >= 0 (or `labels` [B],
+    which replace it): a class-conditional network's score of that class, with
+    classifier-free guidance at sampling.guidance_scale (within
+    sampling.guidance_interval if set); with sampling.classifier_scale > 0, plus
+    classifier guidance by the noise-conditional classifier with `classifier_params`
+    (any network). Otherwise the unconditional score (a conditional network's null
+    label)."""
     s = self.config.sampling
     if s.class_label < 0:
       return self.score_fn(params)
-    return cg.classifier_free_guidance(
-        lambda x, t, y: self.score_fn(params, labels=y)(x, t), s.class_label,
-        s.guidance_scale, self.num_label_classes, tuple(s.guidance_interval) or None)
+    label = s.class_label if labels is None else labels
+    score_fn = self.score_fn(params)
+    if self.num_label_classes:
+      score_fn = cg.classifier_free_guidance(
+          lambda x, t, y: self.score_fn(params, labels=y)(x, t), label,
+          s.guidance_scale, self.num_label_classes, tuple(s.guidance_interval) or None)
+    if s.classifier_scale:
+      score_fn = cg.classifier_guidance(score_fn, classifier.log_prob_fn(self, classifier_params),
+                                        label, s.classifier_scale)
+    return score_fn
 
   def make_sampler(self, method: str, shape, **overrides):
     """sampler(key, score_fn) of `sampling.SAMPLERS[method]` for x of `shape`, with the
@@ -178,7 +193,8 @@ def build_optimizer(o) -> optax.GradientTransformation:
 
 
 def _check_labels(config, task):
-  """Class labels: only for class-conditional networks, within their classes."""
+  """Class labels: for class-conditional networks or classifier guidance, within their
+  classes."""
   n, t, s = config.model.get("num_label_classes", 0), config.training, config.sampling
   if n and not isinstance(task, tasks.ImageTask):
     raise RunError(f"config.model.num_label_classes={n} needs labelled image data; "
@@ -186,11 +202,19 @@ def _check_labels(config, task):
   if not 0.0 <= t.label_dropout < 1.0 or (t.label_dropout and not n):
     raise RunError(f"config.training.label_dropout={t.label_dropout} must be in [0, 1), and "
                    "0 unless config.model.num_label_classes > 0")
-  if not -1 <= s.class_label < max(n, 0) or (s.class_label >= 0 and not n):
+  if s.classifier_scale < 0 or (s.classifier_scale and s.class_label < 0):
+    raise RunError(f"config.sampling.classifier_scale={s.classifier_scale}: must be >= 0, and "
+                   "> 0 only with a class (config.sampling.class_label)")
+  if s.classifier_scale and not isinstance(task, tasks.ImageTask):
+    raise RunError(f"config.sampling.classifier_scale={s.classifier_scale} needs labelled "
+                   f"image data; config.data.dataset={config.data.dataset!r} has no labels")
+  classes = n or (config.classifier.num_classes if s.classifier_scale else 0)
+  if not -1 <= s.class_label < classes:
     raise RunError(f"config.sampling.class_label={s.class_label}: valid are -1 (none)"
-                   + (f" and 0 ... {n - 1}" if n else "; class labels need a class-conditional "
-                      "network (config.model.num_label_classes > 0)"))
-  if s.guidance_scale and s.class_label < 0:
+                   + (f" and 0 ... {classes - 1}" if classes else "; class labels need a "
+                      "class-conditional network (config.model.num_label_classes > 0) or "
+                      "classifier guidance (config.sampling.classifier_scale > 0)"))
+  if s.guidance_scale and (s.class_label < 0 or not n):
     raise RunError(f"config.sampling.guidance_scale={s.guidance_scale} needs a class: set "
                    "config.sampling.class_label (and a class-conditional network)")
   if s.guidance_interval and len(s.guidance_interval) != 2:
@@ -261,8 +285,9 @@ def build(config) -> Experiment:
       in_shardings=(replicated, jax.sharding.NamedSharding(mesh, P(None, "data")), replicated),
       out_shardings=(replicated, replicated), donate_argnums=(0,))
   def jit_sampler(sampler):
-    return jax.jit(lambda params, key: sampler(key, exp.sampling_score_fn(params)),
-                   in_shardings=(replicated, replicated), out_shardings=(split, replicated))
+    return jax.jit(lambda params, key, classifier_params=None, labels=None: sampler(
+        key, exp.sampling_score_fn(params, classifier_params, labels)),
+                   in_shardings=replicated, out_shardings=(split, replicated))
   log_likelihood = jax.jit(lambda params, key, x: loglik_fn(key, exp.score_fn(params), x)[0],
                            in_shardings=(replicated, replicated, split), out_shardings=split)
   eval_loss = jax.jit(lambda params, x0, key: loss_fn(params, x0, key, train=False),

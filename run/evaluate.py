@@ -16,7 +16,9 @@ from jax.experimental import multihost_utils
 import numpy as np
 
 import metric_writer
+import run
 from run import checkpoints
+from run import classifier
 
 
 def to_host(x) -> np.ndarray:
@@ -87,21 +89,45 @@ def log_likelihood_fn(exp, params, cache_dir=None):
   return loglik
 
 
-def generate(exp, params, key, num: int, out_dir=None, method=None):
-  """num samples [num, ...] and the NFE per sample, in rounds of sampling.batch_size,
-  from sampler `method` (default: sampling.method). With out_dir, round r is read from /
-  written to out_dir/round_<r>.npz."""
-  rounds, nfe = [], 0
-  sample = exp.samplers[method or exp.config.sampling.method]
-  if out_dir:
+def _claim(out_dir: str, settings: dict):
+  """Records the sampling settings of out_dir's rounds in out_dir/settings.json; rounds
+  drawn with other settings are a RunError (never silently mixed in)."""
+  path = os.path.join(out_dir, "settings.json")
+  text = json.dumps(settings, sort_keys=True, indent=1)
+  if os.path.exists(path):
+    with open(path) as f:
+      if f.read() != text:
+        raise run.RunError(f"{out_dir} holds samples drawn with other sampling settings (see "
+                           "its settings.json); remove it to draw them anew")
+  elif jax.process_index() == 0:
     os.makedirs(out_dir, exist_ok=True)
+    with open(path + ".tmp", "w") as f:
+      f.write(text)
+    os.replace(path + ".tmp", path)
+
+
+def generate(exp, params, key, num: int, out_dir=None, method=None, classifier_params=None,
+             labels=None):
+  """num samples [num, ...] and the NFE per sample, in rounds of sampling.batch_size,
+  from sampler `method` (default: sampling.method; classifier_params for classifier
+  guidance; labels [sampling.batch_size], the same in every round, replace
+  sampling.class_label). With out_dir, round r is read from / written to
+  out_dir/round_<r>.npz (the sampling settings, key and labels must match those the
+  rounds were drawn with)."""
+  rounds, nfe = [], 0
+  method = method or exp.config.sampling.method
+  sample = exp.samplers[method]
+  if out_dir:
+    _claim(out_dir, {"method": method, "key": np.asarray(key).tolist(),
+                     "sampling": exp.config.sampling.to_dict(),
+                     "labels": None if labels is None else np.asarray(labels).tolist()})
   for r in range(math.ceil(num / exp.config.sampling.batch_size)):
     path = out_dir and os.path.join(out_dir, f"round_{r:05d}.npz")
     if path and os.path.exists(path):
       with np.load(path) as saved:
         x, nfe = saved["samples"], int(saved["nfe"])
     else:
-      x, nfe = sample(params, jax.random.fold_in(key, r))
+      x, nfe = sample(params, jax.random.fold_in(key, r), classifier_params, labels)
       x, nfe = to_host(x), int(nfe)
       if path and jax.process_index() == 0:
         _save_atomically(path, samples=x, nfe=nfe, round=r)
@@ -167,17 +193,20 @@ def evaluate(exp, workdir: str) -> list:
 
 def sample(exp, workdir: str) -> str:
   """Writes sampling.num_samples samples of a checkpoint (eval.checkpoint_step, -1: the
-  latest; EMA parameters) to <workdir>/samples/step_<step>/: one round_<r>.npz per round
-  and samples.png. Returns that folder."""
+  latest; EMA parameters) to <workdir>/samples/step_<step>/<method>[_class<c>]/: one
+  round_<r>.npz per round and samples.png. Returns that folder."""
   checkpoints.check_workdir(workdir)
   mngr = checkpoints.manager(workdir, exp.config.training)
   step = exp.config.eval.checkpoint_step
   state, step = checkpoints.restore(mngr, exp.abstract_state(), None if step < 0 else step)
-  params = state.ema_params
-  out_dir = os.path.join(workdir, "samples", f"step_{step}")
-  os.makedirs(out_dir, exist_ok=True)
-  x, nfe = generate(exp, params, jax.random.PRNGKey(exp.config.seed + 40_000),
-                    exp.config.sampling.num_samples, out_dir)
+  params, s = state.ema_params, exp.config.sampling
+  classifier_params = classifier.load(exp, workdir) if s.classifier_scale else None
+  name = s.method + (f"_class{s.class_label}" if s.class_label >= 0 else "")
+  name += (f"_w{s.guidance_scale:g}" if s.guidance_scale else "") + (
+      f"_classifier{s.classifier_scale:g}" if s.classifier_scale else "")
+  out_dir = os.path.join(workdir, "samples", f"step_{step}", name)
+  x, nfe = generate(exp, params, jax.random.PRNGKey(exp.config.seed + 40_000), s.num_samples,
+                    out_dir, classifier_params=classifier_params)
   if jax.process_index() == 0:
     exp.task.figure(os.path.join(out_dir, "samples.png"), x, log_likelihood_fn(exp, params))
   logging.info("wrote %d samples (NFE %d) to %s", len(x), nfe, out_dir)

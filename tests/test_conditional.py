@@ -1,5 +1,7 @@
 """Class-conditional networks and runs: labels reach the network, the null label is the
 unconditional model, label dropout, guided sampling from the config, and bad input."""
+import os
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -8,6 +10,7 @@ import pytest
 import models
 import run
 from run import build
+from run import classifier
 from run import evaluate
 from run import train
 from configs.toy import vp_gmm
@@ -19,6 +22,8 @@ from tests import test_image_training
     ("ddpm", (4, 8, 8, 1), dict(nf=8, ch_mult=(1, 2), num_res_blocks=1, attn_resolutions=(4,),
                                 num_groups=4)),
     ("ncsnpp", (4, 8, 8, 1), dict(nf=8, ch_mult=(1, 2), num_res_blocks=1, attn_resolutions=(4,))),
+    ("ncsnv2", (4, 8, 8, 1), dict(nf=8)),
+    ("ncsnv2", (4, 8, 8, 1), dict(nf=8, conditional=True)),
 ])
 def test_labels_reach_every_conditional_network(name, shape, extra):
   model = models.get_model(name, num_label_classes=3, **extra)
@@ -92,3 +97,52 @@ def test_bad_labels_name_the_value(fashion_mnist_dir):
   toy.model.num_label_classes = 3
   with pytest.raises(run.RunError, match="needs labelled image data"):
     build.build(toy)
+
+
+@pytest.mark.xdist_group("fashion_mnist")
+def test_classifier_guidance_with_a_trained_noise_conditional_classifier(fashion_mnist_dir,
+                                                                         tmp_path):
+  config = _conditional_config(fashion_mnist_dir)
+  config.model.num_label_classes, config.training.label_dropout = 0, 0.0
+  config.sampling.guidance_scale, config.sampling.guidance_interval = 0.0, ()
+  config.sampling.class_label, config.sampling.classifier_scale = 3, 2.0
+  config.sampling.num_samples = 8
+  config.classifier.n_iters, config.classifier.batch_size = 3, 16
+  exp = build.build(config)
+  workdir = str(tmp_path / "run")
+  state, _ = train.train(exp, workdir)
+  with pytest.raises(run.RunError, match="--mode train_classifier --workdir"):
+    evaluate.sample(exp, workdir)
+  info = classifier.train_classifier(exp, workdir)
+  assert set(info["held_out_accuracy_at_t_over_T"]) == {"0.05", "0.2", "0.4", "0.6", "0.8", "1"}
+  clf = classifier.load(exp, workdir)
+  # The guided score is s(x, t) + 2 grad_x log p_t(3 | x), p_t from the saved classifier.
+  xt, t = jnp.asarray(exp.task.held_out[:2]), jnp.array([0.3, 0.7])
+  log_p3 = lambda x: jnp.sum(classifier.log_prob_fn(exp, clf)(x, t)[:, 3])
+  expected = exp.score_fn(state.ema_params)(xt, t) + 2.0 * jax.grad(log_p3)(xt)
+  np.testing.assert_allclose(exp.sampling_score_fn(state.ema_params, clf)(xt, t), expected,
+                             rtol=1e-4, atol=1e-4)
+  # Labels [B] replace sampling.class_label row by row.
+  log_p = lambda x: jnp.sum(classifier.log_prob_fn(exp, clf)(x, t)[jnp.arange(2), [5, 3]])
+  expected = exp.score_fn(state.ema_params)(xt, t) + 2.0 * jax.grad(log_p)(xt)
+  np.testing.assert_allclose(
+      exp.sampling_score_fn(state.ema_params, clf, jnp.array([5, 3]))(xt, t), expected,
+      rtol=1e-4, atol=1e-4)
+  out_dir = evaluate.sample(exp, workdir)
+  assert out_dir.endswith("ddim_class3_classifier2")
+  assert np.isfinite(np.load(os.path.join(out_dir, "round_00000.npz"))["samples"]).all()
+  # Rounds of other settings are never mixed in.
+  config.sampling.ddim.eta = 0.5
+  with pytest.raises(run.RunError, match="other sampling settings"):
+    evaluate.generate(build.build(config), state.ema_params, jax.random.PRNGKey(0), 8, out_dir)
+
+
+def test_classifier_guidance_needs_a_class_and_labelled_data():
+  config = vp_gmm.get_config()
+  config.sampling.classifier_scale = 1.0
+  with pytest.raises(run.RunError, match="classifier_scale=1.0: must be >= 0, and > 0 only "
+                                         "with a class"):
+    build.build(config)
+  config.sampling.class_label = 2
+  with pytest.raises(run.RunError, match="needs labelled image data"):
+    build.build(config)
