@@ -92,6 +92,7 @@ def log_likelihood_fn(exp, params, cache_dir=None):
 def _claim(out_dir: str, settings: dict):
   """Records the sampling settings of out_dir's rounds in out_dir/settings.json; rounds
   drawn with other settings are a RunError (never silently mixed in)."""
+  os.makedirs(out_dir, exist_ok=True)
   path = os.path.join(out_dir, "settings.json")
   text = json.dumps(settings, sort_keys=True, indent=1)
   if os.path.exists(path):
@@ -100,7 +101,6 @@ def _claim(out_dir: str, settings: dict):
         raise run.RunError(f"{out_dir} holds samples drawn with other sampling settings (see "
                            "its settings.json); remove it to draw them anew")
   elif jax.process_index() == 0:
-    os.makedirs(out_dir, exist_ok=True)
     with open(path + ".tmp", "w") as f:
       f.write(text)
     os.replace(path + ".tmp", path)
@@ -118,8 +118,8 @@ def generate(exp, params, key, num: int, out_dir=None, method=None, classifier_p
   method = method or exp.config.sampling.method
   sample = exp.samplers[method]
   if out_dir:
-    _claim(out_dir, {"method": method, "key": np.asarray(key).tolist(),
-                     "sampling": exp.config.sampling.to_dict(),
+    settings = {k: v for k, v in exp.config.sampling.to_dict().items() if k != "num_samples"}
+    _claim(out_dir, {"method": method, "key": np.asarray(key).tolist(), "sampling": settings,
                      "labels": None if labels is None else np.asarray(labels).tolist()})
   for r in range(math.ceil(num / exp.config.sampling.batch_size)):
     path = out_dir and os.path.join(out_dir, f"round_{r:05d}.npz")

@@ -58,12 +58,12 @@ def _sample_command(workdir, *flags):
 
 
 def _rounds(workdir):
-  folder = os.path.join(workdir, "samples", "step_10")
+  folder = os.path.join(workdir, "samples", "step_10", "pc")
   return sorted(f for f in os.listdir(folder) if f.startswith("round_") and f.endswith(".npz"))
 
 
 def _load(workdir, name):
-  with np.load(os.path.join(workdir, "samples", "step_10", name)) as f:
+  with np.load(os.path.join(workdir, "samples", "step_10", "pc", name)) as f:
     return f["samples"]
 
 
@@ -79,7 +79,7 @@ def test_sampling_resumes_after_a_kill_and_does_not_depend_on_the_device_count(t
                  capture_output=True)
   process = subprocess.Popen(_sample_command(tmp_path / "killed"), cwd=ROOT,
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-  folder = tmp_path / "killed" / "samples" / "step_10"
+  folder = tmp_path / "killed" / "samples" / "step_10" / "pc"
   deadline = time.time() + 300
   while not (folder / "round_00001.npz").exists():      # two rounds written
     assert process.poll() is None and time.time() < deadline, "run ended before the kill"

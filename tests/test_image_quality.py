@@ -69,7 +69,8 @@ def test_eval_writes_quality_metrics_for_each_sampler(fashion_mnist_dir, tmp_pat
       assert np.isfinite(metrics[f"{sampler}/{key}"]), (sampler, key)
     assert metrics[f"{sampler}/num_fake"] == 32 and metrics[f"{sampler}/num_real"] == 256
     rounds = os.listdir(os.path.join(workdir, "eval", "step_2", "samples", sampler))
-    assert sorted(rounds) == ["round_00000.npz", "round_00001.npz"]     # 16 per round
+    assert sorted(rounds) == ["round_00000.npz", "round_00001.npz",     # 16 per round
+                              "settings.json"]
   assert (metrics["bpd_images"], metrics["bpd_repeats"]) == (8, 2)
   assert sorted(os.listdir(os.path.join(workdir, "eval", "step_2", "likelihood"))) == [
       "repeat0_00000.npz", "repeat1_00000.npz"]            # eval.batch_size 64 > 8 images
