@@ -78,9 +78,11 @@ def _ancestral_step(rsde: sde_lib.ReverseSDE, key, x, t, t_next, posterior: bool
 
 def ancestral_sampling_predictor(rsde: sde_lib.ReverseSDE, key, x, t, t_next):
   """Ancestral sampling as published (Song et al., 2021, score_sde): the posterior
-  variance for the VE SDE (SMLD), the transition variance beta for VP and sub-VP (DDPM's
-  sigma_t^2 = beta_t). `ancestral_posterior` / `ancestral_transition` fix one of them."""
-  return _ancestral_step(rsde, key, x, t, t_next, isinstance(rsde.forward, sde_lib.VESDE))
+  variance for variance-exploding processes (SMLD's VE SDE, EDM's), the transition
+  variance beta for the others (DDPM's sigma_t^2 = beta_t). `ancestral_posterior` /
+  `ancestral_transition` fix one of them."""
+  exploding = isinstance(rsde.forward, (sde_lib.VESDE, sde_lib.EDMProcess))
+  return _ancestral_step(rsde, key, x, t, t_next, exploding)
 
 
 def ancestral_posterior_predictor(rsde: sde_lib.ReverseSDE, key, x, t, t_next):

@@ -280,7 +280,66 @@ class subVPSDE(SDE):  # pylint: disable=invalid-name  (the published name)
     return jnp.exp(-0.5 * big_b), -jnp.expm1(-big_b)
 
 
-SDES = {"vesde": VESDE, "vpsde": VPSDE, "subvpsde": subVPSDE}
+@dataclasses.dataclass(frozen=True)
+class EDMProcess(SDE):
+  """EDM's process (Karras et al., 2022): time is the noise level, x_t = x_0 + t z, so
+  alpha(t) = 1, sigma(t) = t on [0, T = sigma_max], dx = sqrt(2 t) dW. Samplers stop at
+  their eps (EDM's sigma_min = 0.002). `discretize` has the exact variance
+  t^2 - (t - dt)^2, as the SMLD step."""
+
+  sigma_max: float = 80.0
+  N: int = 1000
+
+  def __post_init__(self):
+    _check(self.sigma_max > 0, f"EDMProcess needs sigma_max > 0, got sigma_max={self.sigma_max}")
+    _check_common(self.sigma_max, self.N)
+
+  @property
+  def T(self) -> float:
+    return self.sigma_max
+
+  @property
+  def prior_std(self) -> float:
+    return self.sigma_max
+
+  def coefficients(self, t):
+    return jnp.zeros_like(t), jnp.sqrt(2.0 * t)
+
+  def marginal(self, t):
+    return jnp.ones_like(t), t
+
+  def discretize(self, x, t, dt=None):
+    dt = self.T / self.N if dt is None else dt
+    return jnp.zeros_like(x), jnp.sqrt(t**2 - (t - dt) ** 2)
+
+
+@dataclasses.dataclass(frozen=True)
+class RectifiedFlow(SDE):
+  """The rectified-flow / flow-matching interpolant x_t = (1 - t) x_0 + t z (Liu et al.,
+  2023; Lipman et al., 2023): alpha(t) = 1 - t, sigma(t) = t, so
+  f(t) = -1 / (1 - t) and g(t)^2 = 2 t / (1 - t). Its probability-flow ODE is the
+  flow-matching velocity v(x, t) = E[z - x_0 | x_t = x] = -(x + t s(x, t)) / (1 - t).
+
+  T defaults to 0.999, not 1: at t = 1, alpha vanishes and f and g are singular (every
+  sampler divides by alpha). The prior N(0, 0.999^2 I) misses p_T by the 0.001 x_0 term
+  of its mean."""
+
+  N: int = 1000
+  T: float = 0.999
+
+  def __post_init__(self):
+    _check_common(self.T, self.N)
+    _check(self.T < 1.0, f"RectifiedFlow needs T < 1 (alpha(1) = 0), got T={self.T}")
+
+  def coefficients(self, t):
+    return -1.0 / (1.0 - t), jnp.sqrt(2.0 * t / (1.0 - t))
+
+  def marginal(self, t):
+    return 1.0 - t, t
+
+
+SDES = {"vesde": VESDE, "vpsde": VPSDE, "subvpsde": subVPSDE, "edm": EDMProcess,
+        "rectified_flow": RectifiedFlow}
 
 
 def get_sde(name: str, **kwargs) -> SDE:

@@ -43,8 +43,9 @@ def _arguments(fn, skip) -> tuple[str, ...]:
   return tuple(p for p in inspect.signature(fn).parameters if p not in skip)
 
 
-SDE_PARAMS = {"vesde": ("sigma_min", "sigma_max"), "vpsde": ("beta_min", "beta_max"),
-              "subvpsde": ("beta_min", "beta_max")}
+SDE_PARAMS = {"vesde": ("sigma_min", "sigma_max", "T"), "vpsde": ("beta_min", "beta_max", "T"),
+              "subvpsde": ("beta_min", "beta_max", "T"), "edm": ("sigma_max",),
+              "rectified_flow": ("T",)}     # EDM's T is sigma_max
 NETWORK_KEYS = ("name", "parameterization", "scale_input", "noise_conditioning", "sigma_data",
                 "ema_rate", "ema_warmup")
 KEYS = {   # section -> the keys something reads
@@ -179,7 +180,7 @@ class Experiment:
 
 def build_sde(c) -> sde_lib.SDE:
   params = lookup(SDE_PARAMS, c.name.lower(), "config.sde.name")
-  return sde_lib.get_sde(c.name.lower(), N=c.num_scales, T=c.T, **{k: c[k] for k in params})
+  return sde_lib.get_sde(c.name.lower(), N=c.num_scales, **{k: c[k] for k in params})
 
 
 def build_optimizer(o) -> optax.GradientTransformation:

@@ -42,7 +42,7 @@ def test_log_prob_t_integrates_to_one(name):
     assert abs(np.trapezoid(np.exp(np.asarray(logp, np.float64)), grid) - 1.0) < 1e-4
 
 
-@pytest.mark.parametrize("name", ["vp", "subvp", "ou_T2"])
+@pytest.mark.parametrize("name", ["vp", "subvp", "ou_T2", "edm", "rf"])
 def test_log_prob_t_at_time_zero_is_the_data_density(name):
   sde = ALL_SDES[name]
   x = jax.random.normal(jax.random.PRNGKey(2), (32, 1)) * 2
