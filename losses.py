@@ -18,6 +18,7 @@ import optax
 
 import divergence
 import sde_lib
+import weightings
 
 batch_broadcast = sde_lib.batch_broadcast
 
@@ -156,6 +157,30 @@ def sde_loss(score_fn, sde: sde_lib.SDE, x0, key, *, reduce_mean=False,
   return _reduce(terms, per_example)
 
 
+def weighted_loss(score_fn, sde: sde_lib.SDE, x0, key, *, weighting="sigma2",
+                  noise_levels="uniform", reduce_mean=False, eps=1e-5, p_mean=-1.2,
+                  p_std=1.2, sigma_data=0.5, min_snr_gamma=5.0, sigmoid_bias=0.0,
+                  per_example=False):
+  """Continuous-time DSM with any weighting w(lambda) of weightings.WEIGHTINGS, its noise
+  levels drawn from weightings.NOISE_LEVEL_DISTRIBUTIONS and reweighted by w / p:
+
+    E_{lambda ~ p} [ w(lambda) / p(lambda) ||sigma s(x_t, t) + z||^2 ]
+
+  (weightings.py states each). ("sigma2", "uniform") is `sde_loss`'s default estimator,
+  ("likelihood", "uniform") its likelihood weighting and ("likelihood", "log_snr") its
+  importance sampling, draw for draw; ("edm", "log_normal") is EDM's loss."""
+  if weighting not in weightings.WEIGHTINGS:
+    raise ValueError(f"unknown weighting {weighting!r}; valid choices: "
+                     f"{sorted(weightings.WEIGHTINGS)}")
+  options = weightings.Options(eps, p_mean, p_std, sigma_data, min_snr_gamma, sigmoid_bias)
+  k_t, k_z = jax.random.split(key)
+  lam, t, density = weightings.sample_noise_levels(noise_levels, k_t, x0.shape[0], sde, options)
+  weight = weightings.WEIGHTINGS[weighting](sde, lam, t, options) / density
+  z = jax.random.normal(k_z, x0.shape)
+  terms = weight * _norm(_perturbed_residual(score_fn, sde, x0, t, z), reduce_mean)
+  return _reduce(terms, per_example)
+
+
 def _discrete_level_loss(score_fn, sde, x0, key, times, reduce_mean, per_example):
   k_i, k_z = jax.random.split(key)
   t = times[jax.random.randint(k_i, (x0.shape[0],), 0, times.shape[0])]
@@ -180,7 +205,8 @@ def ddpm_loss(score_fn, sde: sde_lib.SDE, x0, key, *, reduce_mean=True, per_exam
   return _discrete_level_loss(score_fn, sde, x0, key, times, reduce_mean, per_example)
 
 
-MULTI_LEVEL_LOSSES = {"continuous": sde_loss, "smld": smld_loss, "ddpm": ddpm_loss}
+MULTI_LEVEL_LOSSES = {"continuous": sde_loss, "weighted": weighted_loss, "smld": smld_loss,
+                      "ddpm": ddpm_loss}
 
 
 def get_multi_level_loss(name: str) -> Callable:

@@ -43,6 +43,10 @@ def get_default_configs():
   training.snapshot_freq_for_preemption = 500   # overwritten (keeps 2)
   training.eval_freq = 0          # > 0: held-out loss and a sample picture to TensorBoard
   training.label_dropout = 0.0    # class-conditional: P(label -> null), for guidance
+  # loss "weighted" (losses.weighted_loss, weightings.py): any weighting w(lambda) with
+  # noise levels from any distribution; "edm" + "log_normal" is EDM's loss.
+  training.weighted = dict(weighting="sigma2", noise_levels="uniform", p_mean=-1.2, p_std=1.2,
+                           min_snr_gamma=5.0, sigmoid_bias=0.0)
 
   config.model = model = ml_collections.ConfigDict()
   model.name = "mlp"              # models.MODELS

@@ -30,6 +30,7 @@ import losses
 import models
 import sampling
 import sde_lib
+import weightings
 from models import utils as mutils
 import run
 from run import classifier
@@ -52,12 +53,15 @@ KEYS = {   # section -> the keys something reads
     "sde": ("name", "beta_min", "beta_max", "sigma_min", "sigma_max", "num_scales", "T"),
     "training": ("loss", "reduce_mean", "likelihood_weighting", "importance_sampling",
                  "min_time", "batch_size", "n_iters", "n_jitted_steps", "log_freq",
-                 "snapshot_freq", "snapshot_freq_for_preemption", "eval_freq", "label_dropout"),
+                 "snapshot_freq", "snapshot_freq_for_preemption", "eval_freq", "label_dropout",
+                 "weighted"),
     "optim": ("lr", "beta1", "adam_eps", "weight_decay", "warmup", "grad_clip"),
     "eval": ("enable_loss", "enable_likelihood", "enable_sampling", "num_loss_batches",
              "batch_size", "likelihood_points", "likelihood", "checkpoint_step", "samplers",
              "feature_net", "bpd_repeats"),
     "eval.likelihood": _arguments(likelihood.get_likelihood_fn, ("sde",)),
+    "training.weighted": _arguments(losses.weighted_loss, (
+        "score_fn", "sde", "x0", "key", "reduce_mean", "eps", "sigma_data", "per_example")),
     "sampling": ("method", "batch_size", "num_samples", "class_label", "guidance_scale",
                  "guidance_interval", "classifier_scale", *sampling.SAMPLERS),
     "classifier": ("num_classes", "n_iters", "batch_size", "lr"),
@@ -259,6 +263,11 @@ def build(config) -> Experiment:
     if t.loss == "continuous":
       loss_kwargs.update(likelihood_weighting=t.likelihood_weighting,
                          importance_sampling=t.importance_sampling, eps=t.min_time)
+    elif t.loss == "weighted":
+      loss_kwargs.update(eps=t.min_time, sigma_data=config.model.sigma_data, **t.weighted)
+      lookup(weightings.WEIGHTINGS, t.weighted.weighting, "config.training.weighted.weighting")
+      lookup(dict.fromkeys(weightings.NOISE_LEVEL_DISTRIBUTIONS), t.weighted.noise_levels,
+             "config.training.weighted.noise_levels")
     loglik_fn = likelihood.get_likelihood_fn(sde, **e.likelihood)
     optimizer = build_optimizer(config.optim)
     # A partial Experiment gives score_fn to the functions jitted below.
