@@ -11,8 +11,8 @@ Fashion-MNIST feature network:
 
 For each, how often the feature net classifies a sample as the class that was asked for
 (its test accuracy on real images, 91.4%, is the reference), and FID / KID / precision /
-recall of all classes together against the 10 000 test images (the usual trade-off:
-guidance raises accuracy and precision, lowers recall).
+recall of all classes together against the 10 000 test images (guidance is expected to
+trade diversity, recall, for fidelity to the class).
 
   python -m experiments.fashion_mnist_guidance --cfg_workdir runs/fmnist_cond_cpu \
       --cg_workdir runs/fmnist_cpu
