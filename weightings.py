@@ -17,6 +17,9 @@ Weightings w (per unit lambda):
   "min_snr"     min(1, gamma / SNR) times "sigma2" (Hang et al., 2023), SNR = e^(2 lambda);
   "sigmoid"     sigmoid(b - lambda) times "likelihood" (Kingma & Gao, 2023; b a
                 hyperparameter; b -> inf is "likelihood");
+  "flow_matching"  g^4 / (4 sigma^2) times "sigma2": the uniform-t loss
+                ||u_hat - (alpha' x_0 + sigma' z)||^2 of a velocity u_hat = f x - g^2 s / 2
+                (Lipman et al., 2023; for rectified flow ||u_hat - (z - x_0)||^2);
   "edm"         N(-lambda; P_mean, P_std^2) (e^(-2 lambda) + sigma_data^2) / sigma_data^2
                 (Karras et al., 2022: ln sigma_hat ~ N(P_mean, P_std^2), sigma_hat =
                 sigma / alpha = e^(-lambda), loss weight (sigma_hat^2 + sigma_data^2) /
@@ -75,6 +78,9 @@ WEIGHTINGS: dict[str, Callable] = {   # (sde, lambda, t, options) -> w per unit 
                                        * _uniform_t(sde, lam, t, o)),
     "sigmoid": lambda sde, lam, t, o: (jax.nn.sigmoid(o.sigmoid_bias - lam)
                                        * _likelihood(sde, lam, t, o)),
+    "flow_matching": lambda sde, lam, t, o: (sde.coefficients(t)[1] ** 4
+                                             / (4.0 * sde.marginal(t)[1] ** 2)
+                                             * _uniform_t(sde, lam, t, o)),
     "edm": lambda sde, lam, t, o: (norm.pdf(-lam, o.p_mean, o.p_std)
                                    * (jnp.exp(-2.0 * lam) + o.sigma_data**2) / o.sigma_data**2),
 }

@@ -23,6 +23,12 @@ as EDM's c_in). Its output becomes a score by `parameterization`:
            and score = (alpha D - x) / sigma^2. Where alpha -> 0 the x_0 estimate D is
            c_out output ~ s_d output, bounded, whereas "noise" gives x_0 = (x - sigma
            output) / alpha, which multiplies the network's error by sigma / alpha.
+  "v"      (v prediction, Salimans & Ho, 2022), in the variance-preserving frame
+           a = alpha / r, b = sigma / r, r = sqrt(alpha^2 + sigma^2) (for VP, r = 1):
+           v = a z - b x_0, so eps_hat = b x / r + a output and score = -eps_hat / sigma
+  "flow"   (the flow-matching velocity, d/dt of alpha x_0 + sigma z): output = f x -
+           g^2 s / 2, the probability-flow drift, so score = 2 (f x - output) / g^2; for
+           rectified flow the target is z - x_0.
 """
 from typing import Any, Callable
 
@@ -32,7 +38,7 @@ import jax.numpy as jnp
 import sde_lib
 
 batch_broadcast = sde_lib.batch_broadcast
-PARAMETERIZATIONS = ("noise", "score", "data", "edm")
+PARAMETERIZATIONS = ("noise", "score", "data", "edm", "v", "flow")
 NOISE_CONDITIONINGS = ("log_sigma", "time")
 TIME_LABEL_SCALE = 999.0
 
@@ -66,6 +72,13 @@ def get_score_fn(apply_fn: Callable[..., jax.Array], params: Any, sde: sde_lib.S
       return -out / batch_broadcast(sigma, x)
     if parameterization == "score":
       return out
+    if parameterization == "v":
+      r = jnp.sqrt(alpha**2 + sigma**2)
+      eps_hat = batch_broadcast(sigma / r**2, x) * x + batch_broadcast(alpha / r, x) * out
+      return -eps_hat / batch_broadcast(sigma, x)
+    if parameterization == "flow":
+      f, g = sde.coefficients(t)
+      return 2.0 * (batch_broadcast(f, x) * x - out) / batch_broadcast(g**2, x)
     return (batch_broadcast(alpha, x) * out - x) / batch_broadcast(sigma**2, x)
 
   return score_fn

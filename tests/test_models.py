@@ -194,22 +194,29 @@ def test_remat_matches_and_bfloat16_is_close(name):
 
 
 @pytest.mark.parametrize("parameterization", mutils.PARAMETERIZATIONS)
-@pytest.mark.parametrize("sde", [sde_lib.VPSDE(), sde_lib.VESDE(sigma_min=0.01, sigma_max=20.0)],
-                         ids=["vp", "ve"])
+@pytest.mark.parametrize("sde", [sde_lib.VPSDE(), sde_lib.VESDE(sigma_min=0.01, sigma_max=20.0),
+                                 sde_lib.RectifiedFlow()], ids=["vp", "ve", "rf"])
 def test_each_parameterization_turns_its_exact_target_into_the_exact_score(parameterization, sde):
   """A network that outputs the parameterization's exact target (computed from the
-  mixture's exact score) gives the exact score back; "edm" feeds it c_in x / alpha."""
+  mixture's exact score by Tweedie: E[x_0 | x], E[z | x] = -sigma s) gives the exact
+  score back; "edm" feeds it c_in x / alpha. The "v" and "flow" targets are the
+  published definitions: a z - b x_0 (a^2 + b^2 = 1) and d/dt (alpha x_0 + sigma z)."""
   gmm = datasets.gaussian_mixture()
   x = gmm.sample(jax.random.PRNGKey(0), 6) * 1.5
-  t = jnp.linspace(0.05, 0.95, 6)
+  t = jnp.linspace(0.05, 0.95, 6) * sde.T
   alpha, sigma = sde.marginal(t)
   score = gmm.score_fn(sde)(x, t)
   denoised = (x + sigma[:, None] ** 2 * score) / alpha[:, None]        # Tweedie
+  noise = -sigma[:, None] * score
   s_d, sigma_hat = 0.7, sigma / alpha
   c_skip = s_d**2 / (sigma_hat**2 + s_d**2)
   c_out = sigma_hat * s_d / jnp.sqrt(sigma_hat**2 + s_d**2)
-  targets = {"noise": -sigma[:, None] * score, "score": score, "data": denoised,
-             "edm": (denoised - c_skip[:, None] * x / alpha[:, None]) / c_out[:, None]}
+  r = jnp.sqrt(alpha**2 + sigma**2)[:, None]
+  d_alpha, d_sigma = jax.vmap(jax.jacfwd(sde.marginal))(t)
+  targets = {"noise": noise, "score": score, "data": denoised,
+             "edm": (denoised - c_skip[:, None] * x / alpha[:, None]) / c_out[:, None],
+             "v": (alpha[:, None] * noise - sigma[:, None] * denoised) / r,
+             "flow": d_alpha[:, None] * denoised + d_sigma[:, None] * noise}
   inputs = []
 
   def apply_fn(params, x_in, c_noise):

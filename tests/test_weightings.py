@@ -25,7 +25,7 @@ SDES = {"vp": sde_lib.VPSDE(), "ve": sde_lib.VESDE(sigma_min=0.01, sigma_max=20.
 CASES = ([("vp", w, "log_snr") for w in sorted(weightings.WEIGHTINGS)]
          + [("vp", w, "uniform") for w in ("edm", "min_snr", "sigma2")]
          + [(sde, "edm", "log_normal") for sde in ("vp", "ve", "edm", "rf")]
-         + [("rf", "edm", "logit_normal")])
+         + [("rf", "edm", "logit_normal"), ("rf", "flow_matching", "uniform")])
 
 
 def exact_objective(sde, weighting, eps):
@@ -93,6 +93,22 @@ def test_edm_weighting_with_log_normal_levels_is_edms_loss():
   lam = (sigma**2 + 0.25) / (sigma * 0.5) ** 2
   mass = float(norm.cdf((np.log(20.0) + 1.2) / 1.2) - norm.cdf((np.log(1e-5) + 1.2) / 1.2))
   np.testing.assert_allclose(ours, mass * lam * jnp.sum((denoised - x0) ** 2, -1), rtol=2e-5)
+
+
+def test_flow_matching_weighting_is_the_rectified_flow_velocity_loss():
+  """||u_hat - (z - x_0)||^2 with u_hat = f x - g^2 s / 2, the velocity of any score
+  function s, equals the "flow_matching" term draw for draw (uniform t)."""
+  sde, key = SDES["rf"], jax.random.PRNGKey(6)
+  x0 = GAUSSIAN.sample(jax.random.PRNGKey(7), 64)
+  score_fn = lambda x, t: -x / (1.0 + t[:, None])
+  ours = losses.weighted_loss(score_fn, sde, x0, key, weighting="flow_matching", per_example=True)
+  k_t, k_z = jax.random.split(key)
+  t = jax.random.uniform(k_t, (64,), minval=1e-5, maxval=sde.T)
+  z = jax.random.normal(k_z, x0.shape)
+  x = (1 - t[:, None]) * x0 + t[:, None] * z
+  f, g = sde.coefficients(t)
+  velocity = f[:, None] * x - 0.5 * (g**2)[:, None] * score_fn(x, t)
+  np.testing.assert_allclose(ours, jnp.sum((velocity - (z - x0)) ** 2, -1), rtol=1e-3)
 
 
 def test_unknown_weighting_or_distribution_names_the_choices():
