@@ -382,36 +382,66 @@ def get_edm_sampler(sde: sde_lib.SDE, shape, num_steps=18, grid="edm", eps=1e-3,
   return sampler
 
 
-def get_dpm_solver_sampler(sde: sde_lib.SDE, shape, num_steps=20, grid="logsnr", eps=1e-3,
-                           denoise=False):
-  """DPM-Solver++(2M) (Lu et al., 2022, Algorithm 2): multistep, second order, data
-  prediction x0_hat = (x + sigma^2 s) / alpha; num_steps evaluations."""
+def _dpm_solver_multistep(sde: sde_lib.SDE, shape, num_steps, grid, eps, denoise, order):
+  """DPM-Solver++ multistep in data prediction x0_hat = (x + sigma^2 s) / alpha, with
+  h = lambda(t_next) - lambda(t) and the update x_s = (sigma_s / sigma_t) x + alpha_s
+  [(1 - e^-h) D]: order 2 is Lu et al. (2022)'s Algorithm 2 (D = (1 + 1/(2r)) x0_i -
+  1/(2r) x0_{i-1}); order 3 (D = x0_i) adds alpha_s (phi_2 D1 - phi_3 D2) with
+  phi_2 = 1 - (1 - e^-h) / h, phi_3 = phi_2 / h - 1/2 and D1, D2 the first and second
+  divided differences of the last three x0_hat in lambda (k-diffusion's DPM-Solver++(3M)
+  with eta 0; first and second order on the first two steps). num_steps evaluations."""
   times = time_grid(sde, num_steps, grid, eps)
 
   def sampler(key, score_fn: ScoreFn):
     def step(carry, i):
-      x, x0_prev, h_prev = carry
+      x, x0_1, x0_2, h_1, h_2 = carry
       t, t_next = _vec(times[i], x), _vec(times[i + 1], x)
       x0 = tweedie_denoise(sde, score_fn, x, t)
       h = sde.log_snr(t_next) - sde.log_snr(t)                    # [B], > 0
-      r = h_prev / h
-      d = jnp.where(i == 0, x0, batch_broadcast(1 + 0.5 / r, x) * x0
-                    - batch_broadcast(0.5 / r, x) * x0_prev)
       alpha_s, sigma_s = sde.marginal(t_next)
       _, sigma_t = sde.marginal(t)
-      x = (batch_broadcast(sigma_s / sigma_t, x) * x
-           - batch_broadcast(alpha_s * jnp.expm1(-h), x) * d)
-      return (x, x0, h), None
+      b = lambda v: batch_broadcast(v, x)
+      if order == 2:
+        r = h_1 / h
+        d = jnp.where(i == 0, x0, b(1 + 0.5 / r) * x0 - b(0.5 / r) * x0_1)
+        correction = 0.0
+      else:
+        d = x0
+        phi_2 = jnp.expm1(-h) / h + 1.0          # 1 - (1 - e^-h) / h ~ h / 2
+        phi_3 = phi_2 / h - 0.5                  # ~ h / 6
+        r0, r1 = h_1 / h, h_2 / h
+        d1_0, d1_1 = b(1 / r0) * (x0 - x0_1), b(1 / r1) * (x0_1 - x0_2)
+        d1 = d1_0 + b(r0 / (r0 + r1)) * (d1_0 - d1_1)
+        d2 = b(1 / (r0 + r1)) * (d1_0 - d1_1)
+        second = b(phi_2) * d1_0
+        third = b(phi_2) * d1 - b(phi_3) * d2
+        correction = jnp.where(i == 0, 0.0, jnp.where(i == 1, second, third))
+      x = b(sigma_s / sigma_t) * x - b(alpha_s * jnp.expm1(-h)) * d + b(alpha_s) * correction
+      return (x, x0, x0_1, h, h_1), None
 
     x = sde.prior_sampling(key, shape)
-    init = (x, jnp.zeros_like(x), jnp.ones((shape[0],), x.dtype))
-    (x, _, _), _ = jax.lax.scan(step, init, jnp.arange(num_steps))
+    ones = jnp.ones((shape[0],), x.dtype)
+    init = (x, jnp.zeros_like(x), jnp.zeros_like(x), ones, ones)
+    (x, *_), _ = jax.lax.scan(step, init, jnp.arange(num_steps))
     return _finish(sde, score_fn, x, times[-1], denoise, num_steps)
 
   return sampler
 
 
+def get_dpm_solver_sampler(sde: sde_lib.SDE, shape, num_steps=20, grid="logsnr", eps=1e-3,
+                           denoise=False):
+  """DPM-Solver++(2M) (Lu et al., 2022, Algorithm 2): multistep, second order."""
+  return _dpm_solver_multistep(sde, shape, num_steps, grid, eps, denoise, order=2)
+
+
+def get_dpm_solver_3m_sampler(sde: sde_lib.SDE, shape, num_steps=20, grid="logsnr",
+                              eps=1e-3, denoise=False):
+  """DPM-Solver++(3M): multistep, third order (see _dpm_solver_multistep)."""
+  return _dpm_solver_multistep(sde, shape, num_steps, grid, eps, denoise, order=3)
+
+
 # Every sampler factory, called as factory(sde, shape, **settings): a config's
 # `sampling.<name>` holds exactly the settings its factory accepts.
 SAMPLERS = {"pc": get_pc_sampler, "ode": get_ode_sampler, "ddim": get_ddim_sampler,
-            "edm_heun": get_edm_sampler, "dpm_solver_2m": get_dpm_solver_sampler}
+            "edm_heun": get_edm_sampler, "dpm_solver_2m": get_dpm_solver_sampler,
+            "dpm_solver_3m": get_dpm_solver_3m_sampler}
