@@ -440,8 +440,39 @@ def get_dpm_solver_3m_sampler(sde: sde_lib.SDE, shape, num_steps=20, grid="logsn
   return _dpm_solver_multistep(sde, shape, num_steps, grid, eps, denoise, order=3)
 
 
+def get_dpm_solver_2s_sampler(sde: sde_lib.SDE, shape, num_steps=10, grid="logsnr",
+                              eps=1e-3, denoise=False):
+  """DPM-Solver++(2S) (Lu et al., 2022, Algorithm 1 with r = 1/2): single-step, second
+  order. Each step t -> s takes a first-order step to the log-SNR midpoint u and
+  combines the two data predictions, D = (1 - 1/(2r)) x0(x, t) + 1/(2r) x0(x_u, u);
+  2 num_steps evaluations."""
+  times = time_grid(sde, num_steps, grid, eps)
+  r = 0.5
+
+  def sampler(key, score_fn: ScoreFn):
+    def first_order(x, t, t_next, x0):
+      h = sde.log_snr(t_next) - sde.log_snr(t)
+      alpha_s, sigma_s = sde.marginal(t_next)
+      sigma_t = sde.marginal(t)[1]
+      return (batch_broadcast(sigma_s / sigma_t, x) * x
+              - batch_broadcast(alpha_s * jnp.expm1(-h), x) * x0)
+
+    def step(x, i):
+      t, t_next = _vec(times[i], x), _vec(times[i + 1], x)
+      lam_t = sde.log_snr(t)
+      u = sde.t_of_log_snr(lam_t + r * (sde.log_snr(t_next) - lam_t), eps)
+      x0 = tweedie_denoise(sde, score_fn, x, t)
+      x0_u = tweedie_denoise(sde, score_fn, first_order(x, t, u, x0), u)
+      return first_order(x, t, t_next, (1 - 0.5 / r) * x0 + (0.5 / r) * x0_u), None
+
+    x, _ = jax.lax.scan(step, sde.prior_sampling(key, shape), jnp.arange(num_steps))
+    return _finish(sde, score_fn, x, times[-1], denoise, 2 * num_steps)
+
+  return sampler
+
+
 # Every sampler factory, called as factory(sde, shape, **settings): a config's
 # `sampling.<name>` holds exactly the settings its factory accepts.
 SAMPLERS = {"pc": get_pc_sampler, "ode": get_ode_sampler, "ddim": get_ddim_sampler,
             "edm_heun": get_edm_sampler, "dpm_solver_2m": get_dpm_solver_sampler,
-            "dpm_solver_3m": get_dpm_solver_3m_sampler}
+            "dpm_solver_3m": get_dpm_solver_3m_sampler, "dpm_solver_2s": get_dpm_solver_2s_sampler}

@@ -40,6 +40,7 @@ SAMPLERS = {
     "edm_heun_churn": functools.partial(sampling.get_edm_sampler, num_steps=40, s_churn=20.0),
     "dpm_solver_2m_40": functools.partial(sampling.get_dpm_solver_sampler, num_steps=40),
     "dpm_solver_3m_40": functools.partial(sampling.get_dpm_solver_3m_sampler, num_steps=40),
+    "dpm_solver_2s_20": functools.partial(sampling.get_dpm_solver_2s_sampler, num_steps=20),
     # EDM's time is sigma itself, in [0, 20] here: 100 steps uniform in it are too coarse
     # at small sigma (measured MMD^2 4x the null), so DDIM runs on EDM's rho grid there.
     "ddim_100_edm_grid": functools.partial(sampling.get_ddim_sampler, num_steps=100, grid="edm"),
@@ -208,6 +209,7 @@ ORDERS = {   # sampler -> (factory with its settings, order of accuracy)
         probability_flow=True), 1),
     "edm_heun": (sampling.get_edm_sampler, 2),
     "dpm_solver_2m": (sampling.get_dpm_solver_sampler, 2),
+    "dpm_solver_2s": (sampling.get_dpm_solver_2s_sampler, 2),
     # Third-order steps after a first- and a second-order warm-up step (as published):
     # the warm-up's local error O(h^2) makes the global order 2 (measured -2.16 to -2.25).
     "dpm_solver_3m": (sampling.get_dpm_solver_3m_sampler, 2),
