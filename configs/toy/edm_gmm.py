@@ -21,8 +21,8 @@ def get_config():
   config.training.weighted.weighting = "edm"
   config.training.weighted.noise_levels = "log_normal"
   config.sampling.pc.snr = 0.16
-  for name in ("pc", "ddim", "edm_heun", "dpm_solver_2m"):
+  for name in ("pc", "ddim", "edm_heun", "dpm_solver_2m", "dpm_solver_3m"):
     config.sampling[name].eps = 2e-3
-  for name in ("ddim", "edm_heun", "dpm_solver_2m"):
+  for name in ("ddim", "edm_heun", "dpm_solver_2m", "dpm_solver_3m"):
     config.sampling[name].grid = "edm"
   return config
