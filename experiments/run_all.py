@@ -16,7 +16,7 @@ from absl import flags
 from experiments import common
 
 flags.DEFINE_list("only", None, "Run just these experiments (the page is still assembled "
-                  "from every <outdir>/<name>.md present).")
+                  "from every <outdir>/<name>.md present; --only= only assembles it).")
 FLAGS = common.FLAGS
 EXPERIMENTS = ("q1_score_vs_density", "q2_sigma_generalization", "q3_objectives",
                "q4_score_accuracy", "q5_tweedie", "q6_dae_vs_diffusion_energy",
@@ -34,7 +34,7 @@ Monte-Carlo standard error. The questions are those of `shared/SEED.md`.
 
 
 def main(_):
-  for name in FLAGS.only or EXPERIMENTS:
+  for name in EXPERIMENTS if FLAGS.only is None else FLAGS.only:
     if name not in EXPERIMENTS:
       raise app.UsageError(f"unknown experiment {name!r}; valid choices: {list(EXPERIMENTS)}")
     start = time.time()
