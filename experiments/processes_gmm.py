@@ -40,8 +40,9 @@ of its true NLL (SE ~0.003), but the two seeds of one process differ by as much 
 processes do (sub-VP 0.027 / 0.015, rectified flow 0.018 / 0.007, VE 0.008 / 0.015): at this
 budget no process is better in likelihood; EDM with its own loss and preconditioning is the
 most consistent (0.009 / 0.010). The ODE, EDM Heun and DPM-Solver++(2M) columns sit within
-about one to five sd of the exact-sample row for every process and both seeds. Three
-departures are far outside it: PC (reverse diffusion + Langevin, N = 1000) on sub-VP (MMD²
+about one sd of the exact-sample row on seed 0 and within six on seed 1, for every
+process (an imperfect sampler's MMD² also spreads more than exact samples' do). Three
+departures are far outside that: PC (reverse diffusion + Langevin, N = 1000) on sub-VP (MMD²
 113 and 174 x 1e-3, both seeds) and on VE seed 0 (21.6), and DDIM on rectified flow (6.5
 and 16.4). The PC failures are of the learned scores, not of the sampler: with the exact
 score the same PC settings on sub-VP reproduce the mixture (tests/test_sampling.py, and
