@@ -1,7 +1,8 @@
 r"""Five linear processes, one network and one budget, on the 2-D mixture: VP, sub-VP, VE,
 EDM's (alpha = 1, sigma = t) and the rectified-flow interpolant (alpha = 1 - t, sigma =
-t), each trained by continuous-time DSM (configs/toy/<process>_gmm.py: residual MLP,
-6000 steps of batch 512, t uniform on [1e-5, T]) with two seeds, then scored by
+t), each trained by continuous-time DSM with its config's loss (configs/toy/<process>_gmm.py:
+residual MLP, 6000 steps of batch 512; sigma^2 weighting with uniform t except sub-VP's
+likelihood weighting and EDM's own loss) with two seeds, then scored by
 
 * the exact probability-flow likelihood of 2000 held-out points: the paired gap to the
   true NLL estimates KL(p || model) (>= 0 up to the solver's and the prior's errors);
