@@ -100,41 +100,35 @@ def test_bad_labels_name_the_value(fashion_mnist_dir):
 
 
 @pytest.mark.xdist_group("fashion_mnist")
-def test_classifier_guidance_with_a_trained_noise_conditional_classifier(fashion_mnist_dir,
-                                                                         tmp_path):
+def test_classifier_guidance_adds_the_scaled_classifier_gradient(fashion_mnist_dir, tmp_path):
+  """The guided score is s(x, t) + scale grad_x log p_t(c | x) of the classifier's
+  parameters (random here), with labels [B] replacing sampling.class_label row by row;
+  a workdir without a classifier is a one-line error naming the command."""
   config = _conditional_config(fashion_mnist_dir)
   config.model.num_label_classes, config.training.label_dropout = 0, 0.0
   config.sampling.guidance_scale, config.sampling.guidance_interval = 0.0, ()
   config.sampling.class_label, config.sampling.classifier_scale = 3, 2.0
-  config.sampling.num_samples = 8
-  config.classifier.n_iters, config.classifier.batch_size = 3, 16
   exp = build.build(config)
-  workdir = str(tmp_path / "run")
-  state, _ = train.train(exp, workdir)
-  with pytest.raises(run.RunError, match="--mode train_classifier --workdir"):
-    evaluate.sample(exp, workdir)
-  info = classifier.train_classifier(exp, workdir)
-  assert set(info["held_out_accuracy_at_t_over_T"]) == {"0.05", "0.2", "0.4", "0.6", "0.8", "1"}
-  clf = classifier.load(exp, workdir)
-  # The guided score is s(x, t) + 2 grad_x log p_t(3 | x), p_t from the saved classifier.
+  params = exp.init_state(jax.random.PRNGKey(0)).params
+  clf = classifier.network(exp).init(jax.random.PRNGKey(1), jnp.zeros((1, 28, 28, 1)),
+                                     jnp.zeros((1,)))["params"]
   xt, t = jnp.asarray(exp.task.held_out[:2]), jnp.array([0.3, 0.7])
-  log_p3 = lambda x: jnp.sum(classifier.log_prob_fn(exp, clf)(x, t)[:, 3])
-  expected = exp.score_fn(state.ema_params)(xt, t) + 2.0 * jax.grad(log_p3)(xt)
-  np.testing.assert_allclose(exp.sampling_score_fn(state.ema_params, clf)(xt, t), expected,
-                             rtol=1e-4, atol=1e-4)
-  # Labels [B] replace sampling.class_label row by row.
-  log_p = lambda x: jnp.sum(classifier.log_prob_fn(exp, clf)(x, t)[jnp.arange(2), [5, 3]])
-  expected = exp.score_fn(state.ema_params)(xt, t) + 2.0 * jax.grad(log_p)(xt)
-  np.testing.assert_allclose(
-      exp.sampling_score_fn(state.ema_params, clf, jnp.array([5, 3]))(xt, t), expected,
-      rtol=1e-4, atol=1e-4)
-  out_dir = evaluate.sample(exp, workdir)
-  assert out_dir.endswith("ddim_class3_classifier2")
-  assert np.isfinite(np.load(os.path.join(out_dir, "round_00000.npz"))["samples"]).all()
-  # Rounds of other settings are never mixed in.
-  config.sampling.ddim.eta = 0.5
-  with pytest.raises(run.RunError, match="other sampling settings"):
-    evaluate.generate(build.build(config), state.ema_params, jax.random.PRNGKey(0), 8, out_dir)
+
+  @jax.jit
+  def guided_and_expected():
+    score = exp.score_fn(params)(xt, t)
+    out = []
+    for labels, rows in ((None, jnp.array([3, 3])), (jnp.array([5, 3]), jnp.array([5, 3]))):
+      log_p = lambda x, rows=rows: jnp.sum(
+          classifier.log_prob_fn(exp, clf)(x, t)[jnp.arange(2), rows])
+      out.append((exp.sampling_score_fn(params, clf, labels)(xt, t),
+                  score + 2.0 * jax.grad(log_p)(xt)))
+    return out
+
+  for guided, expected in guided_and_expected():
+    np.testing.assert_allclose(guided, expected, rtol=1e-4, atol=1e-4)
+  with pytest.raises(run.RunError, match="--mode train_classifier --workdir"):
+    classifier.load(exp, str(tmp_path))
 
 
 def test_classifier_guidance_needs_a_class_and_labelled_data():
@@ -150,17 +144,32 @@ def test_classifier_guidance_needs_a_class_and_labelled_data():
 
 @pytest.mark.slow
 @pytest.mark.xdist_group("fashion_mnist")
-def test_noise_conditional_classifier_is_accurate_at_low_noise_and_at_chance_at_T(
+def test_trained_classifier_is_accurate_at_low_noise_at_chance_at_T_and_guides_sampling(
     fashion_mnist_dir, tmp_path):
   """600 steps of --mode train_classifier on Fashion-MNIST: held-out accuracy (256
   images, each noised once) well above chance at t = 0.05 T (the full 3000-step run
   measures 0.877 on 10 000 images), falling with t, and at chance where the VP SDE has
-  forgotten the data (alpha(T) = 0.0066), within 4 standard errors."""
+  forgotten the data (alpha(T) = 0.0066), within 4 standard errors. Then --mode sample
+  with classifier guidance reads it from the workdir, into its own folder; rounds of other
+  settings are refused."""
   config = test_image_training.small_config(fashion_mnist_dir)
   config.classifier.n_iters = 600
-  info = classifier.train_classifier(build.build(config), str(tmp_path))
+  config.sampling.class_label, config.sampling.classifier_scale = 3, 2.0
+  config.sampling.method, config.sampling.num_samples, config.sampling.batch_size = "ddim", 8, 8
+  config.training.n_iters = config.training.snapshot_freq = 4
+  config.training.snapshot_freq_for_preemption = 4
+  exp = build.build(config)
+  workdir = str(tmp_path)
+  state, _ = train.train(exp, workdir)
+  info = classifier.train_classifier(exp, workdir)
   accuracy, n = info["held_out_accuracy_at_t_over_T"], info["held_out_images"]
   se = lambda p: np.sqrt(p * (1 - p) / n)
   assert accuracy["0.05"] > 0.7, accuracy
   assert accuracy["0.05"] > accuracy["0.6"] + 4 * se(0.5) > accuracy["1"], accuracy
   assert abs(accuracy["1"] - 0.1) < 4 * se(0.1), accuracy
+  out_dir = evaluate.sample(exp, workdir)
+  assert out_dir.endswith("ddim_class3_classifier2")
+  assert np.isfinite(np.load(os.path.join(out_dir, "round_00000.npz"))["samples"]).all()
+  config.sampling.ddim.eta = 0.5
+  with pytest.raises(run.RunError, match="other sampling settings"):
+    evaluate.generate(build.build(config), state.ema_params, jax.random.PRNGKey(0), 8, out_dir)

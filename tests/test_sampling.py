@@ -79,8 +79,21 @@ def _valid(sampler: str, sde: str) -> bool:
   return (sde == "edm") == sampler.endswith("edm_grid") or not sampler.startswith("ddim")
 
 
-PAIRS = [(sampler, sde) for sampler in sorted(SAMPLERS) for sde in sorted(SDES)
-         if _valid(sampler, sde)]
+# The default tier runs every sampler on VP, sub-VP and VE and four on EDM's process and
+# rectified flow; the rest of those (and the newest samplers off VP) run in the slow tier.
+DEFAULT_ON_NEW = {"pc_reverse_diffusion_langevin", "ode", "edm_heun_36", "dpm_solver_2m_40",
+                  "ddim_100_edm_grid"}
+
+
+def _marks(sampler: str, sde: str):
+  new_sampler = sampler.startswith(("dpm_solver_3m", "dpm_solver_2s"))
+  slow = ((sde in ("edm", "rf") and sampler not in DEFAULT_ON_NEW)
+          or (new_sampler and sde != "vp"))
+  return [pytest.mark.slow] if slow else []
+
+
+PAIRS = [pytest.param(sampler, sde, marks=_marks(sampler, sde)) for sampler in sorted(SAMPLERS)
+         for sde in sorted(SDES) if _valid(sampler, sde)]
 
 
 @pytest.mark.parametrize("sampler_name, sde_name", PAIRS)

@@ -193,7 +193,7 @@ def test_bad_input_exits_non_zero_with_one_line(flag, expected, tmp_path):
     ("sampling", "method", "heun", ["'heun'", "edm_heun"]),
     ("data", "dataset", "spirals", ["'spirals'", "checkerboard"]),
     ("training", "loss", "sliced", ["'sliced'", "continuous"]),
-    ("model", "parameterization", "v", ["'v'", "noise"]),
+    ("model", "parameterization", "velocity", ["'velocity'", "noise"]),
     ("eval.likelihood", "hutchinson_type", "sobol", ["'sobol'", "rademacher"]),
     ("model", "hiden", 64, ["config.model.hiden", "'hidden'"]),
     ("sampling.ddim", "etta", 1.0, ["config.sampling.ddim.etta", "'eta'"]),
@@ -260,6 +260,10 @@ def test_eval_and_sample_modes(tmp_path):
   out_dir = evaluate.sample(exp, str(tmp_path))
   assert np.load(os.path.join(out_dir, "round_00000.npz"))["samples"].shape == (256, 2)
   assert os.path.exists(os.path.join(out_dir, "samples.png"))
+  config.sampling.pc.snr = 0.2               # rounds of other settings are never mixed in
+  with pytest.raises(run.RunError, match="other sampling settings"):
+    evaluate.generate(build.build(config), None, jax.random.PRNGKey(config.seed + 40_000), 256,
+                      out_dir)
 
 
 @pytest.mark.slow
