@@ -23,7 +23,7 @@ from tests import test_image_training
                                 num_groups=4)),
     ("ncsnpp", (4, 8, 8, 1), dict(nf=8, ch_mult=(1, 2), num_res_blocks=1, attn_resolutions=(4,))),
     ("ncsnv2", (4, 8, 8, 1), dict(nf=8)),
-    ("ncsnv2", (4, 8, 8, 1), dict(nf=8, conditional=True)),
+    pytest.param("ncsnv2", (4, 8, 8, 1), dict(nf=8, conditional=True), marks=pytest.mark.slow),
 ])
 def test_labels_reach_every_conditional_network(name, shape, extra):
   model = models.get_model(name, num_label_classes=3, **extra)
@@ -99,6 +99,7 @@ def test_bad_labels_name_the_value(fashion_mnist_dir):
     build.build(toy)
 
 
+@pytest.mark.slow
 @pytest.mark.xdist_group("fashion_mnist")
 def test_classifier_guidance_adds_the_scaled_classifier_gradient(fashion_mnist_dir, tmp_path):
   """The guided score is s(x, t) + scale grad_x log p_t(c | x) of the classifier's

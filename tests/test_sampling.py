@@ -79,10 +79,9 @@ def _valid(sampler: str, sde: str) -> bool:
   return (sde == "edm") == sampler.endswith("edm_grid") or not sampler.startswith("ddim")
 
 
-# The default tier runs every sampler on VP, sub-VP and VE and four on EDM's process and
+# The default tier runs every sampler on VP, sub-VP and VE and two on EDM's process and
 # rectified flow; the rest of those (and the newest samplers off VP) run in the slow tier.
-DEFAULT_ON_NEW = {"pc_reverse_diffusion_langevin", "ode", "edm_heun_36", "dpm_solver_2m_40",
-                  "ddim_100_edm_grid"}
+DEFAULT_ON_NEW = {"pc_reverse_diffusion_langevin", "edm_heun_36"}
 
 
 def _marks(sampler: str, sde: str):
