@@ -10,15 +10,18 @@ Every sampler is built by a factory from an SDE and a sample shape and is called
   correctors run at t_i before each predictor step.
 * `get_ode_sampler`: the probability-flow ODE from T to eps with diffrax's adaptive
   Dormand-Prince 5(4) solver.
-* Few-step samplers: `get_edm_sampler` (Karras et al., 2022, Heun with optional
-  churn), `get_ddim_sampler` (Song et al., 2021a, any eta) and
-  `get_dpm_solver_sampler` (DPM-Solver++(2M), Lu et al., 2022). They run on grids
-  from `time_grid` and apply to every linear SDE through alpha(t), sigma(t).
+* Few-step samplers: a step function each, run over a grid from `time_grid` by
+  `grid_sampler` (see there): DDIM (Song, Meng & Ermon, 2021a, any eta), EDM's Heun
+  with optional churn (Karras et al., 2022), DPM-Solver++(2M), its stochastic variant,
+  (3M) and (2S) (Lu et al., 2022). They apply to every linear SDE through
+  alpha(t), sigma(t).
 
-`denoise=True` ends a sampler with Tweedie's formula at the last time,
-x_0 = (x + sigma^2 s(x, t)) / alpha (one more evaluation), except the PC sampler,
-which (as published) returns the noise-free mean of its last step instead.
+`denoise=True` (every factory's default, as score_sde's `noise_removal`) ends a sampler
+with Tweedie's formula at the last time, x_0 = (x + sigma^2 s(x, t)) / alpha (one more
+evaluation), except the PC sampler, which (as published) returns the noise-free mean of
+its last step instead.
 """
+import functools
 import math
 
 import diffrax
@@ -255,7 +258,7 @@ def solve_probability_flow(sde: sde_lib.SDE, score_fn: ScoreFn, x, t0, t1,
   return solution.ys[-1], 6 * solution.stats["num_steps"] + 1
 
 
-def get_ode_sampler(sde: sde_lib.SDE, shape, rtol=1e-5, atol=1e-5, denoise=False, eps=1e-3):
+def get_ode_sampler(sde: sde_lib.SDE, shape, rtol=1e-5, atol=1e-5, denoise=True, eps=1e-3):
   """Samples by solving the probability-flow ODE from a prior draw at T down to eps."""
 
   def sampler(key, score_fn: ScoreFn, z=None):
@@ -296,6 +299,40 @@ def time_grid(sde: sde_lib.SDE, num_steps: int, kind: str, eps: float = 1e-3, rh
   raise ValueError(f"unknown time grid {kind!r}; valid choices: {list(TIME_GRIDS)}")
 
 
+# A few-step sampler is a step function run over a time grid by `grid_sampler`:
+#
+#   step(sde, score_fn, key, x, t, t_next, memory) -> (x_next, memory)
+#
+# moves x from t to t_next ([B] times each). `memory` is what a multistep method keeps
+# from earlier steps (its `init_memory(x)` at the first step; None for one-step methods).
+
+
+def grid_sampler(sde: sde_lib.SDE, shape, step, num_steps: int, grid: str, eps: float,
+                 evals_per_step: int = 1, init_memory=lambda x: None, rho: float = 7.0,
+                 denoise: bool = True):
+  """Draws x_T from the prior, applies `step` over time_grid(sde, num_steps, grid, eps,
+  rho) and, with `denoise`, ends with Tweedie's formula at the last time (one more
+  evaluation). Returns the sampler (key, score_fn) -> (samples, nfe)."""
+  times = time_grid(sde, num_steps, grid, eps, rho)
+
+  def sampler(key, score_fn: ScoreFn):
+    k_prior, k_loop = jax.random.split(key)
+
+    def body(carry, i):
+      x, memory = carry
+      t, t_next = _vec(times[i], x), _vec(times[i + 1], x)
+      return step(sde, score_fn, jax.random.fold_in(k_loop, i), x, t, t_next, memory), None
+
+    x = sde.prior_sampling(k_prior, shape)
+    (x, _), _ = jax.lax.scan(body, (x, init_memory(x)), jnp.arange(num_steps))
+    nfe = evals_per_step * num_steps
+    if denoise:
+      return tweedie_denoise(sde, score_fn, x, _vec(times[-1], x)), nfe + 1
+    return x, nfe
+
+  return sampler
+
+
 def _ddim_step(sde, score_fn, key, x, t, t_next, eta):
   """x_s = alpha_s x0_hat + sqrt(sigma_s^2 - c^2) eps_hat + c z,
   c = eta sqrt(v sigma_s^2 / sigma_t^2) (eta = 1: ancestral; eta = 0: deterministic)."""
@@ -311,168 +348,162 @@ def _ddim_step(sde, score_fn, key, x, t, t_next, eta):
           + batch_broadcast(c, x) * noise)
 
 
-def _finish(sde, score_fn, x, t_last, denoise, nfe):
-  if denoise:
-    return tweedie_denoise(sde, score_fn, x, _vec(t_last, x)), nfe + 1
-  return x, nfe
+def ddim_step(sde, score_fn, key, x, t, t_next, memory, eta=0.0):
+  """DDIM (Song, Meng & Ermon, 2021): see _ddim_step."""
+  return _ddim_step(sde, score_fn, key, x, t, t_next, eta), memory
+
+
+def edm_heun_step(sde, score_fn, key, x, t, t_next, memory, gamma_max=0.0, s_tmin=0.0,
+                  s_tmax=float("inf"), s_noise=1.0):
+  """One step of Karras et al. (2022) Algorithm 2: churn (gamma = gamma_max where
+  sigma_hat(t) is in [s_tmin, s_tmax]), then Heun. Works in x_hat = x / alpha(t) with
+  sigma_hat = sigma / alpha, where every linear SDE's probability-flow ODE is
+  dx_hat / d sigma_hat = (x_hat - D(x_hat)) / sigma_hat with the denoiser
+  D = x_hat + sigma_hat^2 alpha s(alpha x_hat, t)."""
+  b = lambda v: batch_broadcast(v, x)
+  sigma_hat_of = lambda t: jnp.exp(-sde.log_snr(t))
+
+  def slope(x_hat, t):   # (x_hat - D) / sigma_hat
+    alpha = b(sde.marginal(t)[0])
+    return -b(sigma_hat_of(t)) * alpha * score_fn(alpha * x_hat, t)
+
+  s_cur, s_next = sigma_hat_of(t), sigma_hat_of(t_next)
+  gamma = jnp.where((s_cur >= s_tmin) & (s_cur <= s_tmax), gamma_max, 0.0)
+  s_churned = s_cur * (1.0 + gamma)
+  t_churned = sde.t_of_log_snr(-jnp.log(s_churned), 0.0) if gamma_max > 0 else t
+  # sqrt(s_churned^2 - s_cur^2), written so that gamma = 0 gives exactly 0 (the
+  # difference of squares can round to a negative number: NaN).
+  added_std = s_cur * jnp.sqrt(gamma * (2.0 + gamma))
+  x_hat = x / b(sde.marginal(t)[0]) + b(added_std) * s_noise * jax.random.normal(key, x.shape)
+  d_cur = slope(x_hat, t_churned)
+  h = b(s_next - s_churned)
+  d_next = slope(x_hat + h * d_cur, t_next)
+  return b(sde.marginal(t_next)[0]) * (x_hat + h * 0.5 * (d_cur + d_next)), memory
+
+
+def _first_order_update(sde, x, t, t_next, x0):
+  """DPM-Solver++'s first-order step in data prediction (= DDIM with eta 0):
+  x_s = (sigma_s / sigma_t) x - alpha_s expm1(-h) x0, h = lambda(t_next) - lambda(t)."""
+  h = sde.log_snr(t_next) - sde.log_snr(t)
+  alpha_s, sigma_s = sde.marginal(t_next)
+  sigma_t = sde.marginal(t)[1]
+  return batch_broadcast(sigma_s / sigma_t, x) * x - batch_broadcast(alpha_s * jnp.expm1(-h), x) * x0
+
+
+def multistep_memory(x):
+  """The memory of the DPM-Solver++ multistep methods: the last two data predictions,
+  the last two log-SNR steps h and the number of steps taken."""
+  ones = jnp.ones((x.shape[0],), x.dtype)
+  return jnp.zeros_like(x), jnp.zeros_like(x), ones, ones, jnp.zeros((), jnp.int32)
+
+
+def dpm_solver_2m_step(sde, score_fn, key, x, t, t_next, memory, eta=0.0):
+  """DPM-Solver++(2M) (Lu et al., 2022, Algorithm 2) in data prediction x0_hat, with
+  h = lambda(t_next) - lambda(t), r = h_prev / h and the midpoint update
+
+    x_s = (sigma_s / sigma_t) e^(-eta h) x + alpha_s (1 - e^(-(1 + eta) h)) (x0 + (x0 - x0_prev) / (2r))
+          + sigma_s sqrt(1 - e^(-2 eta h)) z.
+
+  eta = 0 is the ODE solver (Algorithm 2: D = (1 + 1/(2r)) x0_i - 1/(2r) x0_{i-1}); eta = 1
+  is SDE-DPM-Solver++(2M) (Lu et al., 2022; k-diffusion's dpmpp_2m_sde, midpoint form).
+  The first step is first order (no x0_prev)."""
+  x0_1, _, h_1, _, count = memory
+  x0 = tweedie_denoise(sde, score_fn, x, t)
+  h = sde.log_snr(t_next) - sde.log_snr(t)                      # [B], > 0
+  alpha_s, sigma_s = sde.marginal(t_next)
+  sigma_t = sde.marginal(t)[1]
+  b = lambda v: batch_broadcast(v, x)
+  d = jnp.where(count == 0, x0, x0 + b(0.5 * h / h_1) * (x0 - x0_1))
+  x = (b(sigma_s / sigma_t * jnp.exp(-eta * h)) * x - b(alpha_s * jnp.expm1(-(1 + eta) * h)) * d)
+  if eta:
+    x = x + b(sigma_s * jnp.sqrt(-jnp.expm1(-2 * eta * h))) * jax.random.normal(key, x.shape)
+  return x, (x0, x0_1, h, h_1, count + 1)
+
+
+def dpm_solver_3m_step(sde, score_fn, key, x, t, t_next, memory):
+  """DPM-Solver++(3M) (k-diffusion's, eta 0): the first-order update of x0 plus
+  alpha_s (phi_2 D1 - phi_3 D2), phi_2 = 1 - (1 - e^-h) / h, phi_3 = phi_2 / h - 1/2, with
+  D1, D2 the first and second divided differences of the last three x0_hat in lambda;
+  first and second order on the first two steps."""
+  del key
+  x0_1, x0_2, h_1, h_2, count = memory
+  x0 = tweedie_denoise(sde, score_fn, x, t)
+  h = sde.log_snr(t_next) - sde.log_snr(t)
+  b = lambda v: batch_broadcast(v, x)
+  phi_2 = jnp.expm1(-h) / h + 1.0          # ~ h / 2
+  phi_3 = phi_2 / h - 0.5                  # ~ h / 6
+  r0, r1 = h_1 / h, h_2 / h
+  d1_0, d1_1 = b(1 / r0) * (x0 - x0_1), b(1 / r1) * (x0_1 - x0_2)
+  d1 = d1_0 + b(r0 / (r0 + r1)) * (d1_0 - d1_1)
+  d2 = b(1 / (r0 + r1)) * (d1_0 - d1_1)
+  second = b(phi_2) * d1_0
+  third = b(phi_2) * d1 - b(phi_3) * d2
+  correction = jnp.where(count == 0, 0.0, jnp.where(count == 1, second, third))
+  x = _first_order_update(sde, x, t, t_next, x0) + b(sde.marginal(t_next)[0]) * correction
+  return x, (x0, x0_1, h, h_1, count + 1)
+
+
+def dpm_solver_2s_step(sde, score_fn, key, x, t, t_next, memory, eps=1e-3, r=0.5):
+  """DPM-Solver++(2S) (Lu et al., 2022, Algorithm 1): a first-order step to the
+  intermediate log-SNR lambda_t + r h (time u), then the step t -> t_next with
+  D = (1 - 1/(2r)) x0(x, t) + 1/(2r) x0(x_u, u); two evaluations."""
+  del key
+  lam_t = sde.log_snr(t)
+  u = sde.t_of_log_snr(lam_t + r * (sde.log_snr(t_next) - lam_t), eps)
+  x0 = tweedie_denoise(sde, score_fn, x, t)
+  x0_u = tweedie_denoise(sde, score_fn, _first_order_update(sde, x, t, u, x0), u)
+  return _first_order_update(sde, x, t, t_next, (1 - 0.5 / r) * x0 + (0.5 / r) * x0_u), memory
 
 
 def get_ddim_sampler(sde: sde_lib.SDE, shape, num_steps=50, eta=0.0, grid="uniform",
                      eps=1e-3, denoise=True):
   """DDIM (Song, Meng & Ermon, 2021) on any linear SDE; num_steps evaluations."""
-  times = time_grid(sde, num_steps, grid, eps)
-
-  def sampler(key, score_fn: ScoreFn):
-    k_prior, k_loop = jax.random.split(key)
-
-    def step(x, i):
-      t, t_next = _vec(times[i], x), _vec(times[i + 1], x)
-      return _ddim_step(sde, score_fn, jax.random.fold_in(k_loop, i), x, t, t_next, eta), None
-
-    x, _ = jax.lax.scan(step, sde.prior_sampling(k_prior, shape), jnp.arange(num_steps))
-    return _finish(sde, score_fn, x, times[-1], denoise, num_steps)
-
-  return sampler
+  step = functools.partial(ddim_step, eta=eta)
+  return grid_sampler(sde, shape, step, num_steps, grid, eps, denoise=denoise)
 
 
 def get_edm_sampler(sde: sde_lib.SDE, shape, num_steps=18, grid="edm", eps=1e-3, rho=7.0,
                     s_churn=0.0, s_tmin=0.0, s_tmax=float("inf"), s_noise=1.0, denoise=True):
-  """Karras et al. (2022) Algorithm 2 (Heun, 2 evaluations per step; churn optional).
-
-  Works in x_hat = x / alpha(t) with sigma_hat = sigma / alpha, where every linear SDE's
-  probability-flow ODE is dx_hat / d sigma_hat = (x_hat - D(x_hat)) / sigma_hat with the
-  denoiser D = x_hat + sigma_hat^2 alpha s(alpha x_hat, t).
-  """
-  times = time_grid(sde, num_steps, grid, eps, rho)
-  sigma_hat_of = lambda t: jnp.exp(-sde.log_snr(t))
-  gamma_max = min(s_churn / num_steps, math.sqrt(2.0) - 1.0)
-
-  def slope(score_fn, x_hat, t):
-    alpha, _ = sde.marginal(t)
-    sigma_hat = sigma_hat_of(t)
-    score_hat = batch_broadcast(alpha, x_hat) * score_fn(batch_broadcast(alpha, x_hat) * x_hat, t)
-    return -batch_broadcast(sigma_hat, x_hat) * score_hat   # = (x_hat - D) / sigma_hat
-
-  def sampler(key, score_fn: ScoreFn):
-    k_prior, k_loop = jax.random.split(key)
-
-    def step(x_hat, i):
-      t, t_next = _vec(times[i], x_hat), _vec(times[i + 1], x_hat)
-      s_cur, s_next = sigma_hat_of(t), sigma_hat_of(t_next)
-      gamma = jnp.where((s_cur >= s_tmin) & (s_cur <= s_tmax), gamma_max, 0.0)
-      s_churned = s_cur * (1.0 + gamma)
-      t_churned = sde.t_of_log_snr(-jnp.log(s_churned), 0.0) if gamma_max > 0 else t
-      noise = jax.random.normal(jax.random.fold_in(k_loop, i), x_hat.shape)
-      # sqrt(s_churned^2 - s_cur^2), written so that gamma = 0 gives exactly 0 (the
-      # difference of squares can round to a negative number: NaN).
-      added_std = s_cur * jnp.sqrt(gamma * (2.0 + gamma))
-      x_hat = x_hat + batch_broadcast(added_std, x_hat) * s_noise * noise
-      d_cur = slope(score_fn, x_hat, t_churned)
-      h = batch_broadcast(s_next - s_churned, x_hat)
-      x_euler = x_hat + h * d_cur
-      d_next = slope(score_fn, x_euler, t_next)
-      return x_hat + h * 0.5 * (d_cur + d_next), None
-
-    alpha_T, _ = sde.marginal(times[0])
-    x_hat = sde.prior_sampling(k_prior, shape) / alpha_T
-    x_hat, _ = jax.lax.scan(step, x_hat, jnp.arange(num_steps))
-    alpha_eps, _ = sde.marginal(times[-1])
-    return _finish(sde, score_fn, alpha_eps * x_hat, times[-1], denoise, 2 * num_steps)
-
-  return sampler
-
-
-def _dpm_solver_multistep(sde: sde_lib.SDE, shape, num_steps, grid, eps, denoise, order):
-  """DPM-Solver++ multistep in data prediction x0_hat = (x + sigma^2 s) / alpha, with
-  h = lambda(t_next) - lambda(t) and the update x_s = (sigma_s / sigma_t) x + alpha_s
-  [(1 - e^-h) D]: order 2 is Lu et al. (2022)'s Algorithm 2 (D = (1 + 1/(2r)) x0_i -
-  1/(2r) x0_{i-1}); order 3 (D = x0_i) adds alpha_s (phi_2 D1 - phi_3 D2) with
-  phi_2 = 1 - (1 - e^-h) / h, phi_3 = phi_2 / h - 1/2 and D1, D2 the first and second
-  divided differences of the last three x0_hat in lambda (k-diffusion's DPM-Solver++(3M)
-  with eta 0; first and second order on the first two steps). num_steps evaluations."""
-  times = time_grid(sde, num_steps, grid, eps)
-
-  def sampler(key, score_fn: ScoreFn):
-    def step(carry, i):
-      x, x0_1, x0_2, h_1, h_2 = carry
-      t, t_next = _vec(times[i], x), _vec(times[i + 1], x)
-      x0 = tweedie_denoise(sde, score_fn, x, t)
-      h = sde.log_snr(t_next) - sde.log_snr(t)                    # [B], > 0
-      alpha_s, sigma_s = sde.marginal(t_next)
-      _, sigma_t = sde.marginal(t)
-      b = lambda v: batch_broadcast(v, x)
-      if order == 2:
-        r = h_1 / h
-        d = jnp.where(i == 0, x0, b(1 + 0.5 / r) * x0 - b(0.5 / r) * x0_1)
-        correction = 0.0
-      else:
-        d = x0
-        phi_2 = jnp.expm1(-h) / h + 1.0          # 1 - (1 - e^-h) / h ~ h / 2
-        phi_3 = phi_2 / h - 0.5                  # ~ h / 6
-        r0, r1 = h_1 / h, h_2 / h
-        d1_0, d1_1 = b(1 / r0) * (x0 - x0_1), b(1 / r1) * (x0_1 - x0_2)
-        d1 = d1_0 + b(r0 / (r0 + r1)) * (d1_0 - d1_1)
-        d2 = b(1 / (r0 + r1)) * (d1_0 - d1_1)
-        second = b(phi_2) * d1_0
-        third = b(phi_2) * d1 - b(phi_3) * d2
-        correction = jnp.where(i == 0, 0.0, jnp.where(i == 1, second, third))
-      x = b(sigma_s / sigma_t) * x - b(alpha_s * jnp.expm1(-h)) * d + b(alpha_s) * correction
-      return (x, x0, x0_1, h, h_1), None
-
-    x = sde.prior_sampling(key, shape)
-    ones = jnp.ones((shape[0],), x.dtype)
-    init = (x, jnp.zeros_like(x), jnp.zeros_like(x), ones, ones)
-    (x, *_), _ = jax.lax.scan(step, init, jnp.arange(num_steps))
-    return _finish(sde, score_fn, x, times[-1], denoise, num_steps)
-
-  return sampler
+  """Karras et al. (2022) Algorithm 2 (Heun, 2 evaluations per step; churn optional,
+  gamma = min(s_churn / num_steps, sqrt(2) - 1))."""
+  step = functools.partial(edm_heun_step, gamma_max=min(s_churn / num_steps, math.sqrt(2.0) - 1.0),
+                           s_tmin=s_tmin, s_tmax=s_tmax, s_noise=s_noise)
+  return grid_sampler(sde, shape, step, num_steps, grid, eps, 2, rho=rho, denoise=denoise)
 
 
 def get_dpm_solver_sampler(sde: sde_lib.SDE, shape, num_steps=20, grid="logsnr", eps=1e-3,
-                           denoise=False):
+                           denoise=True):
   """DPM-Solver++(2M) (Lu et al., 2022, Algorithm 2): multistep, second order."""
-  return _dpm_solver_multistep(sde, shape, num_steps, grid, eps, denoise, order=2)
+  return grid_sampler(sde, shape, dpm_solver_2m_step, num_steps, grid, eps,
+                      init_memory=multistep_memory, denoise=denoise)
+
+
+def get_dpm_solver_sde_sampler(sde: sde_lib.SDE, shape, num_steps=20, grid="logsnr",
+                               eps=1e-3, eta=1.0, denoise=True):
+  """SDE-DPM-Solver++(2M): the stochastic 2M step (eta = 1 follows the reverse SDE;
+  0 < eta < 1 interpolates to the ODE solver)."""
+  step = functools.partial(dpm_solver_2m_step, eta=eta)
+  return grid_sampler(sde, shape, step, num_steps, grid, eps, init_memory=multistep_memory,
+                      denoise=denoise)
 
 
 def get_dpm_solver_3m_sampler(sde: sde_lib.SDE, shape, num_steps=20, grid="logsnr",
-                              eps=1e-3, denoise=False):
-  """DPM-Solver++(3M): multistep, third order (see _dpm_solver_multistep)."""
-  return _dpm_solver_multistep(sde, shape, num_steps, grid, eps, denoise, order=3)
+                              eps=1e-3, denoise=True):
+  """DPM-Solver++(3M): multistep, third-order steps (see dpm_solver_3m_step)."""
+  return grid_sampler(sde, shape, dpm_solver_3m_step, num_steps, grid, eps,
+                      init_memory=multistep_memory, denoise=denoise)
 
 
 def get_dpm_solver_2s_sampler(sde: sde_lib.SDE, shape, num_steps=10, grid="logsnr",
-                              eps=1e-3, denoise=False):
-  """DPM-Solver++(2S) (Lu et al., 2022, Algorithm 1 with r = 1/2): single-step, second
-  order. Each step t -> s takes a first-order step to the log-SNR midpoint u and
-  combines the two data predictions, D = (1 - 1/(2r)) x0(x, t) + 1/(2r) x0(x_u, u);
-  2 num_steps evaluations."""
-  times = time_grid(sde, num_steps, grid, eps)
-  r = 0.5
-
-  def sampler(key, score_fn: ScoreFn):
-    def first_order(x, t, t_next, x0):
-      h = sde.log_snr(t_next) - sde.log_snr(t)
-      alpha_s, sigma_s = sde.marginal(t_next)
-      sigma_t = sde.marginal(t)[1]
-      return (batch_broadcast(sigma_s / sigma_t, x) * x
-              - batch_broadcast(alpha_s * jnp.expm1(-h), x) * x0)
-
-    def step(x, i):
-      t, t_next = _vec(times[i], x), _vec(times[i + 1], x)
-      lam_t = sde.log_snr(t)
-      u = sde.t_of_log_snr(lam_t + r * (sde.log_snr(t_next) - lam_t), eps)
-      x0 = tweedie_denoise(sde, score_fn, x, t)
-      x0_u = tweedie_denoise(sde, score_fn, first_order(x, t, u, x0), u)
-      return first_order(x, t, t_next, (1 - 0.5 / r) * x0 + (0.5 / r) * x0_u), None
-
-    x, _ = jax.lax.scan(step, sde.prior_sampling(key, shape), jnp.arange(num_steps))
-    return _finish(sde, score_fn, x, times[-1], denoise, 2 * num_steps)
-
-  return sampler
+                              eps=1e-3, denoise=True):
+  """DPM-Solver++(2S) with r = 1/2: single-step, second order; 2 num_steps evaluations."""
+  step = functools.partial(dpm_solver_2s_step, eps=eps)
+  return grid_sampler(sde, shape, step, num_steps, grid, eps, 2, denoise=denoise)
 
 
 # Every sampler factory, called as factory(sde, shape, **settings): a config's
 # `sampling.<name>` holds exactly the settings its factory accepts.
 SAMPLERS = {"pc": get_pc_sampler, "ode": get_ode_sampler, "ddim": get_ddim_sampler,
             "edm_heun": get_edm_sampler, "dpm_solver_2m": get_dpm_solver_sampler,
-            "dpm_solver_3m": get_dpm_solver_3m_sampler, "dpm_solver_2s": get_dpm_solver_2s_sampler}
+            "dpm_solver_2m_sde": get_dpm_solver_sde_sampler, "dpm_solver_3m": get_dpm_solver_3m_sampler,
+            "dpm_solver_2s": get_dpm_solver_2s_sampler}

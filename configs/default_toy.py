@@ -77,7 +77,7 @@ def get_default_configs():
   sampling.guidance_interval = () # (t_lo, t_hi): guide only there; () everywhere
   sampling.classifier_scale = 0.0 # classifier guidance: s + scale grad log p_t(c | x)
   sampling.pc.snr = 0.05          # 2-D data: Langevin steps must stay small
-  for name in ("ddim", "edm_heun", "dpm_solver_2m", "dpm_solver_3m"):
+  for name in ("ddim", "edm_heun", "dpm_solver_2m", "dpm_solver_2m_sde", "dpm_solver_3m"):
     sampling[name].num_steps = 50
   for name in sampling_lib.SAMPLERS:
     sampling[name].denoise = True   # end with Tweedie's formula (PC: the noise-free mean)
