@@ -226,27 +226,15 @@ class TrainState:
   ema_params: Any
 
 
-def ema_decay(ema_rate: float, step, warmup: bool = True):
-  """The EMA decay of the update that produces step `step + 1`: `ema_rate`, or with
-  `warmup` min(ema_rate, (1 + step) / (10 + step)) (as in TensorFlow's
-  ExponentialMovingAverage num_updates), so the average forgets the initialization at
-  once instead of keeping ema_rate^steps of it (a zero-initialized output layer then
-  shrinks every EMA prediction by that fraction)."""
-  if not warmup:
-    return ema_rate
-  step = jnp.asarray(step, jnp.float32)
-  return jnp.minimum(ema_rate, (1.0 + step) / (10.0 + step))
-
-
-def get_train_step(loss_fn: Callable, optimizer: optax.GradientTransformation, ema_rate: float,
-                   ema_warmup: bool = True):
+def get_train_step(loss_fn: Callable, optimizer: optax.GradientTransformation,
+                   ema_decay: Callable):
   """Returns train_step(state, batch, base_key) -> (state, metrics).
 
   `loss_fn(params, x0, key) -> scalar`; `batch` is [n_steps, B, ...] (or a pytree of
   such arrays, e.g. (images, labels)): n_steps optimizer steps run under `lax.scan` (one
   step runs without a loop). Step s draws its noise from
   fold_in(base_key, s), so a run resumed from a checkpoint continues exactly. The EMA
-  decay of step s is `ema_decay(ema_rate, s, ema_warmup)`. Pure; devices are the caller's.
+  decay of step s is `ema_decay(s)` (ema.decay_fn). Pure; devices are the caller's.
   """
   def train_step(state: TrainState, batch, base_key):
     def one_step(state: TrainState, x0):
@@ -254,7 +242,7 @@ def get_train_step(loss_fn: Callable, optimizer: optax.GradientTransformation, e
       loss, grads = jax.value_and_grad(loss_fn)(state.params, x0, key)
       updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
       params = optax.apply_updates(state.params, updates)
-      decay = ema_decay(ema_rate, state.step, ema_warmup)
+      decay = ema_decay(state.step)
       ema_params = jax.tree_util.tree_map(lambda e, p: decay * e + (1.0 - decay) * p,
                                           state.ema_params, params)
       return TrainState(state.step + 1, params, opt_state, ema_params), loss

@@ -179,27 +179,33 @@ def _lookup(registry, name, what):
 
 def get_pc_sampler(sde: sde_lib.SDE, shape, predictor="reverse_diffusion",
                    corrector="langevin", snr=0.16, n_steps=1, probability_flow=False,
-                   denoise=True, eps=1e-3, num_steps=None):
+                   denoise=True, eps=1e-3, num_steps=None, grid="uniform"):
   """Predictor-corrector sampler with num_steps (default sde.N) predictor steps on
-  t = [linspace(T, eps, num_steps), 0] (see module doc); correctors scale their step by
-  alpha_i, the squared mean decay of one step of length T / num_steps (Alg. 5's
-  1 - beta_i of a num_steps-level chain)."""
+  t = [time_grid(sde, num_steps - 1, grid, eps), 0]: "uniform" is score_sde's
+  [linspace(T, eps, num_steps), 0]; "edm" or "logsnr" suit processes whose time is
+  sigma itself (EDM's). Correctors scale their step by alpha_i, the squared mean decay
+  of one step of length T / num_steps on the uniform grid (Alg. 5's 1 - beta_i of a
+  num_steps-level chain), of t_i - t_{i+1} on the others."""
   predictor_fn = _lookup(PREDICTORS, predictor, "predictor")
   corrector_fn = _lookup(CORRECTORS, corrector, "corrector")
   num_steps = sde.N if num_steps is None else num_steps
-  times = jnp.concatenate([jnp.linspace(sde.T, eps, num_steps), jnp.zeros(1)])
+  with jax.ensure_compile_time_eval():     # a factory may be called inside jit
+    times = jnp.concatenate([time_grid(sde, num_steps - 1, grid, eps), jnp.zeros(1)])
+  if grid == "uniform":
+    step_lengths = jnp.full((num_steps,), sde.T / num_steps)
+  else:
+    step_lengths = times[:-1] - times[1:]
   if predictor == "reverse_diffusion":
     # The SDE's own discretization must exist at the grid's first step (DDPM's needs
     # beta(t) dt < 1: VP with beta_max 20 and T = 1 needs more than 20 steps).
-    first_dt = (sde.T - eps) / max(num_steps - 1, 1)
-    with jax.ensure_compile_time_eval():     # a factory may be called inside jit
+    with jax.ensure_compile_time_eval():
+      first_dt = float(times[0] - times[1])
       shrink, g = sde.discretize(jnp.ones((1, 1)), jnp.full((1,), sde.T), first_dt)
       finite = bool(jnp.all(jnp.isfinite(shrink)) and jnp.all(jnp.isfinite(g)))
     if not finite:
       raise ValueError(f"num_steps={num_steps} is too few for the reverse_diffusion predictor "
                        f"on {type(sde).__name__} (its discretization breaks down); use more "
                        "steps or another predictor")
-  dt = sde.T / num_steps
   nfe = num_steps * ((predictor != "none") + n_steps * (corrector != "none"))
 
   def sampler(key, score_fn: ScoreFn, constrain=None, resamplings=1):
@@ -217,7 +223,7 @@ def get_pc_sampler(sde: sde_lib.SDE, shape, predictor="reverse_diffusion",
 
       def attempt(x, key):
         k_c, k_p = jax.random.split(key)
-        x, _ = corrector_fn(sde, score_fn, k_c, x, t, dt, snr, n_steps)
+        x, _ = corrector_fn(sde, score_fn, k_c, x, t, step_lengths[i], snr, n_steps)
         x = constrain(jax.random.fold_in(k_c, 1), x, t)
         x, x_mean = predictor_fn(rsde, k_p, x, t, t_next)
         return constrain(jax.random.fold_in(k_p, 1), x, t_next), constrain(None, x_mean, t_next)

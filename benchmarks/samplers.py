@@ -75,7 +75,7 @@ def overhead_table(sde, score_fn, x):
   }
   print(f"\nSampler overhead (batch {shape[0]}, MLP width {FLAGS.hidden}; "
         f"one score evaluation: {1e3 * per_eval:.3f} ms)")
-  print(f"| sampler | NFE | wall s | wall / (NFE x eval) |\n|---|---|---|---|")
+  print("| sampler | NFE | wall s | wall / (NFE x eval) |\n|---|---|---|---|")
   for name, sampler in samplers.items():
     run = jax.jit(lambda key, s=sampler: s(key, score_fn))
     _, nfe = run(jax.random.PRNGKey(0))

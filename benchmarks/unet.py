@@ -43,6 +43,7 @@ import jax.numpy as jnp  # pylint: disable=g-import-not-at-top,wrong-import-posi
 import numpy as np  # pylint: disable=g-import-not-at-top,wrong-import-position
 import optax  # pylint: disable=g-import-not-at-top,wrong-import-position
 
+import ema  # pylint: disable=g-import-not-at-top,wrong-import-position
 import losses  # pylint: disable=g-import-not-at-top,wrong-import-position
 import models  # pylint: disable=g-import-not-at-top,wrong-import-position
 import sde_lib  # pylint: disable=g-import-not-at-top,wrong-import-position
@@ -105,7 +106,7 @@ class FlaxStep:
                                    ema_params=jax.tree_util.tree_map(jnp.copy, params))
     self.batch = jax.device_put(jax.random.uniform(jax.random.PRNGKey(1), (1, *shape)) * 2 - 1,
                                 batch_sharding)
-    step = jax.jit(losses.get_train_step(loss_fn, optimizer, 0.9999),
+    step = jax.jit(losses.get_train_step(loss_fn, optimizer, ema.decay_fn(0.9999)),
                    in_shardings=(replicated, batch_sharding, replicated),
                    out_shardings=(replicated, replicated), donate_argnums=(0,))
     start = time.perf_counter()

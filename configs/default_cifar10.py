@@ -58,6 +58,7 @@ def get_default_configs():
   model.sigma_data = 0.5            # parameterization "edm" (Karras et al.: 0.5 for [-1, 1])
   model.ema_rate = 0.999
   model.ema_warmup = True
+  model.ema_sigma_rel = 0.0         # > 0: EDM2's power EMA of that width (ema.py)
   model.dropout = 0.1
   model.remat = False
   model.dtype = "float32"           # compute dtype; "bfloat16" keeps float32 parameters

@@ -43,6 +43,10 @@ def get_default_configs():
   training.snapshot_freq_for_preemption = 500   # overwritten (keeps 2)
   training.eval_freq = 0          # > 0: held-out loss and a sample picture to TensorBoard
   training.label_dropout = 0.0    # class-conditional: P(label -> null), for guidance
+  # Post-hoc EMA (ema.py, Karras et al. 2024): power EMAs of these relative widths are
+  # tracked and stored every snapshot_freq steps in <workdir>/ema_snapshots/; any other
+  # width is then rebuilt from them (eval.posthoc_sigma_rel). EDM2: (0.05, 0.10).
+  training.posthoc_ema = dict(sigma_rels=(), snapshot_freq=0)
   # loss "weighted" (losses.weighted_loss, weightings.py): any weighting w(lambda) with
   # noise levels from any distribution; "edm" + "log_normal" is EDM's loss.
   training.weighted = dict(weighting="sigma2", noise_levels="uniform", p_mean=-1.2, p_std=1.2,
@@ -59,6 +63,7 @@ def get_default_configs():
   model.sigma_data = 1.0          # the data's std, for parameterization "edm"
   model.ema_rate = 0.995
   model.ema_warmup = True         # decay min(ema_rate, (1 + step) / (10 + step))
+  model.ema_sigma_rel = 0.0       # > 0: a power EMA of that relative width instead (EDM2)
 
   config.optim = optim = ml_collections.ConfigDict()
   optim.lr = 2e-3
@@ -93,6 +98,7 @@ def get_default_configs():
   evaluate.likelihood = dict(hutchinson_type="exact", rtol=1e-5, atol=1e-5, eps=1e-5,
                              max_steps=4096)   # likelihood.get_likelihood_fn; 2-D: exact trace
   evaluate.checkpoint_step = -1        # --mode sample: -1 = latest
+  evaluate.posthoc_sigma_rel = 0.0     # > 0: evaluate / sample the post-hoc EMA of this width
   evaluate.samplers = ()               # samplers to evaluate; () = (sampling.method,)
   evaluate.feature_net = ""            # images: FID / KID / IS / PR features (feature_nets.py)
 

@@ -25,6 +25,7 @@ import optax
 
 import controllable_generation as cg
 import datasets
+import ema
 import likelihood
 import losses
 import models
@@ -48,17 +49,18 @@ SDE_PARAMS = {"vesde": ("sigma_min", "sigma_max", "T"), "vpsde": ("beta_min", "b
               "subvpsde": ("beta_min", "beta_max", "T"), "edm": ("sigma_max",),
               "rectified_flow": ("T",)}     # EDM's T is sigma_max
 NETWORK_KEYS = ("name", "parameterization", "scale_input", "noise_conditioning", "sigma_data",
-                "ema_rate", "ema_warmup")
+                "ema_rate", "ema_warmup", "ema_sigma_rel")
 KEYS = {   # section -> the keys something reads
     "sde": ("name", "beta_min", "beta_max", "sigma_min", "sigma_max", "num_scales", "T"),
     "training": ("loss", "reduce_mean", "likelihood_weighting", "importance_sampling",
                  "min_time", "batch_size", "n_iters", "n_jitted_steps", "log_freq",
                  "snapshot_freq", "snapshot_freq_for_preemption", "eval_freq", "label_dropout",
-                 "weighted"),
+                 "weighted", "posthoc_ema"),
+    "training.posthoc_ema": ("sigma_rels", "snapshot_freq"),
     "optim": ("lr", "beta1", "adam_eps", "weight_decay", "warmup", "grad_clip"),
     "eval": ("enable_loss", "enable_likelihood", "enable_sampling", "num_loss_batches",
              "batch_size", "likelihood_points", "likelihood", "checkpoint_step", "samplers",
-             "feature_net", "bpd_repeats"),
+             "feature_net", "bpd_repeats", "posthoc_sigma_rel"),
     "eval.likelihood": _arguments(likelihood.get_likelihood_fn, ("sde",)),
     "training.weighted": _arguments(losses.weighted_loss, (
         "score_fn", "sde", "x0", "key", "reduce_mean", "eps", "sigma_data", "per_example")),
@@ -175,6 +177,11 @@ class Experiment:
     return losses.TrainState(step=jnp.zeros((), jnp.int32), params=params,
                              opt_state=self.optimizer.init(params), ema_params=params)
 
+  def posthoc_averages(self, state: losses.TrainState) -> tuple:
+    """The power EMAs tracked for post-hoc EMA (config.training.posthoc_ema.sigma_rels),
+    kept in the optimizer state by ema.track_power_emas; () when none are."""
+    return state.opt_state[-1].averages if self.config.training.posthoc_ema.sigma_rels else ()
+
   def abstract_state(self):
     """The train state's shapes, dtypes and (replicated) shardings, without computing."""
     return jax.tree_util.tree_map(
@@ -229,11 +236,16 @@ def _check_labels(config, task):
 
 def _check_divisibility(config):
   t, n_dev = config.training, jax.device_count()
-  for name in ("log_freq", "snapshot_freq", "snapshot_freq_for_preemption", "n_iters",
-               "eval_freq"):
-    if t[name] % t.n_jitted_steps:
-      raise RunError(f"config.training.{name}={t[name]} must be a multiple of "
+  frequencies = {name: t[name] for name in ("log_freq", "snapshot_freq",
+                                             "snapshot_freq_for_preemption", "n_iters", "eval_freq")}
+  frequencies["posthoc_ema.snapshot_freq"] = t.posthoc_ema.snapshot_freq
+  for name, value in frequencies.items():
+    if value % t.n_jitted_steps:
+      raise RunError(f"config.training.{name}={value} must be a multiple of "
                      f"config.training.n_jitted_steps={t.n_jitted_steps}")
+  if t.posthoc_ema.sigma_rels and t.posthoc_ema.snapshot_freq <= 0:
+    raise RunError(f"config.training.posthoc_ema.snapshot_freq={t.posthoc_ema.snapshot_freq} "
+                   "must be > 0 when posthoc_ema.sigma_rels is set")
   for name in ("training.batch_size", "sampling.batch_size", "eval.batch_size"):
     section, key = name.split(".")
     if config[section][key] % n_dev:
@@ -270,6 +282,13 @@ def build(config) -> Experiment:
              "config.training.weighted.noise_levels")
     loglik_fn = likelihood.get_likelihood_fn(sde, **e.likelihood)
     optimizer = build_optimizer(config.optim)
+    if t.posthoc_ema.sigma_rels:
+      optimizer = optax.chain(optimizer, ema.track_power_emas(
+          tuple(ema.gamma_of_sigma_rel(s) for s in t.posthoc_ema.sigma_rels)))
+    ema_decay = ema.decay_fn(config.model.ema_rate, config.model.ema_warmup,
+                             config.model.ema_sigma_rel)
+    if e.posthoc_sigma_rel:
+      ema.gamma_of_sigma_rel(e.posthoc_sigma_rel)    # a ValueError names a bad width
     # A partial Experiment gives score_fn to the functions jitted below.
     exp = Experiment(config, sde, model, optimizer, task, mesh, *([None] * 4))
     for name in e.samplers:
@@ -291,7 +310,7 @@ def build(config) -> Experiment:
                 **loss_kwargs)
 
   train_step = jax.jit(
-      losses.get_train_step(loss_fn, optimizer, config.model.ema_rate, config.model.ema_warmup),
+      losses.get_train_step(loss_fn, optimizer, ema_decay),
       in_shardings=(replicated, jax.sharding.NamedSharding(mesh, P(None, "data")), replicated),
       out_shardings=(replicated, replicated), donate_argnums=(0,))
   def jit_sampler(sampler):

@@ -1,12 +1,18 @@
 """Orbax checkpoints in <workdir>/checkpoints, written synchronously and atomically: one
 every `snapshot_freq_for_preemption` steps (the last two kept), every multiple of
-`snapshot_freq` (kept for evaluation), one at the end and one on SIGTERM."""
+`snapshot_freq` (kept for evaluation), one at the end and one on SIGTERM. Post-hoc EMA
+snapshots (ema.py) go to <workdir>/ema_snapshots/<step>.msgpack."""
+import glob
 import os
 
 from absl import logging
+import flax.serialization
 import jax
+import numpy as np
 import orbax.checkpoint as ocp
 
+import ema
+import feature_nets
 import run
 
 
@@ -56,3 +62,37 @@ def check_workdir(workdir: str):
     os.remove(probe)
   except OSError as e:
     raise run.RunError(f"workdir {workdir!r} is not writable: {e.strerror}") from None
+
+
+def save_ema_snapshot(directory: str, step: int, sigma_rels, averages):
+  """Writes the tracked averages (one tree per sigma_rel) at `step` to
+  <directory>/<step>.msgpack, atomically."""
+  payload = {"step": step, "sigma_rels": {str(i): float(s) for i, s in enumerate(sigma_rels)},
+             "averages": {str(i): jax.device_get(a) for i, a in enumerate(averages)}}
+  os.makedirs(directory, exist_ok=True)
+  feature_nets.write_atomically(os.path.join(directory, f"{step}.msgpack"),
+                                flax.serialization.msgpack_serialize(payload))
+
+
+def posthoc_ema(directory: str, sigma_rel: float, step: int):
+  """The power EMA of relative width sigma_rel at `step`, rebuilt from the snapshots in
+  `directory` taken at or before `step` (ema.posthoc_coefficients). Returns (params, the
+  relative residual of its profile). No snapshot there: ValueError."""
+  snapshots = []
+  for path in glob.glob(os.path.join(directory, "*.msgpack")):
+    if int(os.path.basename(path).split(".")[0]) <= step:
+      with open(path, "rb") as f:
+        snapshots.append(flax.serialization.msgpack_restore(f.read()))
+  if not snapshots:
+    raise run.RunError(f"no post-hoc EMA snapshot at or before step {step} in {directory}; "
+                     "train with config.training.posthoc_ema.sigma_rels set")
+  stored, trees = [], []
+  for snapshot in snapshots:
+    for i, average in snapshot["averages"].items():
+      stored.append((int(snapshot["step"]), ema.gamma_of_sigma_rel(snapshot["sigma_rels"][i])))
+      trees.append(average)
+  coefficients, residual = ema.posthoc_coefficients(stored, (step, ema.gamma_of_sigma_rel(sigma_rel)))
+  params = jax.tree_util.tree_map(
+      lambda *leaves: np.einsum("k,k...->...", coefficients, np.stack(leaves).astype(np.float64)
+                                ).astype(leaves[0].dtype), *trees)
+  return params, residual

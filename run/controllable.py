@@ -46,7 +46,7 @@ def _restore_params(exp, workdir):
   mngr = checkpoints.manager(workdir, exp.config.training)
   step = exp.config.eval.checkpoint_step
   state, step = checkpoints.restore(mngr, exp.abstract_state(), None if step < 0 else step)
-  return state.ema_params, step
+  return evaluate.evaluation_params(exp, workdir, state), step
 
 
 def _figure(exp, path, rows, titles):

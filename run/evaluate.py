@@ -178,7 +178,7 @@ def evaluate(exp, workdir: str) -> list:
   for step in sorted(mngr.all_steps()):
     if step in done or (step % exp.config.training.snapshot_freq and step != mngr.latest_step()):
       continue
-    params = checkpoints.restore(mngr, exp.abstract_state(), step)[0].ema_params
+    params = evaluation_params(exp, workdir, checkpoints.restore(mngr, exp.abstract_state(), step)[0])
     metrics, _ = evaluate_params(exp, params, step, os.path.join(workdir, "eval", f"step_{step}"))
     logging.info("eval step %d: %s", step, metrics)
     writer.write_scalars(step, {k: v for k, v in metrics.items()
@@ -191,6 +191,20 @@ def evaluate(exp, workdir: str) -> list:
   return results
 
 
+def evaluation_params(exp, workdir: str, state):
+  """The parameters that are evaluated and sampled: the train state's EMA or, with
+  eval.posthoc_sigma_rel > 0, the post-hoc EMA of that width at the state's step,
+  rebuilt from <workdir>/ema_snapshots (its profile's relative residual is logged)."""
+  sigma_rel = exp.config.eval.posthoc_sigma_rel
+  if not sigma_rel:
+    return state.ema_params
+  params, residual = checkpoints.posthoc_ema(os.path.join(workdir, "ema_snapshots"), sigma_rel,
+                                             int(state.step))
+  logging.info("post-hoc EMA sigma_rel %g at step %d (profile residual %.2e)", sigma_rel,
+               int(state.step), residual)
+  return params
+
+
 def sample(exp, workdir: str) -> str:
   """Writes sampling.num_samples samples of a checkpoint (eval.checkpoint_step, -1: the
   latest; EMA parameters) to <workdir>/samples/step_<step>/<method>[_class<c>]/: one
@@ -199,7 +213,7 @@ def sample(exp, workdir: str) -> str:
   mngr = checkpoints.manager(workdir, exp.config.training)
   step = exp.config.eval.checkpoint_step
   state, step = checkpoints.restore(mngr, exp.abstract_state(), None if step < 0 else step)
-  params, s = state.ema_params, exp.config.sampling
+  params, s = evaluation_params(exp, workdir, state), exp.config.sampling
   classifier_params = classifier.load(exp, workdir) if s.classifier_scale else None
   name = s.method + (f"_class{s.class_label}" if s.class_label >= 0 else "")
   name += (f"_w{s.guidance_scale:g}" if s.guidance_scale else "") + (
@@ -216,7 +230,7 @@ def sample(exp, workdir: str) -> str:
 def report(exp, workdir: str, state) -> dict:
   """The train_eval outputs: <workdir>/metrics.json and <workdir>/report.png (2-D data:
   held-out data, samples, learned and true density; images: a grid of 64 samples)."""
-  params = state.ema_params
+  params = evaluation_params(exp, workdir, state)
   metrics, x = evaluate_params(exp, params, int(state.step))
   if x is None:
     x, _ = generate(exp, params, jax.random.PRNGKey(exp.config.seed + 30_000),

@@ -2,6 +2,7 @@
 loss (it is logged, and it keeps multi-device collectives in step), stops on a
 non-finite loss naming the step and the last good checkpoint, saves on SIGTERM."""
 import math
+import os
 import signal
 import time
 
@@ -68,6 +69,10 @@ def train(exp, workdir: str):
       writer.write_scalars(step, {"eval_loss": evaluate.held_out_loss(exp, state.ema_params)})
       x, _ = exp.sample(state.ema_params, jax.random.PRNGKey(config.seed + 30_000))
       writer.write_image(step, "samples", exp.task.picture(evaluate.to_host(x)))
+    posthoc = t.posthoc_ema
+    if posthoc.sigma_rels and step % posthoc.snapshot_freq == 0 and jax.process_index() == 0:
+      checkpoints.save_ema_snapshot(os.path.join(workdir, "ema_snapshots"), step,
+                                    posthoc.sigma_rels, exp.posthoc_averages(state))
     if (step % t.snapshot_freq_for_preemption == 0 or step % t.snapshot_freq == 0
         or step == t.n_iters or preemption.requested):
       checkpoints.save(mngr, state)

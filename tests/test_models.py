@@ -12,6 +12,7 @@ import pytest
 from scipy import signal
 
 import datasets
+import ema
 import losses
 import models
 from run import build
@@ -135,7 +136,7 @@ def test_network_output_shape_and_one_train_step(name):
                                            rngs={"dropout": jax.random.fold_in(key, 1)})
     return losses.sde_loss(mutils.get_score_fn(apply_fn, p, sde), sde, x0, key, reduce_mean=True)
 
-  step = jax.jit(losses.get_train_step(loss_fn, optimizer, ema_rate=0.9))
+  step = jax.jit(losses.get_train_step(loss_fn, optimizer, ema.decay_fn(0.9)))
   state = losses.TrainState(step=jnp.zeros((), jnp.int32), params=params,
                             opt_state=optimizer.init(params), ema_params=params)
   new_state, metrics = step(state, x[None], jax.random.PRNGKey(2))

@@ -199,6 +199,9 @@ def test_bad_input_exits_non_zero_with_one_line(flag, expected, tmp_path):
     ("sampling.ddim", "etta", 1.0, ["config.sampling.ddim.etta", "'eta'"]),
     ("training", "continuouse", True, ["config.training.continuouse"]),
     ("training", "log_freq", 7, ["log_freq=7", "n_jitted_steps=10"]),
+    ("model", "ema_sigma_rel", 0.3, ["sigma_rel=0.3", "(0, 0.2887)"]),
+    ("eval", "posthoc_sigma_rel", 0.5, ["sigma_rel=0.5", "(0, 0.2887)"]),
+    ("training.posthoc_ema", "sigma_rels", (0.05,), ["posthoc_ema.snapshot_freq=0", "> 0"]),
 ])
 def test_bad_names_fail_before_anything_runs(section, key, value, expected, tmp_path):
   """main.py prints RunError messages as its one-line error (see the test above)."""
