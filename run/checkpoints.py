@@ -29,9 +29,14 @@ def save(mngr: ocp.CheckpointManager, state):
     mngr.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state)), force=True)
 
 
+_MISMATCH = "tree structures do not match"
+
+
 def restore_latest(mngr: ocp.CheckpointManager, abstract_state, step=None):
   """The newest readable checkpoint (or the one of `step`) as (state, step), else
-  (None, None); an unreadable one is reported and the previous one tried."""
+  (None, None); an unreadable one is reported and the previous one tried. Checkpoints of
+  another train-state structure (another config) are a RunError."""
+  mismatch = False
   for candidate in sorted(mngr.all_steps(), reverse=True) if step is None else [step]:
     try:
       restored = mngr.restore(candidate, args=ocp.args.Composite(
@@ -41,6 +46,12 @@ def restore_latest(mngr: ocp.CheckpointManager, abstract_state, step=None):
       logging.warning("checkpoint at step %d in %s is unreadable (%s: %s); falling back to "
                       "the previous one", candidate, mngr.directory, type(e).__name__,
                       str(e).splitlines()[0][:200] if str(e) else "")
+      mismatch = _MISMATCH in str(e)
+  if mismatch:
+    raise run.RunError(
+        f"the checkpoints in {mngr.directory} do not match this config's train state: a "
+        "setting that shapes it (model, optim.grad_clip, training.posthoc_ema, ...) differs "
+        "from the training run's; use its config")
   return None, None
 
 

@@ -119,8 +119,11 @@ def generate(exp, params, key, num: int, out_dir=None, method=None, classifier_p
   sample = exp.samplers[method]
   if out_dir:
     settings = {k: v for k, v in exp.config.sampling.to_dict().items() if k != "num_samples"}
-    _claim(out_dir, {"method": method, "key": np.asarray(key).tolist(), "sampling": settings,
-                     "labels": None if labels is None else np.asarray(labels).tolist()})
+    claim = {"method": method, "key": np.asarray(key).tolist(), "sampling": settings,
+             "labels": None if labels is None else np.asarray(labels).tolist()}
+    if exp.config.eval.posthoc_sigma_rel:          # parameters other than the train state's EMA
+      claim["posthoc_sigma_rel"] = exp.config.eval.posthoc_sigma_rel
+    _claim(out_dir, claim)
   for r in range(math.ceil(num / exp.config.sampling.batch_size)):
     path = out_dir and os.path.join(out_dir, f"round_{r:05d}.npz")
     if path and os.path.exists(path):
@@ -207,7 +210,8 @@ def evaluation_params(exp, workdir: str, state):
 
 def sample(exp, workdir: str) -> str:
   """Writes sampling.num_samples samples of a checkpoint (eval.checkpoint_step, -1: the
-  latest; EMA parameters) to <workdir>/samples/step_<step>/<method>[_class<c>]/: one
+  latest; EMA parameters, or the post-hoc EMA of eval.posthoc_sigma_rel) to
+  <workdir>/samples/step_<step>/<method>[_class<c>...][_ema<sigma_rel>]/: one
   round_<r>.npz per round and samples.png. Returns that folder."""
   checkpoints.check_workdir(workdir)
   mngr = checkpoints.manager(workdir, exp.config.training)
@@ -218,6 +222,7 @@ def sample(exp, workdir: str) -> str:
   name = s.method + (f"_class{s.class_label}" if s.class_label >= 0 else "")
   name += (f"_w{s.guidance_scale:g}" if s.guidance_scale else "") + (
       f"_classifier{s.classifier_scale:g}" if s.classifier_scale else "")
+  name += f"_ema{exp.config.eval.posthoc_sigma_rel:g}" if exp.config.eval.posthoc_sigma_rel else ""
   out_dir = os.path.join(workdir, "samples", f"step_{step}", name)
   x, nfe = generate(exp, params, jax.random.PRNGKey(exp.config.seed + 40_000), s.num_samples,
                     out_dir, classifier_params=classifier_params)

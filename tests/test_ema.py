@@ -9,6 +9,7 @@ import optax
 import pytest
 
 import ema
+import run
 from configs import default_toy
 from run import build
 from run import checkpoints
@@ -102,8 +103,9 @@ def test_posthoc_reconstruction_of_other_widths_and_end_points():
 def test_training_run_stores_snapshots_and_rebuilds_its_own_ema(tmp_path):
   """A toy run whose train-state EMA is the power EMA of width 0.10, storing 0.05 and 0.10
   every 10 steps: the post-hoc EMA of width 0.10 at the last step (in the span) equals the
-  train state's EMA to float32 rounding; eval / sample modes use a reconstructed width;
-  a width with no snapshot before the step is a one-line error."""
+  train state's EMA to float32 rounding; eval / sample modes use a reconstructed width
+  (in folders of their own); a step with no snapshot before it, and a config whose train
+  state lacks the tracked averages, are one-line errors."""
   config = shrink(default_toy.get_default_configs(), n_iters=40)
   config.model.ema_sigma_rel = 0.10
   config.training.posthoc_ema.sigma_rels = (0.05, 0.10)
@@ -123,6 +125,10 @@ def test_training_run_stores_snapshots_and_rebuilds_its_own_ema(tmp_path):
   params = evaluate.evaluation_params(exp, str(tmp_path), state)
   jax.tree_util.tree_map(np.testing.assert_array_equal, params, other)
   out_dir = evaluate.sample(exp, str(tmp_path))
+  assert out_dir.endswith("_ema0.2")
   assert np.isfinite(np.load(f"{out_dir}/round_00000.npz")["samples"]).all()
-  with pytest.raises(Exception, match="no post-hoc EMA snapshot at or before step 5"):
+  with pytest.raises(run.RunError, match="no post-hoc EMA snapshot at or before step 5"):
     checkpoints.posthoc_ema(snapshot_dir, 0.2, 5)
+  config.training.posthoc_ema.sigma_rels = ()
+  with pytest.raises(run.RunError, match="do not match this config's train state"):
+    evaluate.sample(build.build(config), str(tmp_path))
