@@ -72,7 +72,7 @@ def _ancestral_step(rsde: sde_lib.ReverseSDE, key, x, t, t_next, posterior: bool
   a, v = sde.transition(t, t_next)
   x_mean = (x + batch_broadcast(v, x) * score_fn(x, t)) / batch_broadcast(a, x)
   if rsde.probability_flow:
-    return _ddim_step(sde, score_fn, key, x, t, t_next, eta=0.0), x_mean
+    return _ddim_step(sde, score_fn, None, x, t, t_next, eta=0.0), x_mean
   std = jnp.sqrt(v)
   if posterior:
     std = std * sde.marginal(t_next)[1] / sde.marginal(t)[1]
@@ -307,10 +307,11 @@ def time_grid(sde: sde_lib.SDE, num_steps: int, kind: str, eps: float = 1e-3, rh
 
 # A few-step sampler is a step function run over a time grid by `grid_sampler`:
 #
-#   step(sde, score_fn, key, x, t, t_next, memory) -> (x_next, memory)
+#   step(sde, score_fn, z, x, t, t_next, memory) -> (x_next, memory)
 #
-# moves x from t to t_next ([B] times each). `memory` is what a multistep method keeps
-# from earlier steps (its `init_memory(x)` at the first step; None for one-step methods).
+# moves x from t to t_next ([B] times each); z is a standard normal draw shaped like x
+# (stochastic steps use it, the others ignore it). `memory` is what a multistep method
+# keeps from earlier steps (its `init_memory(x)` at the first step; None otherwise).
 
 
 def grid_sampler(sde: sde_lib.SDE, shape, step, num_steps: int, grid: str, eps: float,
@@ -318,18 +319,23 @@ def grid_sampler(sde: sde_lib.SDE, shape, step, num_steps: int, grid: str, eps: 
                  denoise: bool = True):
   """Draws x_T from the prior, applies `step` over time_grid(sde, num_steps, grid, eps,
   rho) and, with `denoise`, ends with Tweedie's formula at the last time (one more
-  evaluation). Returns the sampler (key, score_fn) -> (samples, nfe)."""
+  evaluation). Returns the sampler (key, score_fn, x_T=None, noises=None) -> (samples,
+  nfe); x_T [shape] and noises [num_steps, *shape] (standard normal) optionally fix the
+  prior draw and each step's z, which makes the samples a deterministic function of
+  them (affine on Gaussian data: tests and experiments read the output law off it)."""
   times = time_grid(sde, num_steps, grid, eps, rho)
 
-  def sampler(key, score_fn: ScoreFn):
+  def sampler(key, score_fn: ScoreFn, x_T=None, noises=None):
     k_prior, k_loop = jax.random.split(key)
 
     def body(carry, i):
       x, memory = carry
       t, t_next = _vec(times[i], x), _vec(times[i + 1], x)
-      return step(sde, score_fn, jax.random.fold_in(k_loop, i), x, t, t_next, memory), None
+      z = (jax.random.normal(jax.random.fold_in(k_loop, i), x.shape) if noises is None
+           else noises[i])
+      return step(sde, score_fn, z, x, t, t_next, memory), None
 
-    x = sde.prior_sampling(k_prior, shape)
+    x = sde.prior_sampling(k_prior, shape) if x_T is None else x_T
     (x, _), _ = jax.lax.scan(body, (x, init_memory(x)), jnp.arange(num_steps))
     nfe = evals_per_step * num_steps
     if denoise:
@@ -339,7 +345,7 @@ def grid_sampler(sde: sde_lib.SDE, shape, step, num_steps: int, grid: str, eps: 
   return sampler
 
 
-def _ddim_step(sde, score_fn, key, x, t, t_next, eta):
+def _ddim_step(sde, score_fn, z, x, t, t_next, eta):
   """x_s = alpha_s x0_hat + sqrt(sigma_s^2 - c^2) eps_hat + c z,
   c = eta sqrt(v sigma_s^2 / sigma_t^2) (eta = 1: ancestral; eta = 0: deterministic)."""
   alpha_t, sigma_t = sde.marginal(t)
@@ -349,17 +355,17 @@ def _ddim_step(sde, score_fn, key, x, t, t_next, eta):
   _, v = sde.transition(t, t_next)
   c = eta * jnp.sqrt(v) * sigma_s / sigma_t
   direction = jnp.sqrt(jnp.maximum(sigma_s**2 - c**2, 0.0))
-  noise = jax.random.normal(key, x.shape) if eta else 0.0
+  noise = z if eta else 0.0
   return (batch_broadcast(alpha_s, x) * x0_hat + batch_broadcast(direction, x) * eps_hat
           + batch_broadcast(c, x) * noise)
 
 
-def ddim_step(sde, score_fn, key, x, t, t_next, memory, eta=0.0):
+def ddim_step(sde, score_fn, z, x, t, t_next, memory, eta=0.0):
   """DDIM (Song, Meng & Ermon, 2021): see _ddim_step."""
-  return _ddim_step(sde, score_fn, key, x, t, t_next, eta), memory
+  return _ddim_step(sde, score_fn, z, x, t, t_next, eta), memory
 
 
-def edm_heun_step(sde, score_fn, key, x, t, t_next, memory, gamma_max=0.0, s_tmin=0.0,
+def edm_heun_step(sde, score_fn, z, x, t, t_next, memory, gamma_max=0.0, s_tmin=0.0,
                   s_tmax=float("inf"), s_noise=1.0):
   """One step of Karras et al. (2022) Algorithm 2: churn (gamma = gamma_max where
   sigma_hat(t) is in [s_tmin, s_tmax]), then Heun. Works in x_hat = x / alpha(t) with
@@ -380,7 +386,7 @@ def edm_heun_step(sde, score_fn, key, x, t, t_next, memory, gamma_max=0.0, s_tmi
   # sqrt(s_churned^2 - s_cur^2), written so that gamma = 0 gives exactly 0 (the
   # difference of squares can round to a negative number: NaN).
   added_std = s_cur * jnp.sqrt(gamma * (2.0 + gamma))
-  x_hat = x / b(sde.marginal(t)[0]) + b(added_std) * s_noise * jax.random.normal(key, x.shape)
+  x_hat = x / b(sde.marginal(t)[0]) + b(added_std) * s_noise * z
   d_cur = slope(x_hat, t_churned)
   h = b(s_next - s_churned)
   d_next = slope(x_hat + h * d_cur, t_next)
@@ -403,7 +409,7 @@ def multistep_memory(x):
   return jnp.zeros_like(x), jnp.zeros_like(x), ones, ones, jnp.zeros((), jnp.int32)
 
 
-def dpm_solver_2m_step(sde, score_fn, key, x, t, t_next, memory, eta=0.0):
+def dpm_solver_2m_step(sde, score_fn, z, x, t, t_next, memory, eta=0.0):
   """DPM-Solver++(2M) (Lu et al., 2022, Algorithm 2) in data prediction x0_hat, with
   h = lambda(t_next) - lambda(t), r = h_prev / h and the midpoint update
 
@@ -422,16 +428,16 @@ def dpm_solver_2m_step(sde, score_fn, key, x, t, t_next, memory, eta=0.0):
   d = jnp.where(count == 0, x0, x0 + b(0.5 * h / h_1) * (x0 - x0_1))
   x = (b(sigma_s / sigma_t * jnp.exp(-eta * h)) * x - b(alpha_s * jnp.expm1(-(1 + eta) * h)) * d)
   if eta:
-    x = x + b(sigma_s * jnp.sqrt(-jnp.expm1(-2 * eta * h))) * jax.random.normal(key, x.shape)
+    x = x + b(sigma_s * jnp.sqrt(-jnp.expm1(-2 * eta * h))) * z
   return x, (x0, x0_1, h, h_1, count + 1)
 
 
-def dpm_solver_3m_step(sde, score_fn, key, x, t, t_next, memory):
+def dpm_solver_3m_step(sde, score_fn, z, x, t, t_next, memory):
   """DPM-Solver++(3M) (k-diffusion's, eta 0): the first-order update of x0 plus
   alpha_s (phi_2 D1 - phi_3 D2), phi_2 = 1 - (1 - e^-h) / h, phi_3 = phi_2 / h - 1/2, with
   D1, D2 the first and second divided differences of the last three x0_hat in lambda;
   first and second order on the first two steps."""
-  del key
+  del z
   x0_1, x0_2, h_1, h_2, count = memory
   x0 = tweedie_denoise(sde, score_fn, x, t)
   h = sde.log_snr(t_next) - sde.log_snr(t)
@@ -449,11 +455,11 @@ def dpm_solver_3m_step(sde, score_fn, key, x, t, t_next, memory):
   return x, (x0, x0_1, h, h_1, count + 1)
 
 
-def dpm_solver_2s_step(sde, score_fn, key, x, t, t_next, memory, eps=1e-3, r=0.5):
+def dpm_solver_2s_step(sde, score_fn, z, x, t, t_next, memory, eps=1e-3, r=0.5):
   """DPM-Solver++(2S) (Lu et al., 2022, Algorithm 1): a first-order step to the
   intermediate log-SNR lambda_t + r h (time u), then the step t -> t_next with
   D = (1 - 1/(2r)) x0(x, t) + 1/(2r) x0(x_u, u); two evaluations."""
-  del key
+  del z
   lam_t = sde.log_snr(t)
   u = sde.t_of_log_snr(lam_t + r * (sde.log_snr(t_next) - lam_t), eps)
   x0 = tweedie_denoise(sde, score_fn, x, t)
