@@ -1,12 +1,14 @@
 r"""Song et al. (2021) Tables 2-3 in miniature: the CPU Fashion-MNIST network trained under
-the VP, VE and sub-VP SDEs (same budget), each scored by bits/dim (probability-flow
-ODE) and, per sampler, by FID / KID / precision / recall / IS of the Fashion-MNIST
-feature network against the 10 000 test images, with the NFE.
+the VP, VE and sub-VP SDEs, EDM's process (with its loss) and rectified flow (flow
+matching), same budget, each scored by bits/dim (probability-flow ODE) and, per sampler,
+by FID / KID / precision / recall / IS of the Fashion-MNIST feature network against the
+10 000 test images, with the NFE.
 
-Train the three runs first (about 20 min each on 2 quiet cores), then:
+Train the runs first (about 20 min each on 2 quiet cores), then:
 
   python -m experiments.fashion_mnist_table \
-      --runs vp=runs/fmnist_cpu,ve=runs/fmnist_ve_cpu,subvp=runs/fmnist_subvp_cpu
+      --runs vp=runs/fmnist_cpu,ve=runs/fmnist_ve_cpu,subvp=runs/fmnist_subvp_cpu,\
+edm=runs/fmnist_edm_cpu,rf=runs/fmnist_rf_cpu
 
 Everything is resumable: samples and likelihood batches are kept under
 <workdir>/table/step_<step>_<settings>/. Writes docs/results/fashion_mnist_table.{md,png}.
@@ -24,6 +26,8 @@ from run import build
 from run import checkpoints
 from run import evaluate
 from run import tasks
+from configs.fashion_mnist import edm_ddpm_cpu
+from configs.fashion_mnist import rf_ddpm_cpu
 from configs.fashion_mnist import subvp_ddpm_cpu
 from configs.fashion_mnist import ve_ddpm_cpu
 from configs.fashion_mnist import vp_ddpm_cpu
@@ -31,14 +35,15 @@ from configs.fashion_mnist import vp_ddpm_cpu
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
 
-flags.DEFINE_list("runs", [], "name=workdir pairs; names: vp, ve, subvp.")
+flags.DEFINE_list("runs", [], "name=workdir pairs; names: vp, ve, subvp, edm, rf.")
 flags.DEFINE_integer("num_samples", 1000, "Samples per sampler.")
 flags.DEFINE_integer("bpd_images", 1000, "Test images for bits/dim (one dequantization each).")
 flags.DEFINE_integer("pc_steps", 250, "Predictor steps of the PC sampler (one corrector each).")
 flags.DEFINE_string("outdir", "docs/results", "Where the table and figure go.")
 FLAGS = flags.FLAGS
 
-CONFIGS = {"vp": vp_ddpm_cpu, "ve": ve_ddpm_cpu, "subvp": subvp_ddpm_cpu}
+CONFIGS = {"vp": vp_ddpm_cpu, "ve": ve_ddpm_cpu, "subvp": subvp_ddpm_cpu, "edm": edm_ddpm_cpu,
+           "rf": rf_ddpm_cpu}
 SAMPLERS = ("pc", "ode", "ddim", "dpm_solver_2m", "edm_heun")
 LABELS = {"pc": "PC (reverse diffusion + Langevin, {pc} steps)", "ode": "ODE (Dopri5, rtol 1e-3)",
           "ddim": "DDIM eta 1, 100 steps", "dpm_solver_2m": "DPM-Solver++(2M), 20 steps",
@@ -80,7 +85,7 @@ def evaluate_run(name: str, workdir: str) -> dict:
 def main(_):
   runs = dict(pair.split("=", 1) for pair in FLAGS.runs)
   results = {name: evaluate_run(name, workdir) for name, workdir in runs.items()}
-  lines = ["| SDE | bits/dim (ODE) | sampler | NFE | FID | KID | precision | recall | IS |",
+  lines = ["| process | bits/dim (ODE) | sampler | NFE | FID | KID | precision | recall | IS |",
            "|---|---|---|---|---|---|---|---|---|"]
   for name, (m, _) in results.items():
     for i, sampler in enumerate(SAMPLERS):

@@ -17,6 +17,7 @@ import numpy as np
 
 import metric_writer
 import run
+import sampling
 from run import checkpoints
 from run import classifier
 
@@ -118,7 +119,9 @@ def generate(exp, params, key, num: int, out_dir=None, method=None, classifier_p
   method = method or exp.config.sampling.method
   sample = exp.samplers[method]
   if out_dir:
-    settings = {k: v for k, v in exp.config.sampling.to_dict().items() if k != "num_samples"}
+    # The general sampling settings and this sampler's own (not the other samplers').
+    settings = {k: v for k, v in exp.config.sampling.to_dict().items()
+                if k != "num_samples" and (k not in sampling.SAMPLERS or k == method)}
     claim = {"method": method, "key": np.asarray(key).tolist(), "sampling": settings,
              "labels": None if labels is None else np.asarray(labels).tolist()}
     if exp.config.eval.posthoc_sigma_rel:          # parameters other than the train state's EMA

@@ -263,6 +263,8 @@ def test_eval_and_sample_modes(tmp_path):
   out_dir = evaluate.sample(exp, str(tmp_path))
   assert np.load(os.path.join(out_dir, "round_00000.npz"))["samples"].shape == (256, 2)
   assert os.path.exists(os.path.join(out_dir, "samples.png"))
+  config.sampling.ddim.eta = 0.5             # another sampler's settings do not matter
+  assert evaluate.sample(build.build(config), str(tmp_path)) == out_dir
   config.sampling.pc.snr = 0.2               # rounds of other settings are never mixed in
   with pytest.raises(run.RunError, match="other sampling settings"):
     evaluate.generate(build.build(config), None, jax.random.PRNGKey(config.seed + 40_000), 256,
