@@ -100,6 +100,39 @@ def test_dsm_minus_esm_on_the_smoothed_density_is_vincents_constant(sigma):
     assert abs(gap - c_exact) < stats.Z * se, (name, gap, c_exact, se)
 
 
+def test_dsm_control_variate_is_unbiased_and_cuts_the_gradient_noise():
+  """The control variate -(2 / sigma) eps . s(x0) has mean zero: the loss and its gradient
+  keep their expectations (within 4 SE over 2^16 per-example draws; a variate built on
+  s(x0 + sigma eps) instead, not zero-mean, shifts the loss by 0.56, 5.4 SE, measured),
+  while the per-example gradient variance at sigma = 0.05 falls 494-fold (measured;
+  asserted > 20-fold)."""
+  sigma, n = 0.05, 2**16
+  x0 = GMM.sample(jax.random.PRNGKey(0), n)
+  key = jax.random.PRNGKey(1)
+  weights = {"w1": jax.random.normal(jax.random.PRNGKey(2), (2, 32)) / np.sqrt(2),
+             "w2": jax.random.normal(jax.random.PRNGKey(3), (32, 2)) / np.sqrt(32)}
+  score = lambda p: lambda x: jnp.tanh(x @ p["w1"]) @ p["w2"]
+  plain = losses.dsm_loss(score(weights), x0, key, sigma, per_example=True)
+  controlled = losses.dsm_loss(score(weights), x0, key, sigma, per_example=True,
+                               control_variate=True)
+  gap = np.asarray(controlled - plain)
+  assert abs(gap.mean()) < stats.Z * stats.standard_error(gap), gap.mean()
+
+  def per_example_grads(control_variate):
+    loss = lambda p, x, k: losses.dsm_loss(score(p), x[None], k, sigma,
+                                           control_variate=control_variate)
+    grads = jax.vmap(jax.grad(loss), in_axes=(None, 0, 0))(weights, x0, jax.random.split(key, n))
+    return np.concatenate([np.asarray(g).reshape(n, -1) for g in jax.tree_util.tree_leaves(grads)], 1)
+
+  g_plain, g_controlled = per_example_grads(False), per_example_grads(True)
+  se = np.sqrt((g_plain.var(0) + g_controlled.var(0)) / n)
+  assert np.all(np.abs(g_plain.mean(0) - g_controlled.mean(0)) < stats.Z * se)
+  assert g_plain.var(0).sum() > 20 * g_controlled.var(0).sum(), (
+      g_plain.var(0).sum(), g_controlled.var(0).sum())
+  with pytest.raises(ValueError, match="control_variate needs the gaussian"):
+    losses.dsm_loss(score(weights), x0, key, sigma, noise="laplace", control_variate=True)
+
+
 # --- Multi-noise-level losses. ------------------------------------------------------
 
 SDES = {"ve": sde_lib.VESDE(sigma_min=0.01, sigma_max=10.0, N=100),
