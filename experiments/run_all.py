@@ -18,7 +18,7 @@ from experiments import common
 flags.DEFINE_list("only", None, "Run just these experiments (the page is still assembled "
                   "from every <outdir>/<name>.md present; --only= only assembles it).")
 FLAGS = common.FLAGS
-EXPERIMENTS = ("q1_score_vs_density", "q2_sigma_generalization", "q3_objectives",
+EXPERIMENTS = ("q1_score_vs_density", "q2_sigma_generalization", "q3_objectives", "q3_dsm_noise",
                "q4_score_accuracy", "q5_tweedie", "q6_dae_vs_diffusion_energy",
                "q7_non_gaussian_dsm", "q8_constant_c", "r1_annealed_langevin",
                "r2_vincent_dae_dsm", "r3_hyvarinen_consistency", "table1_samplers",
