@@ -226,6 +226,7 @@ def _euler_step(sde, score_fn, z, x, t, t_next, memory):
   return x + drift * sde_lib.batch_broadcast(t_next - t, x), memory
 
 
+# The order tests run on VP in the default tier and on VE too in the slow tier.
 ORDERS = {   # sampler -> (factory with its settings, order of accuracy)
     "ddim": (sampling.get_ddim_sampler, 1),
     "euler_probability_flow": (functools.partial(
@@ -244,7 +245,7 @@ ORDERS = {   # sampler -> (factory with its settings, order of accuracy)
 }
 
 
-@pytest.mark.parametrize("sde_name", ["vp", "ve"])
+@pytest.mark.parametrize("sde_name", ["vp", pytest.param("ve", marks=pytest.mark.slow)])
 @pytest.mark.parametrize("sampler_name", sorted(ORDERS))
 def test_deterministic_samplers_converge_at_their_order(sampler_name, sde_name):
   """On Gaussian data N(0, 0.5^2) the exact score is linear in x, so a deterministic
@@ -276,7 +277,7 @@ def _relative_errors(factory, sde_name, steps):
   return np.array([np.max(np.abs(run(n) / reference - 1.0)) for n in steps])
 
 
-@pytest.mark.parametrize("sde_name", ["vp", "ve"])
+@pytest.mark.parametrize("sde_name", ["vp", pytest.param("ve", marks=pytest.mark.slow)])
 def test_dpm_solver_3m_third_order_steps_beat_2m(sde_name):
   """The third-order term is what makes 3M more than 2M: its error is 0.36-0.37 of
   2M's at N = 64 and 128 (measured); dropping the second divided difference (a 2M-like
@@ -305,7 +306,7 @@ def _exact_variance_errors(factory, sde, steps):
                    for n in steps])
 
 
-@pytest.mark.parametrize("sde_name", ["vp", "ve"])
+@pytest.mark.parametrize("sde_name", ["vp", pytest.param("ve", marks=pytest.mark.slow)])
 @pytest.mark.parametrize("sampler_name", sorted(STOCHASTIC_ORDERS))
 def test_stochastic_samplers_converge_at_their_weak_order(sampler_name, sde_name):
   """With the prior draw and every step's noise fixed, a sampler on Gaussian data is
