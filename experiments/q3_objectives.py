@@ -94,8 +94,8 @@ def main(_):
   axes[0].legend(fontsize=7)
   setup = (f"Mixture of 4 Gaussians (std 0.5, weights 0.1-0.4) in D dimensions; residual MLP "
            f"width 128; Adam 3e-3, batch {batch}, {steps} steps, {seeds} seeds. DSM learns the "
-           f"score of the data smoothed by sigma = {DSM_SIGMA}, so its error floor is the "
-           "smoothing bias; ISM/SSM/ESM target the data score itself. Gradient noise: 64 "
+           f"score of the data smoothed by sigma = {DSM_SIGMA}, a bias of only 1e-4 here: its "
+           "error is gradient noise (q3_dsm_noise below); ISM/SSM/ESM target the data score itself. Gradient noise: 64 "
            "minibatch (and probe) draws at the initial parameters (zero output layer: s = 0). ESM needs the true score "
            "and is listed as the reference it cannot be in practice.")
   common.write_outputs("q3_objectives", "Q3. ESM, ISM, SSM and DSM in practice", setup, table, fig)
