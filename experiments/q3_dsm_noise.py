@@ -34,7 +34,7 @@ sigma falls the bias vanishes (as sigma^4: 1.6e-7 at 0.01) while the error grows
 at 0.01). The gradient noise behind it grows as 1/sigma^2: noise/signal times sigma^2 is
 constant within each D to 0.12-0.15 (D = 2), 0.011-0.015 (16) and 0.005-0.009 (64) over a
 2500-fold range of 1/sigma^2. The control variate (same expected gradient) makes the noise
-independent of sigma (0.06 / 0.19 / 0.69) and the error with it: 0.05-0.10 for every
+independent of sigma (0.06 / 0.19 / 0.69) and the error with it: 0.05-0.11 for every
 sigma <= 0.2, at the level of ISM and SSM with variance reduction in Q3's table (0.04-0.10),
 until the bias takes over at sigma = 0.5 (error 0.26-0.30 against a bias of 0.25). Plain
 DSM's best sigma here, 0.2 (error 0.10-0.14, bias 0.019), is a compromise between the two;
