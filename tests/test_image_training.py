@@ -35,19 +35,24 @@ def small_config(data_dir):
   return config
 
 
+@pytest.mark.slow
+@pytest.mark.xdist_group("fashion_mnist")
+def test_zero_initialized_unet_has_unit_epsilon_loss(fashion_mnist_dir):
+  """The U-Net's output layer starts at zero: epsilon-prediction loss E ||0 - z||^2 / D = 1,
+  the mean of n = 4 x 64 x 784 squared normals (standard error sqrt(2 / n))."""
+  config = small_config(fashion_mnist_dir)
+  config.model.parameterization = "noise"
+  exp = build.build(config)
+  initial = exp.init_state(jax.random.PRNGKey(config.seed))
+  n = 4 * 64 * 784
+  assert abs(evaluate.held_out_loss(exp, initial.ema_params) - 1.0) < 4 * math.sqrt(2 / n)
+
+
 @pytest.mark.xdist_group("fashion_mnist")
 def test_short_fashion_mnist_run_learns_and_reports(fashion_mnist_dir, tmp_path):
   config = small_config(fashion_mnist_dir)
-  epsilon_config = small_config(fashion_mnist_dir)
-  epsilon_config.model.parameterization = "noise"
-  epsilon_exp = build.build(epsilon_config)
-  initial = epsilon_exp.init_state(jax.random.PRNGKey(config.seed))
-  # The U-Net's output layer starts at zero: epsilon-prediction loss E ||0 - z||^2 / D = 1,
-  # the mean of n = 4 x 64 x 784 squared normals (standard error sqrt(2 / n)).
-  n = 4 * 64 * 784
-  assert abs(evaluate.held_out_loss(epsilon_exp, initial.ema_params) - 1.0) < 4 * math.sqrt(2 / n)
-
   exp = build.build(config)          # the CPU config's EDM preconditioning
+  initial = exp.init_state(jax.random.PRNGKey(config.seed))
   start = evaluate.held_out_loss(exp, initial.ema_params)
   state, history = train.train(exp, str(tmp_path))
   assert int(state.step) == 80 and len(history) == 80

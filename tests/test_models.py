@@ -116,9 +116,8 @@ TINY = {
 }
 
 
-@pytest.mark.parametrize("name", [
-    pytest.param(name, marks=[] if name == "ncsnpp" else pytest.mark.slow)
-    for name in sorted(TINY)])
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(TINY))
 def test_network_output_shape_and_one_train_step(name):
   model = TINY[name]
   x = jax.random.uniform(jax.random.PRNGKey(1), (4, 16, 16, 3))

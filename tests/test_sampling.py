@@ -86,14 +86,15 @@ def _valid(sampler: str, sde: str) -> bool:
 
 
 # The default tier runs every sampler on VP, sub-VP and VE and two on EDM's process and
-# rectified flow; the rest of those (and the newest samplers off VP) run in the slow tier.
+# rectified flow; the rest of those (and the newest samplers off VP, and corrector-only
+# annealed Langevin dynamics) run in the slow tier.
 DEFAULT_ON_NEW = {"pc_reverse_diffusion_langevin", "edm_heun_36", "pc_200_edm_grid"}
 
 
 def _marks(sampler: str, sde: str):
   new_sampler = sampler.startswith(("dpm_solver_3m", "dpm_solver_2s", "dpm_solver_2m_sde"))
   slow = ((sde in ("edm", "rf") and sampler not in DEFAULT_ON_NEW)
-          or (new_sampler and sde != "vp"))
+          or (new_sampler and sde != "vp") or sampler == "ald_only")
   return [pytest.mark.slow] if slow else []
 
 
