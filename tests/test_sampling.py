@@ -313,8 +313,8 @@ def test_stochastic_samplers_converge_at_their_weak_order(sampler_name, sde_name
   """With the prior draw and every step's noise fixed, a sampler on Gaussian data is
   affine in them, so its output law is exact (no Monte Carlo): its variance against
   p_eps's measures the weak error. Measured local slopes on N = 32 .. 128: DDPM's
-  ancestral step -0.87 to -0.96, EDM's Heun with churn -2.0, SDE-DPM-Solver++(2M) -1.93
-  to -2.0 (-2.00 up to N = 512); without its multistep term it is DDPM's step (-0.9)."""
+  ancestral step -0.87 to -0.94, EDM's Heun with churn -1.99 to -2.06, SDE-DPM-Solver++(2M)
+  -1.93 to -1.99 (-2.00 up to N = 512); without its multistep term it is DDPM's step (-0.9)."""
   factory, order = STOCHASTIC_ORDERS[sampler_name]
   sde = {"vp": sde_lib.VPSDE(), "ve": sde_lib.VESDE(sigma_min=0.01, sigma_max=20.0)}[sde_name]
   steps = np.array([32, 64, 128])
