@@ -144,8 +144,10 @@ def langevin_corrector(sde, score_fn, key, x, t, dt, snr, n_steps):
 
 
 def ald_corrector(sde, score_fn, key, x, t, dt, snr, n_steps):
-  """Annealed Langevin dynamics (Song & Ermon, 2019): step 2 alpha_i (snr sigma(t))^2,
-  i.e. NCSN's eps sigma_i^2 / sigma_L^2 with the step scale set by snr.
+  """Annealed Langevin dynamics (Song & Ermon, 2019): x + h s + sqrt(2 h) z with
+  h = 2 alpha_i (snr sigma(t))^2, as score_sde. NCSN writes the same update as
+  x + (a_i / 2) s + sqrt(a_i) z with a_i = eps sigma_i^2 / sigma_L^2, so a_i = 2 h and
+  NCSN's eps corresponds to snr^2 = eps / (4 sigma_L^2) (VE: alpha_i = 1).
 
   Alone (predictor "none") it samples the VE SDE, as NCSN does; under VP or sub-VP the
   means alpha(t) x_0 move and steps of size ~sigma(t)^2 cannot follow them: pair it
@@ -208,11 +210,11 @@ def get_pc_sampler(sde: sde_lib.SDE, shape, predictor="reverse_diffusion",
                        "steps or another predictor")
   nfe = num_steps * ((predictor != "none") + n_steps * (corrector != "none"))
 
-  def sampler(key, score_fn: ScoreFn, constrain=None, resamplings=1):
+  def sampler(key, score_fn: ScoreFn, constrain=None, resamplings=1, x_T=None):
     """`constrain(key, x, t) -> x` (controllable_generation) is applied after every
     corrector and predictor step (key None: to the noise-free mean); with `resamplings`
     R > 1 each step is repeated R times, diffusing the result back to t in between
-    (RePaint, Lugmayr et al., 2022)."""
+    (RePaint, Lugmayr et al., 2022). `x_T` [shape] replaces the draw from the prior."""
     rsde = sde.reverse(score_fn, probability_flow)
     k_prior, k_loop = jax.random.split(key)
     constrain = constrain or (lambda key, x, t: x)
@@ -238,7 +240,7 @@ def get_pc_sampler(sde: sde_lib.SDE, shape, predictor="reverse_diffusion",
       x, x_mean = attempt(x, jax.random.fold_in(k_loop, i))
       return jax.lax.fori_loop(1, resamplings, again, (x, x_mean)), None
 
-    x = sde.prior_sampling(k_prior, shape)
+    x = sde.prior_sampling(k_prior, shape) if x_T is None else x_T
     (x, x_mean), _ = jax.lax.scan(step, (x, x), jnp.arange(num_steps))
     return (x_mean if denoise else x), nfe * resamplings
 

@@ -28,6 +28,21 @@ def batch_broadcast(v: jax.Array, x: jax.Array) -> jax.Array:
   return jnp.reshape(v, v.shape + (1,) * (x.ndim - v.ndim))
 
 
+def invert_decreasing(fn: Callable[[jax.Array], jax.Array], y: jax.Array, lo: float,
+                      hi: float) -> jax.Array:
+  """t in [lo, hi] with fn(t) = y, elementwise, for a decreasing fn: 60 bisection halvings."""
+  lo, hi = jnp.full_like(y, lo), jnp.full_like(y, hi)
+
+  def halve(_, bounds):
+    lo, hi = bounds
+    mid = 0.5 * (lo + hi)
+    above = fn(mid) > y   # fn decreasing: the root is above mid
+    return jnp.where(above, mid, lo), jnp.where(above, hi, mid)
+
+  lo, hi = jax.lax.fori_loop(0, 60, halve, (lo, hi))
+  return 0.5 * (lo + hi)
+
+
 class SDE(abc.ABC):
   """A linear SDE dx = f(t) x dt + g(t) dW on [0, T], discretized with N steps."""
 
@@ -98,17 +113,7 @@ class SDE(abc.ABC):
 
   def t_of_log_snr(self, lam: jax.Array, t_min: float = 0.0) -> jax.Array:
     """Inverse of `log_snr` on [t_min, T], by bisection (60 halvings: float64-exact)."""
-    lo = jnp.full_like(lam, t_min)
-    hi = jnp.full_like(lam, self.T)
-
-    def halve(_, bounds):
-      lo, hi = bounds
-      mid = 0.5 * (lo + hi)
-      above = self.log_snr(mid) > lam   # lambda decreasing: the root is above mid
-      return jnp.where(above, mid, lo), jnp.where(above, hi, mid)
-
-    lo, hi = jax.lax.fori_loop(0, 60, halve, (lo, hi))
-    return 0.5 * (lo + hi)
+    return invert_decreasing(self.log_snr, lam, t_min, self.T)
 
   def reverse(self, score_fn: ScoreFn, probability_flow: bool = False) -> "ReverseSDE":
     return ReverseSDE(self, score_fn, probability_flow)
