@@ -115,22 +115,25 @@ class GaussianMixture:
 
 
 def gaussian_sampler_variance(sde: sde_lib.SDE, make_sampler, num_steps: int, std: float,
-                              prior_variance=None) -> jax.Array:
+                              prior_variance=None, score_fn=None) -> jax.Array:
   """The exact variance of a grid sampler's output (sampling.grid_sampler) on 1-D data
   N(0, std^2), started from x_T ~ N(0, prior_variance) (default: the exact p_T's,
   alpha(T)^2 std^2 + sigma(T)^2, so that only the discretization errs).
 
   The exact score is linear in x, so with the prior draw x_T and the noises z_i fixed the
   output is c_0 x_T + sum_i c_i z_i, and its law is N(0, c_0^2 prior_variance + sum c_i^2);
-  the c's are its gradient. `make_sampler(sde, shape, num_steps)` builds the sampler."""
+  the c's are its gradient. `make_sampler(sde, shape, num_steps)` builds the sampler.
+  `score_fn(x, t)` replaces the exact score (it must be linear in x, e.g. a scaled
+  exact score, for the result to be exact)."""
   gaussian = GaussianMixture(jnp.zeros((1, 1)), jnp.array([std]), jnp.ones(1))
+  score_fn = gaussian.score_fn(sde) if score_fn is None else score_fn
   sampler = make_sampler(sde, (1, 1), num_steps)
   if prior_variance is None:
     alpha, sigma = sde.marginal(jnp.array([sde.T]))
     prior_variance = alpha[0] ** 2 * std**2 + sigma[0] ** 2
 
   def output(x_T, noises):
-    return sampler(jax.random.PRNGKey(0), gaussian.score_fn(sde), x_T, noises)[0][0, 0]
+    return sampler(jax.random.PRNGKey(0), score_fn, x_T, noises)[0][0, 0]
 
   c_0, c = jax.grad(output, argnums=(0, 1))(jnp.zeros((1, 1)), jnp.zeros((num_steps, 1, 1)))
   return c_0[0, 0] ** 2 * prior_variance + jnp.sum(c**2)

@@ -38,17 +38,30 @@ def perturbed_score(sde, delta):
 
 
 def bound(sde, delta, n, eps):
-  """(1/2) int g^2 E||s - s*||^2 dt (uniform-t Monte Carlo, with SE) + KL(p_T || prior)."""
-  k_t, k_x, k_z, k_T = jax.random.split(jax.random.PRNGKey(5), 4)
+  """The bound's two terms, each (value, SE): (1/2) int g^2 E||s - s*||^2 dt by uniform-t
+  Monte Carlo, and KL(p_T || prior) by Monte Carlo over p_T (independent draws)."""
+  k_t, k_x, k_z, k_T, k_zT = jax.random.split(jax.random.PRNGKey(5), 5)
   t = jax.random.uniform(k_t, (n,), minval=eps, maxval=sde.T)
   mean, std = sde.marginal_prob(GMM.sample(k_x, n), t)
   x_t = mean + std[:, None] * jax.random.normal(k_z, mean.shape)
   err = jnp.sum((perturbed_score(sde, delta)(x_t, t) - GMM.score_fn(sde)(x_t, t)) ** 2, -1)
   terms = np.asarray(0.5 * (sde.T - eps) * sde.coefficients(t)[1] ** 2 * err, np.float64)
-  x_T = GMM.sample(k_T, n) * sde.marginal(jnp.asarray(sde.T))[0] + sde.marginal(
-      jnp.asarray(sde.T))[1] * jax.random.normal(k_z, (n, 2))
-  kl_T = float(jnp.mean(GMM.log_prob_t(sde, x_T, jnp.full((n,), sde.T)) - sde.prior_logp(x_T)))
-  return terms.mean() + kl_T, terms.std() / np.sqrt(n), kl_T
+  alpha_T, sigma_T = sde.marginal(jnp.asarray(sde.T))
+  x_T = GMM.sample(k_T, n) * alpha_T + sigma_T * jax.random.normal(k_zT, (n, 2))
+  log_ratio = np.asarray(GMM.log_prob_t(sde, x_T, jnp.full((n,), sde.T)) - sde.prior_logp(x_T),
+                         np.float64)
+  return ((terms.mean(), terms.std() / np.sqrt(n)),
+          (log_ratio.mean(), log_ratio.std() / np.sqrt(n)))
+
+
+def log_log_slopes(deltas, values):
+  """d log(value) / d log(delta) between consecutive positive deltas ("-" for the first)."""
+  slopes = ["-"]
+  for i in range(1, len(deltas)):
+    ok = deltas[i - 1] > 0 and values[i - 1] > 0 and values[i] > 0
+    slopes.append(f"{np.log(values[i] / values[i - 1]) / np.log(deltas[i] / deltas[i - 1]):.2f}"
+                  if ok else "-")
+  return slopes
 
 
 def weights(x):
@@ -63,37 +76,52 @@ def main(_):
   eps = 1e-3
   data = GMM.sample(jax.random.PRNGKey(9), n_samples)
   x_lik = GMM.sample(jax.random.PRNGKey(10), n_lik)
-  rows, shown = [], {}
+  rows, shown, deltas, score_terms, kl_odes = [], {}, [], [], []
   for delta in common.subset((0.0, 0.03, 0.1, 0.3, 1.0), 2):
     score_fn = perturbed_score(sde, delta)
-    b, b_se, kl_T = bound(sde, delta, 20_000 if FLAGS.quick else 400_000, eps)
+    (term, term_se), (kl_T, kl_T_se) = bound(sde, delta, 20_000 if FLAGS.quick else 400_000, eps)
     sampler = sampling.get_pc_sampler(sde, (n_samples, 2), "reverse_diffusion", "none", eps=eps)
     x, _ = jax.jit(lambda k: sampler(k, score_fn))(jax.random.PRNGKey(0))
     sw = float(evaluation.sliced_wasserstein(jax.random.PRNGKey(1), x, data))
-    logp, _, _ = jax.jit(lambda k, x: likelihood.get_likelihood_fn(sde, "exact", eps=eps)(k, score_fn, x))(
-        None, x_lik)
+    likelihood_fn = likelihood.get_likelihood_fn(sde, "exact", eps=eps)
+    logp, _, _ = jax.jit(lambda x: likelihood_fn(None, score_fn, x))(x_lik)
     gap = np.asarray(GMM.log_prob_t(sde, x_lik, jnp.full((n_lik,), eps)) - logp, np.float64)
-    rows.append([delta, float(b), float(b_se), float(gap.mean()), float(gap.std() / np.sqrt(n_lik)),
+    deltas.append(delta)
+    score_terms.append(term)
+    kl_odes.append(gap.mean())
+    bound_se = np.hypot(term_se, kl_T_se)
+    rows.append([delta, f"{term:.3g} ± {term_se:.1g}", f"{term + kl_T:.3g} ± {bound_se:.1g}",
+                 f"{gap.mean():.3g} ± {gap.std() / np.sqrt(n_lik):.1g}",
                  100 * sw, np.array2string(weights(x), precision=3)])
     shown[delta] = np.asarray(x)
-  floor = 100 * float(evaluation.sliced_wasserstein(jax.random.PRNGKey(1), GMM.sample(jax.random.PRNGKey(11), n_samples), data))
+  for row, bound_slope, ode_slope in zip(rows, log_log_slopes(deltas, score_terms),
+                                         log_log_slopes(deltas, kl_odes)):
+    row[4:4] = [bound_slope, ode_slope]
+  fresh = GMM.sample(jax.random.PRNGKey(11), n_samples)
+  floor = 100 * float(evaluation.sliced_wasserstein(jax.random.PRNGKey(1), fresh, data))
   table = common.markdown_table(
-      ["delta", "bound on KL(p0||p_SDE) (nats)", "SE", "KL(p0||p_ODE), exact likelihood",
-       "SE", "SDE samples: SW x100", "SDE samples: weights (0.2/0.3/0.5)"], rows)
+      ["delta", "score term (nats)", "bound on KL(p0||p_SDE)", "KL(p0||p_ODE), exact likelihood",
+       "slope: score term", "slope: ODE KL", "SDE samples: SW x100",
+       "SDE samples: weights (0.2/0.3/0.5)"], rows)
   fig, axes = plt.subplots(1, len(shown), figsize=(4 * len(shown), 4))
   for ax, (delta, x) in zip(axes, shown.items()):
     ax.scatter(*x[:2000].T, s=1, alpha=0.5)
     ax.set_title(f"delta = {delta}")
     ax.set_xlim(-4, 4)
     ax.set_ylim(-3.5, 3.5)
-  setup = (f"VP SDE (beta 0.1-20, N = {sde.N} reverse-diffusion steps, eps = {eps}), 2-D mixture, "
-           f"{n_samples} samples (seed 0); SW floor of two fresh data sets: {floor:.3g}. KL(p_T || "
-           f"prior) = {rows[0][1]:.2g} nats at delta = 0 (the bound's irreducible part). The "
-           f"ODE model's KL uses the exact divergence on {n_lik} data points; the bound is "
-           "for the reverse SDE and does not cover the ODE model, whose KL can exceed it. "
-           "Both grow as delta^2: samples and likelihood degrade as soon as the integrated "
-           "score error is a sizeable fraction of a nat, long before the score looks wrong "
-           "to the eye.")
+  setup = (
+      f"VP SDE (beta 0.1-20, N = {sde.N} reverse-diffusion steps, eps = {eps}), 2-D mixture, "
+      f"{n_samples} samples (seed 0); SW floor of two fresh data sets: {floor:.3g}. Every "
+      f"value is ± its Monte-Carlo SE. The bound is the score term plus KL(p_T || prior) = "
+      f"{kl_T:.2g} ± {kl_T_se:.1g} nats (the same draws in every row). The ODE model's KL uses "
+      f"the exact divergence on {n_lik} data points; the bound is for the reverse SDE and does "
+      "not cover the ODE model, whose KL exceeds it here. Slopes are d log / d log delta "
+      "between neighbouring rows. The score term is delta^2 times a constant by construction "
+      "(the error is delta u / sigma), so its slope 2 is no finding. The ODE model's exact KL is "
+      "the measurement: it grows as delta^2 while small and more slowly once it reaches nats; "
+      "its delta = 0 row is the ODE solver's and the prior's residual. Samples degrade in "
+      "step: the SW distance and the weights move visibly from delta = 0.1, where the score "
+      "term is about a tenth of a nat.")
   common.write_outputs("q4_score_accuracy", "Q4. Why the reverse process needs an accurate score",
                        setup, table, fig)
 
