@@ -10,8 +10,11 @@ A network is called as `apply_fn(params, x_in, c_noise)` with, by `noise_conditi
 and
   x_in = x / sqrt(alpha(t)^2 + sigma(t)^2)   if `scale_input`, else x
 (the input scaling keeps the network's input at unit scale for data of unit scale,
-as EDM's c_in). Its output becomes a score by `parameterization`:
+as EDM's c_in), then x_in -> 2 x_in - 1 if `center_input` (score_sde's networks map
+[0, 1] data to [-1, 1] themselves when `data.centered` is False). Its output becomes a score by `parameterization`:
   "noise"  (epsilon prediction, DDPM):  score = -output / sigma(t)
+  "scaled_score" (sigma times the score, score_sde's `scale_by_sigma` VE networks):
+                                        score = output / sigma(t)
   "score"  (direct):                    score = output
   "data"   (x_0 prediction, EDM's D):   score = (alpha(t) output - x) / sigma(t)^2
   "edm"    (Karras et al., 2022, preconditioned, for any linear SDE): in the frame
@@ -38,14 +41,15 @@ import jax.numpy as jnp
 import sde_lib
 
 batch_broadcast = sde_lib.batch_broadcast
-PARAMETERIZATIONS = ("noise", "score", "data", "edm", "v", "flow")
+PARAMETERIZATIONS = ("noise", "scaled_score", "score", "data", "edm", "v", "flow")
 NOISE_CONDITIONINGS = ("log_sigma", "time")
 TIME_LABEL_SCALE = 999.0
 
 
 def get_score_fn(apply_fn: Callable[..., jax.Array], params: Any, sde: sde_lib.SDE,
                  parameterization: str = "noise", scale_input: bool = True,
-                 noise_conditioning: str = "log_sigma", sigma_data: float = 0.5):
+                 noise_conditioning: str = "log_sigma", sigma_data: float = 0.5,
+                 center_input: bool = False):
   """Returns score_fn(x [B, ...], t [B]) -> [B, ...] for a network `apply_fn`."""
   if parameterization not in PARAMETERIZATIONS:
     raise ValueError(f"unknown parameterization {parameterization!r}; "
@@ -67,9 +71,11 @@ def get_score_fn(apply_fn: Callable[..., jax.Array], params: Any, sde: sde_lib.S
       denoised = batch_broadcast(c_skip, x) * x_hat + batch_broadcast(c_out, x) * out
       return (batch_broadcast(alpha, x) * denoised - x) / batch_broadcast(sigma**2, x)
     x_in = x / batch_broadcast(jnp.sqrt(alpha**2 + sigma**2), x) if scale_input else x
-    out = apply_fn(params, x_in, c_noise)
+    out = apply_fn(params, 2 * x_in - 1 if center_input else x_in, c_noise)
     if parameterization == "noise":
       return -out / batch_broadcast(sigma, x)
+    if parameterization == "scaled_score":
+      return out / batch_broadcast(sigma, x)
     if parameterization == "score":
       return out
     if parameterization == "v":

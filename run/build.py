@@ -48,8 +48,8 @@ def _arguments(fn, skip) -> tuple[str, ...]:
 SDE_PARAMS = {"vesde": ("sigma_min", "sigma_max", "T"), "vpsde": ("beta_min", "beta_max", "T"),
               "subvpsde": ("beta_min", "beta_max", "T"), "edm": ("sigma_max",),
               "rectified_flow": ("T",)}     # EDM's T is sigma_max
-NETWORK_KEYS = ("name", "parameterization", "scale_input", "noise_conditioning", "sigma_data",
-                "ema_rate", "ema_warmup", "ema_sigma_rel")
+NETWORK_KEYS = ("name", "parameterization", "scale_input", "center_input", "noise_conditioning",
+                "sigma_data", "ema_rate", "ema_warmup", "ema_sigma_rel")
 KEYS = {   # section -> the keys something reads
     "sde": ("name", "beta_min", "beta_max", "sigma_min", "sigma_max", "num_scales", "T"),
     "training": ("loss", "reduce_mean", "likelihood_weighting", "importance_sampling",
@@ -142,7 +142,7 @@ class Experiment:
     extra = {} if labels is None else {"labels": labels}
     apply_fn = lambda p, x, c: self.model.apply(p, x, c, train=train, rngs=rngs, **extra)
     return mutils.get_score_fn(apply_fn, params, self.sde, m.parameterization, m.scale_input,
-                               m.noise_conditioning, m.sigma_data)
+                               m.noise_conditioning, m.sigma_data, m.center_input)
 
   def sampling_score_fn(self, params, classifier_params=None, labels=None):
     """The score the samplers use. With sampling.class_label >= 0 (or `labels` [B],

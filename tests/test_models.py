@@ -213,7 +213,8 @@ def test_each_parameterization_turns_its_exact_target_into_the_exact_score(param
   c_out = sigma_hat * s_d / jnp.sqrt(sigma_hat**2 + s_d**2)
   r = jnp.sqrt(alpha**2 + sigma**2)[:, None]
   d_alpha, d_sigma = jax.vmap(jax.jacfwd(sde.marginal))(t)
-  targets = {"noise": noise, "score": score, "data": denoised,
+  targets = {"noise": noise, "scaled_score": sigma[:, None] * score, "score": score,
+             "data": denoised,
              "edm": (denoised - c_skip[:, None] * x / alpha[:, None]) / c_out[:, None],
              "v": (alpha[:, None] * noise - sigma[:, None] * denoised) / r,
              "flow": d_alpha[:, None] * denoised + d_sigma[:, None] * noise}
@@ -229,6 +230,18 @@ def test_each_parameterization_turns_its_exact_target_into_the_exact_score(param
   if parameterization == "edm":
     expected_in = x / jnp.sqrt(sigma**2 + alpha**2 * s_d**2)[:, None]
     np.testing.assert_allclose(inputs[-1], expected_in, rtol=1e-5)
+
+
+def test_center_input_feeds_the_network_two_x_minus_one():
+  """score_sde's networks on [0, 1] data map x to 2 x - 1 themselves; `center_input` does it
+  before the network, after `scale_input`."""
+  sde = sde_lib.VESDE(sigma_min=0.01, sigma_max=50.0)
+  x, t = jnp.linspace(0.0, 1.0, 8).reshape(4, 2), jnp.full((4,), 0.3)
+  seen = []
+  score_fn = mutils.get_score_fn(lambda p, v, c: seen.append(v) or v, None, sde, "scaled_score",
+                                 scale_input=False, center_input=True)
+  np.testing.assert_allclose(score_fn(x, t), (2 * x - 1) / sde.marginal(t)[1][:, None], rtol=1e-6)
+  np.testing.assert_allclose(seen[-1], 2 * x - 1)
 
 
 def test_edm_bounds_the_x0_error_where_noise_prediction_amplifies_it():

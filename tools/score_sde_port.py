@@ -1,0 +1,85 @@
+"""score_sde's parameter trees -> this codebase's, leaf for leaf.
+
+score_sde (Song et al., 2021) saves its networks as flax parameter dictionaries; its NCSN++
+and DDPM++ networks create the same layers in the same order as models/ncsnpp.py, so the
+trees differ only in names: its residual blocks are ResnetBlockBigGANpp_i /
+ResnetBlockDDPMpp_i (here ResnetBlock_i), its attention blocks AttnBlockpp_i (AttnBlock_i)
+with 1x1 layers NIN_j {W, b} (Dense_j {kernel, bias}), and its resampling layers keep their
+convolution in a Conv2d_0 {weight, bias} (here the layer's own {kernel, bias}).
+`convert` renames by RULES and checks that every leaf of the target tree is filled exactly
+once with an array of its shape. tools/verify_score_sde.py runs score_sde's code beside
+ours on the converted parameters.
+"""
+import re
+
+import numpy as np
+
+FAMILIES = ("ncsnpp",)    # score_sde model names whose trees convert (DDPM++ is "ncsnpp")
+RULES = (
+    (r"ResnetBlock(?:BigGAN|DDPM)pp_(\d+)", r"ResnetBlock_\1"),
+    (r"AttnBlockpp_(\d+)", r"AttnBlock_\1"),
+    (r"NIN_(\d+)/W$", r"Dense_\1/kernel"),
+    (r"NIN_(\d+)/b$", r"Dense_\1/bias"),
+    (r"((?:Down|Up)sample_\d+)/Conv2d_0/weight$", r"\1/kernel"),
+    (r"((?:Down|Up)sample_\d+)/Conv2d_0/bias$", r"\1/bias"),
+)
+
+
+class ConversionError(ValueError):
+  """A score_sde tree that does not fit the target network (the message names the leaf)."""
+
+
+def flatten(tree, prefix=""):
+  """{"a": {"b": x}} -> {"a/b": x} (leaves: anything that is not a dict)."""
+  flat = {}
+  for key, value in tree.items():
+    path = f"{prefix}{key}"
+    if isinstance(value, dict):
+      flat.update(flatten(value, path + "/"))
+    else:
+      flat[path] = value
+  return flat
+
+
+def unflatten(flat):
+  tree = {}
+  for path, value in flat.items():
+    *parents, leaf = path.split("/")
+    node = tree
+    for key in parents:
+      node = node.setdefault(key, {})
+    node[leaf] = value
+  return tree
+
+
+def our_name(path: str) -> str:
+  for pattern, replacement in RULES:
+    path = re.sub(pattern, replacement, path)
+  return path
+
+
+def convert(theirs: dict, target_shapes: dict) -> dict:
+  """score_sde parameters (nested dict of arrays, without a "params" level, as its
+  checkpoints store them) -> our variables {"params": ...}, nested like `target_shapes`
+  (our variables' leaf shapes, e.g. of Experiment.abstract_state().params). Raises
+  ConversionError naming the first leaf that has no target, a target filled twice or left
+  empty, or a shape that differs."""
+  targets = {path: tuple(shape) for path, shape in flatten(target_shapes["params"]).items()}
+  converted = {}
+  for path, value in flatten(theirs).items():
+    name = our_name(path)
+    if name not in targets:
+      raise ConversionError(f"score_sde leaf {path!r} (as {name!r}) has no counterpart in the "
+                            "target network: is the config the checkpoint's?")
+    if name in converted:
+      raise ConversionError(f"two score_sde leaves map to {name!r} (the second: {path!r})")
+    value = np.asarray(value)
+    if value.shape != targets[name]:
+      raise ConversionError(f"score_sde leaf {path!r} has shape {value.shape}, the target "
+                            f"{name!r} {targets[name]}: is the config the checkpoint's?")
+    converted[name] = value
+  missing = sorted(set(targets) - set(converted))
+  if missing:
+    raise ConversionError(f"{len(missing)} target leaves have no score_sde counterpart, "
+                          f"e.g. {missing[0]!r}: is the config the checkpoint's?")
+  return {"params": unflatten(converted)}
