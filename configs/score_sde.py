@@ -21,6 +21,10 @@ def get_config(name: str):
   if variant not in ("", "tiny"):
     raise ValueError(f"unknown score_sde config variant {variant!r}; valid choices: ['tiny']")
   config = importlib.import_module("configs." + name.replace("/", ".")).get_config()
+  if config.training.loss != "continuous" or config.model.name != "ncsnpp":
+    raise ValueError(f"score_sde config {name!r}: only the continuously trained NCSN++ / "
+                     "DDPM++ networks are ported (discrete ones take timestep labels, and "
+                     "score_sde's DDPM and NCSNv2 trees are not mapped yet)")
   config.model.center_input = not config.data.centered
   config.model.parameterization = "scaled_score" if config.sde.name == "vesde" else "noise"
   if variant == "tiny":

@@ -9,7 +9,8 @@ writes <out>: every parameter (its initialization plus N(0, 0.02^2) noise, so th
 no layer is zero) (keys "param:<path>"), a batch x [4, H, W, C] of noisy data
 at four times t, and score_sde's score function there (its get_score_fn, continuous
 training). With --tiny the config is shrunk (nf 16, two levels, one block) so that
-tests can run it; tools/verify_score_sde.py converts the parameters and compares.
+tests can run it; tools/verify_score_sde.py converts the parameters and compares. An
+<out> ending in .json gets the parameter tree's shapes only (no computation: any size).
 
 Only this file imports score_sde, in a process of its own: score_sde's sde_lib.py and
 datasets.py share names with this repository's modules. score_sde was written for flax
@@ -28,7 +29,7 @@ import numpy as np
 
 flags.DEFINE_string("score_sde", None, "Path of a score_sde checkout.")
 flags.DEFINE_string("config", None, "score_sde config, e.g. ve/cifar10_ncsnpp_continuous.")
-flags.DEFINE_string("out", None, "Output .npz.")
+flags.DEFINE_string("out", None, "Output .npz, or .json for the parameter shapes only.")
 flags.DEFINE_bool("tiny", False, "Shrink the network (nf 16, ch_mult (1, 2), 1 block).")
 flags.mark_flags_as_required(["score_sde", "config", "out"])
 FLAGS = flags.FLAGS
@@ -46,10 +47,10 @@ def shrink(config):
 def flatten(tree, prefix=""):
   flat = {}
   for key, value in tree.items():
-    if isinstance(value, dict) or hasattr(value, "items"):
+    if hasattr(value, "items"):
       flat.update(flatten(value, f"{prefix}{key}/"))
     else:
-      flat[f"{prefix}{key}"] = np.asarray(value)
+      flat[f"{prefix}{key}"] = value
   return flat
 
 
@@ -81,8 +82,15 @@ def main(_):
     sde = sde_lib.subVPSDE(config.model.beta_min, config.model.beta_max, config.model.num_scales)
   mean, std = sde.marginal_prob(x0, t)
   x = mean + std[:, None, None, None] * jax.random.normal(jax.random.PRNGKey(2), x0.shape)
-  variables = model.init({"params": jax.random.PRNGKey(0), "dropout": jax.random.PRNGKey(3)},
-                         x, jnp.ones((4,)), train=False)
+  init = lambda: model.init({"params": jax.random.PRNGKey(0), "dropout": jax.random.PRNGKey(3)},
+                            x, jnp.ones((4,)), train=False)
+  if FLAGS.out.endswith(".json"):      # the parameter tree's shapes only (no computation)
+    shapes = {k: list(v.shape) for k, v in flatten(jax.eval_shape(init)["params"]).items()}
+    with open(FLAGS.out, "w") as f:
+      json.dump({"config": FLAGS.config, "tiny": FLAGS.tiny, "shapes": shapes}, f)
+    print(f"wrote {FLAGS.out}: {len(shapes)} parameter shapes")
+    return
+  variables = init()
   # Zero-initialized layers (init_scale 0) would make every output zero: perturb every leaf.
   leaves, treedef = jax.tree_util.tree_flatten(variables["params"])
   keys = jax.random.split(jax.random.PRNGKey(4), len(leaves))
@@ -91,7 +99,7 @@ def main(_):
   states = {k: v for k, v in variables.items() if k != "params"}
   score_fn = mutils.get_score_fn(sde, model, params, states, train=False, continuous=True)
   score = score_fn(x, t)
-  arrays = {f"param:{k}": v for k, v in flatten(params).items()}
+  arrays = {f"param:{k}": np.asarray(v) for k, v in flatten(params).items()}
   np.savez(FLAGS.out, x=np.asarray(x), t=np.asarray(t), score=np.asarray(score), **arrays,
            info=np.asarray(json.dumps({"config": FLAGS.config, "tiny": FLAGS.tiny,
                                        "model": config.model.name})))

@@ -1,0 +1,124 @@
+"""Importing score_sde's checkpoints, offline: the data under tests/data/score_sde/ was
+written by tools/score_sde_reference.py from score_sde's own code (its published parameter
+trees, and tiny networks with their inputs and score_sde's scores)."""
+import glob
+import gzip
+import json
+import os
+
+import flax.serialization
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import run
+from configs import score_sde as score_sde_config
+from run import build
+from run import checkpoints
+from tools import import_score_sde
+from tools import score_sde_port
+from tools import verify_score_sde
+
+DATA = os.path.join(os.path.dirname(__file__), "data", "score_sde")
+REFERENCES = sorted(glob.glob(os.path.join(DATA, "*_tiny.npz")))
+with gzip.open(os.path.join(DATA, "published_shapes.json.gz"), "rt") as f:
+  PUBLISHED = json.load(f)
+
+
+def _target(config):
+  exp = build.build(config)
+  return exp, jax.tree_util.tree_map(lambda a: a.shape, exp.abstract_state().params)
+
+
+# One of each family in the default tier; the other published configs in the slow tier.
+DEFAULT_TIER = ("ve/cifar10_ncsnpp_continuous", "vp/cifar10_ddpmpp_deep_continuous",
+                "ve/ffhq_256_ncsnpp_continuous")
+
+
+@pytest.mark.parametrize("name", [pytest.param(n, marks=[] if n in DEFAULT_TIER else
+                                               pytest.mark.slow) for n in sorted(PUBLISHED)])
+def test_every_published_tree_maps_leaf_for_leaf(name):
+  """Each published continuous NCSN++ / DDPM++ config: every score_sde leaf lands on one
+  of ours with its shape, and none of ours is left empty (zero-stride stand-ins)."""
+  _, target = _target(score_sde_config.get_config(name))
+  theirs = score_sde_port.unflatten({k: np.broadcast_to(np.float32(0), v)
+                                     for k, v in PUBLISHED[name].items()})
+  converted = score_sde_port.flatten(score_sde_port.convert(theirs, target)["params"])
+  assert len(converted) == len(PUBLISHED[name]) == len(score_sde_port.flatten(target["params"]))
+
+
+@pytest.mark.parametrize("reference", REFERENCES, ids=os.path.basename)
+def test_converted_networks_give_score_sdes_scores(reference):
+  """score_sde's score function and ours on the converted parameters, at the same noisy
+  images and times: VE NCSN++ (residual input pyramid), VP DDPM++, and the 256 px VE
+  NCSN++ (input-skip and output-skip pyramids), each shrunk (nf 16, two levels)."""
+  result = verify_score_sde.compare(reference)
+  assert result["max_abs_score"] > 1.0 and result["relative"] < 1e-5, result
+
+
+def _write_checkpoint(path, tree, step=7):
+  state = {"step": step, "optimizer": {"target": tree, "state": {"step": step}},
+           "lr": 2e-4, "model_state": {}, "ema_rate": 0.999, "params_ema": tree,
+           "rng": np.zeros(2, np.uint32)}
+  with open(path, "wb") as f:
+    f.write(flax.serialization.msgpack_serialize(state))
+
+
+def _reference(name):
+  with np.load(os.path.join(DATA, f"{name}_tiny.npz")) as ref:
+    tree = score_sde_port.unflatten({k[len("param:"):]: ref[k] for k in ref.files
+                                     if k.startswith("param:")})
+    return tree, ref["x"], ref["t"], ref["score"]
+
+
+def test_imported_checkpoint_restores_and_samples(tmp_path):
+  tree, x, t, score = _reference("ve_cifar10_ncsnpp_continuous")
+  _write_checkpoint(tmp_path / "checkpoint_7", tree)
+  config = score_sde_config.get_config("ve/cifar10_ncsnpp_continuous,tiny")
+  workdir = str(tmp_path / "work")
+  assert import_score_sde.import_checkpoint(str(tmp_path / "checkpoint_7"), config, workdir) == 7
+  exp = build.build(config)
+  state = checkpoints.restore(checkpoints.manager(workdir, config.training), exp.abstract_state())[0]
+  assert int(state.step) == 7
+  np.testing.assert_allclose(exp.score_fn(state.ema_params)(x, t), score, rtol=1e-4,
+                             atol=1e-5 * np.abs(score).max())
+  sampler = exp.make_sampler("ddim", (2, 16, 16, 3), num_steps=3)
+  samples, nfe = jax.jit(sampler, static_argnums=1)(jax.random.PRNGKey(0),
+                                                     exp.sampling_score_fn(state.ema_params))
+  assert samples.shape == (2, 16, 16, 3) and bool(jnp.all(jnp.isfinite(samples))) and nfe > 0
+  with open(os.path.join(workdir, "imported_from.json")) as f:
+    assert json.load(f)["parameters"] == "params_ema"
+  with pytest.raises(run.RunError, match="already has checkpoints"):
+    import_score_sde.import_checkpoint(str(tmp_path / "checkpoint_7"), config, workdir)
+
+
+def test_bad_checkpoints_are_one_line_errors(tmp_path):
+  config = score_sde_config.get_config("vp/cifar10_ddpmpp_continuous,tiny")
+  corrupt = tmp_path / "corrupt"
+  corrupt.write_bytes(b"\x00not msgpack" * 10)
+  not_score_sde = tmp_path / "other"
+  not_score_sde.write_bytes(flax.serialization.msgpack_serialize({"weights": np.zeros(3)}))
+  wrong_network = tmp_path / "ve_ncsnpp"
+  _write_checkpoint(wrong_network, _reference("ve_cifar10_ncsnpp_continuous")[0])
+  truncated_tree = _reference("vp_cifar10_ddpmpp_continuous")[0]
+  del truncated_tree["Conv_0"]
+  truncated = tmp_path / "truncated"
+  _write_checkpoint(truncated, truncated_tree)
+  for path, message in ((tmp_path / "missing", "no checkpoint file"),
+                        (corrupt, "cannot read .* as a flax msgpack checkpoint"),
+                        (not_score_sde, r"has no params_ema \(top-level keys: \['weights'\]\)"),
+                        (wrong_network, "score_sde leaf .* target"),
+                        (truncated, "no score_sde counterpart, e.g. 'Conv_0/")):
+    with pytest.raises(run.RunError, match=message) as error:
+      import_score_sde.import_checkpoint(str(path), config, str(tmp_path / "work"))
+    assert "\n" not in str(error.value)
+  assert not os.path.exists(tmp_path / "work" / "checkpoints") or not os.listdir(
+      tmp_path / "work" / "checkpoints")
+
+
+def test_unported_score_sde_configs_are_refused_by_name():
+  with pytest.raises(ValueError, match="'ve/cifar10_ncsnpp'.*continuously trained"):
+    score_sde_config.get_config("ve/cifar10_ncsnpp")
+  with pytest.raises(ValueError, match="variant 'huge'"):
+    score_sde_config.get_config("ve/cifar10_ncsnpp_continuous,huge")
