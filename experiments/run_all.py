@@ -4,7 +4,8 @@ r"""Runs every experiment and writes the results page.
 
 Writes <outdir>/<name>.md and .png for each experiment, and <outdir>/../results.md
 (docs/results.md by default): the seed report's questions in order, then the
-reproduced results. About an hour on 2 CPU cores at full size (q3 alone ~30 min).
+reproduced results. About two hours on 2 CPU cores at full size (q3 ~30 min,
+processes_gmm ~20 min, q7 ~17 min, likelihood_weighting ~8 min).
 """
 import importlib
 import os
@@ -26,7 +27,7 @@ EXPERIMENTS = ("q1_score_vs_density", "q2_sigma_generalization", "q3_objectives"
 INTRO = """# Results: the seed report's eight questions, answered by experiment
 
 Each section below is written by one script in `experiments/` (its docstring states the
-setup); regenerate all of them with `python -m experiments.run_all` (about an hour on
+setup); regenerate all of them with `python -m experiments.run_all` (about two hours on
 2 CPU cores; `--quick` runs everything at a tiny size in about 2 minutes). Seeds are
 fixed; where theory gives a number, the table puts it beside the measurement with the
 Monte-Carlo standard error. The questions are those of `shared/SEED.md`.
