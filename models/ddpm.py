@@ -1,8 +1,9 @@
 """The DDPM U-Net (Ho et al., 2020), as published: at CIFAR-10 (nf 128, ch_mult
 (1, 2, 2, 2), 2 blocks, attention at 16x16) it has 35,746,307 parameters, the paper's
 35.7M. Attention follows every residual block at an attention resolution, in the
-down and the up path, as in the original TensorFlow model (score_sde's re-implementation
-attends once per up level and has 35.2M).
+down and the up path, as in the original TensorFlow model; score_sde's re-implementation
+attends once per up level and has 35.2M (`attention_every_up_block=False`, for its
+checkpoints).
 """
 import dataclasses
 import itertools
@@ -28,6 +29,7 @@ class DDPMConfig:
   remat: bool = False          # jax.checkpoint each residual block (memory for compute)
   dtype: str = "float32"       # compute dtype ("bfloat16"); parameters stay float32
   num_label_classes: int = 0   # > 0: class-conditional (labels 0 .. n - 1, n = null)
+  attention_every_up_block: bool = True   # False: once per up level (score_sde's, 35.2M)
 
 
 class DDPM(nn.Module):
@@ -71,8 +73,10 @@ class DDPM(nn.Module):
     for level, mult in reversed(list(enumerate(cfg.ch_mult))):
       for _ in range(cfg.num_res_blocks + 1):
         h = resnet(cfg.nf * mult)(jnp.concatenate([h, hs.pop()], axis=-1), temb, train)
-        if h.shape[1] in cfg.attn_resolutions:
+        if cfg.attention_every_up_block and h.shape[1] in cfg.attn_resolutions:
           h = attention()(h)
+      if not cfg.attention_every_up_block and h.shape[1] in cfg.attn_resolutions:
+        h = attention()(h)
       if level != 0:
         h = layers.Upsample(with_conv=cfg.resamp_with_conv, dtype=dtype)(h)
     assert not hs

@@ -38,7 +38,7 @@ DEFAULT_TIER = ("ve/cifar10_ncsnpp_continuous",)
 @pytest.mark.parametrize("name", [pytest.param(n, marks=[] if n in DEFAULT_TIER else
                                                pytest.mark.slow) for n in sorted(PUBLISHED)])
 def test_every_published_tree_maps_leaf_for_leaf(name):
-  """Each published continuous NCSN++ / DDPM++ config: every score_sde leaf lands on one
+  """Each published continuous NCSN++ / DDPM++ / DDPM config: every score_sde leaf lands on one
   of ours with its shape, and none of ours is left empty (zero-stride stand-ins)."""
   _, target = _target(score_sde_config.get_config(name))
   theirs = score_sde_port.unflatten({k: np.broadcast_to(np.float32(0), v)
@@ -51,7 +51,7 @@ def test_every_published_tree_maps_leaf_for_leaf(name):
 def test_converted_networks_give_score_sdes_scores(reference):
   """score_sde's score function and ours on the converted parameters, at the same noisy
   images and times: VE NCSN++ (residual input pyramid), VP DDPM++, and the 256 px VE
-  NCSN++ (input-skip and output-skip pyramids), each shrunk (nf 16, two levels)."""
+  NCSN++ (input-skip and output-skip pyramids), sub-VP DDPM, each shrunk."""
   result = verify_score_sde.compare(reference)
   assert result["max_abs_score"] > 1.0 and result["relative"] < 1e-5, result
 

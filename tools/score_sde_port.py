@@ -1,11 +1,13 @@
 """score_sde's parameter trees -> this codebase's, leaf for leaf.
 
-score_sde (Song et al., 2021) saves its networks as flax parameter dictionaries; its NCSN++
-and DDPM++ networks create the same layers in the same order as models/ncsnpp.py, so the
-trees differ only in names: its residual blocks are ResnetBlockBigGANpp_i /
-ResnetBlockDDPMpp_i (here ResnetBlock_i), its attention blocks AttnBlockpp_i (AttnBlock_i)
+score_sde (Song et al., 2021) saves its networks as flax parameter dictionaries; its NCSN++,
+DDPM++ and DDPM networks create the same layers in the same order as models/ncsnpp.py and
+models/ddpm.py (DDPM with `attention_every_up_block=False`), so the trees differ only in
+names: its residual blocks are ResnetBlockBigGANpp_i / ResnetBlockDDPMpp_i /
+ResnetBlockDDPM_i (here ResnetBlock_i), its attention blocks AttnBlockpp_i (AttnBlock_i)
 with 1x1 layers NIN_j {W, b} (Dense_j {kernel, bias}), and its resampling layers keep their
-convolution in a Conv2d_0 {weight, bias} (here the layer's own {kernel, bias}).
+convolution in a Conv2d_0 {weight, bias} (here the layer's own {kernel, bias}); the 1x1
+shortcut of a DDPM-style block is its NIN_0 (here Dense_1).
 `convert` renames by RULES and checks that every leaf of the target tree is filled exactly
 once with an array of its shape. tools/verify_score_sde.py runs score_sde's code beside
 ours on the converted parameters.
@@ -14,9 +16,12 @@ import re
 
 import numpy as np
 
-FAMILIES = ("ncsnpp",)    # score_sde model names whose trees convert (DDPM++ is "ncsnpp")
-RULES = (
-    (r"ResnetBlock(?:BigGAN|DDPM)pp_(\d+)", r"ResnetBlock_\1"),
+RULES = (   # applied in order
+    # DDPM-style blocks: the 1x1 shortcut NIN_0 is created after the noise projection
+    # Dense_0, so here it is Dense_1.
+    (r"ResnetBlock(DDPMpp|DDPM)_(\d+)/NIN_0/W$", r"ResnetBlock_\2/Dense_1/kernel"),
+    (r"ResnetBlock(DDPMpp|DDPM)_(\d+)/NIN_0/b$", r"ResnetBlock_\2/Dense_1/bias"),
+    (r"ResnetBlock(?:BigGANpp|DDPMpp|DDPM)_(\d+)", r"ResnetBlock_\1"),
     (r"AttnBlockpp_(\d+)", r"AttnBlock_\1"),
     (r"NIN_(\d+)/W$", r"Dense_\1/kernel"),
     (r"NIN_(\d+)/b$", r"Dense_\1/bias"),

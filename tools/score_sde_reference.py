@@ -37,8 +37,11 @@ PERTURBATION = 0.02
 
 
 def shrink(config):
-  config.model.nf = 16
-  config.model.ch_mult = (1, 2)
+  """configs/score_sde.py's "tiny" variant: nf 16, ch_mult (1, 2) (DDPM, whose GroupNorm has
+  32 groups: nf 32, ch_mult (1, 1)), one block, 16 px."""
+  ddpm = config.model.name == "ddpm"
+  config.model.nf = 32 if ddpm else 16
+  config.model.ch_mult = (1, 1) if ddpm else (1, 2)
   config.model.num_res_blocks = 1
   config.data.image_size = 16
   return config
