@@ -7,7 +7,7 @@ names: its residual blocks are ResnetBlockBigGANpp_i / ResnetBlockDDPMpp_i /
 ResnetBlockDDPM_i (here ResnetBlock_i), its attention blocks AttnBlockpp_i (AttnBlock_i)
 with 1x1 layers NIN_j {W, b} (Dense_j {kernel, bias}), and its resampling layers keep their
 convolution in a Conv2d_0 {weight, bias} (here the layer's own {kernel, bias}); the 1x1
-shortcut of a DDPM-style block is its NIN_0 (here Dense_1).
+shortcut of a DDPM block is its NIN_0 (here Dense_1).
 `convert` renames by RULES and checks that every leaf of the target tree is filled exactly
 once with an array of its shape. tools/verify_score_sde.py runs score_sde's code beside
 ours on the converted parameters.
@@ -17,10 +17,11 @@ import re
 import numpy as np
 
 RULES = (   # applied in order
-    # DDPM-style blocks: the 1x1 shortcut NIN_0 is created after the noise projection
-    # Dense_0, so here it is Dense_1.
-    (r"ResnetBlock(DDPMpp|DDPM)_(\d+)/NIN_0/W$", r"ResnetBlock_\2/Dense_1/kernel"),
-    (r"ResnetBlock(DDPMpp|DDPM)_(\d+)/NIN_0/b$", r"ResnetBlock_\2/Dense_1/bias"),
+    # DDPM's blocks: the 1x1 shortcut NIN_0 is created after the noise projection Dense_0,
+    # so here it is Dense_1. (No published config uses NCSN++'s DDPM-style blocks; their
+    # shortcut would collide with Dense_0 below, an error, not a silent mismatch.)
+    (r"ResnetBlockDDPM_(\d+)/NIN_0/W$", r"ResnetBlock_\1/Dense_1/kernel"),
+    (r"ResnetBlockDDPM_(\d+)/NIN_0/b$", r"ResnetBlock_\1/Dense_1/bias"),
     (r"ResnetBlock(?:BigGANpp|DDPMpp|DDPM)_(\d+)", r"ResnetBlock_\1"),
     (r"AttnBlockpp_(\d+)", r"AttnBlock_\1"),
     (r"NIN_(\d+)/W$", r"Dense_\1/kernel"),
