@@ -1,7 +1,8 @@
 r"""A published score_sde config with score_sde's conventions, for imported checkpoints
 (tools/import_score_sde.py):
 
-  python main.py --config configs/score_sde.py:ve/cifar10_ncsnpp_continuous --workdir <dir> --mode eval
+  python main.py --config configs/score_sde.py:ve/cifar10_ncsnpp_continuous \
+      --workdir <dir> --mode eval
 
 loads configs/<name>.py (the same settings as score_sde's configs/<name>.py) and sets
 * model.center_input = not data.centered: score_sde's networks map [0, 1] data to

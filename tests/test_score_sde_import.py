@@ -78,7 +78,8 @@ def test_imported_checkpoint_restores_and_samples(tmp_path):
   workdir = str(tmp_path / "work")
   assert import_score_sde.import_checkpoint(str(tmp_path / "checkpoint_7"), config, workdir) == 7
   exp = build.build(config)
-  state = checkpoints.restore(checkpoints.manager(workdir, config.training), exp.abstract_state())[0]
+  mngr = checkpoints.manager(workdir, config.training)
+  state = checkpoints.restore(mngr, exp.abstract_state())[0]
   assert int(state.step) == 7
   np.testing.assert_allclose(exp.score_fn(state.ema_params)(x, t), score, rtol=1e-4,
                              atol=1e-5 * np.abs(score).max())
