@@ -142,8 +142,9 @@ def main(_):
       + ".\n\n**What the numbers show.** "
       + (f"Only {' and '.join(always_lower)} lowers the bound in every seed (by more than "
          "2 SE), as Song et al. (2021b) report: the likelihood weighting minimizes the bound's "
-         "score term, and it needs importance sampling to do so in practice (with uniform t "
-         "its weight g^2 / sigma^2 grows as 1 / t near 0 and its gradient is noisy). "
+         "score term, and here it needs importance sampling to do so (with uniform t its "
+         "weight g^2 / sigma^2 grows as 1 / t near 0, so the loss estimate has a large "
+         "variance; the gradient noise itself was not measured). "
          if always_lower else "No weighting lowers the bound in every seed by more than 2 SE. ")
       + ("Every bound gap, averaged over points, is >= 0 within 2 SE (over data the bound "
          "bounds the cross-entropy, which is >= the entropy). " if nonnegative else
