@@ -142,7 +142,7 @@ class Experiment:
     extra = {} if labels is None else {"labels": labels}
     apply_fn = lambda p, x, c: self.model.apply(p, x, c, train=train, rngs=rngs, **extra)
     return mutils.get_score_fn(apply_fn, params, self.sde, m.parameterization, m.scale_input,
-                               m.noise_conditioning, m.sigma_data, m.center_input)
+                               m.noise_conditioning, m.sigma_data, m.get("center_input", False))
 
   def sampling_score_fn(self, params, classifier_params=None, labels=None):
     """The score the samplers use. With sampling.class_label >= 0 (or `labels` [B],

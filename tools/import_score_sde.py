@@ -31,13 +31,6 @@ from run import build
 from run import checkpoints
 from tools import score_sde_port
 
-flags.DEFINE_string("checkpoint", None, "A score_sde checkpoint file (checkpoint_<n>).")
-flags.DEFINE_string("workdir", None, "New workdir to write the imported checkpoint to.")
-flags.DEFINE_bool("ema", True, "Import params_ema (score_sde's evaluated parameters); "
-                  "--noema imports optimizer.target.")
-config_flags.DEFINE_config_file("config", None, "configs/score_sde.py:<name> of the checkpoint.",
-                                lock_config=True)
-flags.mark_flags_as_required(["checkpoint", "workdir", "config"])
 FLAGS = flags.FLAGS
 
 
@@ -97,5 +90,17 @@ def main(argv):
   print(f"imported {FLAGS.checkpoint} (step {step}) into {FLAGS.workdir}")
 
 
+def define_flags():
+  """The command's flags (defined only when it runs: importing this module defines none)."""
+  flags.DEFINE_string("checkpoint", None, "A score_sde checkpoint file (checkpoint_<n>).")
+  flags.DEFINE_string("workdir", None, "New workdir to write the imported checkpoint to.")
+  flags.DEFINE_bool("ema", True, "Import params_ema (score_sde's evaluated parameters); "
+                    "--noema imports optimizer.target.")
+  config_flags.DEFINE_config_file("config", None, "configs/score_sde.py:<name> of the checkpoint.",
+                                  lock_config=True)
+  flags.mark_flags_as_required(["checkpoint", "workdir", "config"])
+
+
 if __name__ == "__main__":
+  define_flags()
   app.run(main)

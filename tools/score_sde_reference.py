@@ -27,11 +27,6 @@ from absl import app
 from absl import flags
 import numpy as np
 
-flags.DEFINE_string("score_sde", None, "Path of a score_sde checkout.")
-flags.DEFINE_string("config", None, "score_sde config, e.g. ve/cifar10_ncsnpp_continuous.")
-flags.DEFINE_string("out", None, "Output .npz, or .json for the parameter shapes only.")
-flags.DEFINE_bool("tiny", False, "Shrink the network (nf 16, ch_mult (1, 2), 1 block).")
-flags.mark_flags_as_required(["score_sde", "config", "out"])
 FLAGS = flags.FLAGS
 PERTURBATION = 0.02
 
@@ -110,5 +105,15 @@ def main(_):
         f"{float(jnp.abs(score).max()):.4g}")
 
 
+def define_flags():
+  """The command's flags (defined only when it runs: importing this module defines none)."""
+  flags.DEFINE_string("score_sde", None, "Path of a score_sde checkout.")
+  flags.DEFINE_string("config", None, "score_sde config, e.g. ve/cifar10_ncsnpp_continuous.")
+  flags.DEFINE_string("out", None, "Output .npz, or .json for the parameter shapes only.")
+  flags.DEFINE_bool("tiny", False, "Shrink the network (nf 16, ch_mult (1, 2), 1 block).")
+  flags.mark_flags_as_required(["score_sde", "config", "out"])
+
+
 if __name__ == "__main__":
+  define_flags()
   app.run(main)

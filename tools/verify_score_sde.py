@@ -17,8 +17,6 @@ from configs import score_sde as score_sde_config
 from run import build
 from tools import score_sde_port
 
-flags.DEFINE_string("reference", None, "A .npz from tools/score_sde_reference.py.")
-flags.mark_flags_as_required(["reference"])
 FLAGS = flags.FLAGS
 
 
@@ -45,5 +43,12 @@ def main(_):
   print(json.dumps(result))
 
 
+def define_flags():
+  """The command's flags (defined only when it runs: importing this module defines none)."""
+  flags.DEFINE_string("reference", None, "A .npz from tools/score_sde_reference.py.")
+  flags.mark_flags_as_required(["reference"])
+
+
 if __name__ == "__main__":
+  define_flags()
   app.run(main)
