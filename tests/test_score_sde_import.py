@@ -47,7 +47,9 @@ def test_every_published_tree_maps_leaf_for_leaf(name):
   assert len(converted) == len(PUBLISHED[name]) == len(score_sde_port.flatten(target["params"]))
 
 
-@pytest.mark.parametrize("reference", REFERENCES, ids=os.path.basename)
+@pytest.mark.parametrize("reference", [   # VP DDPM++ and the 256 px NCSN++ in the slow tier
+    pytest.param(r, marks=pytest.mark.slow if "ddpmpp" in r or "256" in r else [])
+    for r in REFERENCES], ids=os.path.basename)
 def test_converted_networks_give_score_sdes_scores(reference):
   """score_sde's score function and ours on the converted parameters, at the same noisy
   images and times: VE NCSN++ (residual input pyramid), VP DDPM++, and the 256 px VE
