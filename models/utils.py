@@ -11,7 +11,8 @@ and
   x_in = x / sqrt(alpha(t)^2 + sigma(t)^2)   if `scale_input`, else x
 (the input scaling keeps the network's input at unit scale for data of unit scale,
 as EDM's c_in), then x_in -> 2 x_in - 1 if `center_input` (score_sde's networks map
-[0, 1] data to [-1, 1] themselves when `data.centered` is False). Its output becomes a score by `parameterization`:
+[0, 1] data to [-1, 1] themselves when `data.centered` is False). Its output becomes a
+score by `parameterization`:
   "noise"  (epsilon prediction, DDPM):  score = -output / sigma(t)
   "scaled_score" (sigma times the score, score_sde's `scale_by_sigma` VE networks):
                                         score = output / sigma(t)
