@@ -41,6 +41,13 @@ def write_outputs(name, title, setup, table, figure):
   return text
 
 
+def shorten_training(config, steps=20):
+  """--quick: a config's training cut to `steps` steps (logs and snapshots to match)."""
+  t = config.training
+  t.n_iters, t.n_jitted_steps, t.log_freq = steps, 10, 10
+  t.snapshot_freq = t.snapshot_freq_for_preemption = steps
+
+
 def make_fit(loss_fn, steps, lr=3e-3):
   """A jitted run(params, key) -> (params, per-step losses [steps]): Adam on
   loss_fn(params, key) for `steps` steps under one lax.scan. Reuse it to time it."""

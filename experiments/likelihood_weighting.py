@@ -45,9 +45,7 @@ def _config(seed, likelihood_weighting, importance_sampling):
   config.training.likelihood_weighting = likelihood_weighting
   config.training.importance_sampling = importance_sampling
   if FLAGS.quick:
-    t = config.training
-    t.n_iters, t.n_jitted_steps, t.log_freq = 20, 10, 10
-    t.snapshot_freq = t.snapshot_freq_for_preemption = 20
+    common.shorten_training(config)
   return config
 
 

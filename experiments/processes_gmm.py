@@ -65,9 +65,7 @@ def _config(process: str, seed: int):
   config.eval.enable_loss = False
   config.eval.samplers = SAMPLERS
   if FLAGS.quick:
-    t = config.training
-    t.n_iters, t.n_jitted_steps, t.log_freq = 20, 10, 10
-    t.snapshot_freq = t.snapshot_freq_for_preemption = 20
+    common.shorten_training(config)
     config.data.num_eval = config.eval.likelihood_points = config.eval.batch_size = 64
     config.sampling.num_samples = config.sampling.batch_size = 64
     config.sampling.pc.num_steps = 40
