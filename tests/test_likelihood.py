@@ -93,7 +93,8 @@ def _prior_mismatch_given_x(sde, x, key, draws=2048):
   return np.asarray(ratio.mean(0)), np.asarray(ratio.std(0) / np.sqrt(draws))
 
 
-@pytest.mark.parametrize("sde_name", ["vp", "ve", "rf"])
+@pytest.mark.parametrize("sde_name", ["vp", pytest.param("ve", marks=pytest.mark.slow),
+                                      pytest.param("rf", marks=pytest.mark.slow)])
 def test_sde_bound_at_the_exact_score_is_the_nll_plus_the_prior_mismatch(sde_name):
   """Song et al. (2021b, Thm. 2) at the exact score: the reverse SDE's path law is the
   forward one's but for the prior, so the bound is -log p_0(x) + E[log p_T / prior | x]

@@ -94,7 +94,8 @@ DEFAULT_ON_NEW = {"pc_reverse_diffusion_langevin", "edm_heun_36", "pc_200_edm_gr
 def _marks(sampler: str, sde: str):
   new_sampler = sampler.startswith(("dpm_solver_3m", "dpm_solver_2s", "dpm_solver_2m_sde"))
   slow = ((sde in ("edm", "rf") and sampler not in DEFAULT_ON_NEW)
-          or (new_sampler and sde != "vp") or sampler == "ald_only")
+          or (new_sampler and sde != "vp") or sampler == "ald_only"
+          or (sampler, sde) == ("ddim_100", "subvp"))   # 15 s; DDIM on VP and VE stays
   return [pytest.mark.slow] if slow else []
 
 
