@@ -16,7 +16,7 @@ Averaged over data, bound - true NLL >= KL(p || p_SDE) >= 0, the likelihood weig
 minimizes the bound's score term (Song et al. 2021b, Thm. 1), and the ODE's NLL is not
 bounded by it. The exact score gives the reference row.
 
-  python -m experiments.likelihood_weighting [--quick]     # ~20 min on 2 CPU cores
+  python -m experiments.likelihood_weighting [--quick]     # ~6 min on 2 CPU cores
 """
 import tempfile
 

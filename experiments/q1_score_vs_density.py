@@ -11,7 +11,7 @@ data two ways, with the same optimizer and steps, as the dimension D grows:
 Columns: cost per step, points the normalizer needs, and the relative error of the
 estimated precision. Both are consistent; only one of them is feasible as D grows.
 
-  python -m experiments.q1_score_vs_density [--quick]     # ~1 min
+  python -m experiments.q1_score_vs_density [--quick]     # ~4 min
 """
 import time
 

@@ -14,7 +14,7 @@ As sigma -> 0 every kernel's target tends to the data score: for symmetric unit-
 kernels, p_k = p + sigma^2 p'' / 2 + kappa sigma^4 p'''' / 24 + ..., so two kernels differ
 first through their kurtosis kappa, at order sigma^4.
 
-  python -m experiments.q7_non_gaussian_dsm [--quick]     # ~6 min
+  python -m experiments.q7_non_gaussian_dsm [--quick]     # ~17 min
 """
 from absl import app
 import jax

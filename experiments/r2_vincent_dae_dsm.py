@@ -17,7 +17,7 @@ Checked on the 2-D mixture at sigma = 0.5 for a tied and an untied sigmoid autoe
 `losses.esm_loss` against the exact mixture score of q_sigma, on independent draws; C by
 quadrature; the Jacobian asymmetry ||J - J^T||_F / ||J + J^T||_F averaged over q_sigma.
 
-  python -m experiments.r2_vincent_dae_dsm [--quick]     # ~30 s
+  python -m experiments.r2_vincent_dae_dsm [--quick]     # ~20 s
 """
 from absl import app
 import flax.linen as nn

@@ -19,7 +19,7 @@ N(0, v_N) (densities.gaussian_sampler_variance). No Monte Carlo anywhere.
 3. Score error: the score (1 + delta) s* (still linear, so the output law stays exact)
    against Song et al. (2021b)'s bound delta^2 / 2 int g^2 E||s*||^2 dt on KL(p_eps ||
    p_SDE), for the same two samplers.
-About 3 minutes on 2 CPU cores.
+About 2 minutes on 2 CPU cores.
 """
 import functools
 
