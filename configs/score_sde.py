@@ -13,8 +13,13 @@ loads configs/<name>.py (the same settings as score_sde's configs/<name>.py) and
   the output is sigma times the score; this codebase's own VE configs train "noise",
   its negative), "noise" for VP / sub-VP (the output is epsilon, as here).
 Noise conditioning needs nothing: Fourier features see log sigma and positional embeddings
-the label 999 t, in both. "<name>,tiny" shrinks the network (nf 16, ch_mult (1, 2), one
-block, 16 px) like tools/score_sde_reference.py --tiny, for tests.
+the label 999 t, in both. Discretely trained VE networks (ve/cifar10_ncsnpp,
+ve/celeba_ncsnpp, ve/cifar10_ddpm) see the index of the noise level, counting down
+(noise_conditioning "level_index"). NCSNv2 (ve/ncsnv2/*, trained on N discrete levels) sees no noise
+level; score_sde divides its output by sigma_i, i = round((1 - t)(N - 1)), here by sigma(t),
+which is the same at the grid times t_i = 1 - i / (N - 1) its samplers use and the
+continuous interpolation between them. "<name>,tiny" shrinks the network (nf 16, ch_mult
+(1, 2), one block, 16 px; NCSNv2: nf 8) like tools/score_sde_reference.py --tiny, for tests.
 """
 import importlib
 
@@ -24,15 +29,23 @@ def get_config(name: str):
   if variant not in ("", "tiny"):
     raise ValueError(f"unknown score_sde config variant {variant!r}; valid choices: ['tiny']")
   config = importlib.import_module("configs." + name.replace("/", ".")).get_config()
-  if config.training.loss != "continuous" or config.model.name not in ("ncsnpp", "ddpm"):
-    raise ValueError(f"score_sde config {name!r}: only the continuously trained NCSN++ / "
-                     "DDPM++ / DDPM networks are ported (discrete ones take timestep labels, "
-                     "and score_sde's NCSNv2 tree is not mapped yet)")
+  ncsnv2 = config.model.name == "ncsnv2" and not config.model.conditional
+  discrete_ve = config.training.loss == "smld" and config.model.name in ("ncsnpp", "ddpm")
+  if not (ncsnv2 or discrete_ve or (config.training.loss == "continuous"
+                                    and config.model.name in ("ncsnpp", "ddpm"))):
+    raise ValueError(f"score_sde config {name!r}: not ported (ported: the continuously trained "
+                     "NCSN++ / DDPM++ / DDPM networks, the discretely trained VE ones and NCSNv2; "
+                     "discrete VP networks are trained on the DDPM chain's noise levels, NCSN "
+                     "on a lookup table per level)")
+  if discrete_ve:
+    config.model.noise_conditioning = "level_index"
   if config.model.name == "ddpm":
     config.model.attention_every_up_block = False
   config.model.center_input = not config.data.centered
   config.model.parameterization = "scaled_score" if config.sde.name == "vesde" else "noise"
-  if variant == "tiny":
+  if variant == "tiny" and ncsnv2:
+    config.model.nf = 8
+  elif variant == "tiny":
     ddpm = config.model.name == "ddpm"     # its GroupNorm has 32 groups
     config.model.nf = 32 if ddpm else 16
     config.model.ch_mult = (1, 1) if ddpm else (1, 2)

@@ -7,6 +7,11 @@ A network is called as `apply_fn(params, x_in, c_noise)` with, by `noise_conditi
                                         continuous VP models, whatever N or the number of
                                         sampling steps: a network sees the labels it was
                                         trained on),
+  "level_index": c_noise = (N - 1)(1 - t / T)  (the index of sigma(t) among the N noise
+                                        levels sigma_max ... sigma_min, counting down:
+                                        score_sde's label of discretely trained VE
+                                        networks, an integer at the grid times
+                                        t_i = T (1 - i / (N - 1))),
 and
   x_in = x / sqrt(alpha(t)^2 + sigma(t)^2)   if `scale_input`, else x
 (the input scaling keeps the network's input at unit scale for data of unit scale,
@@ -43,7 +48,7 @@ import sde_lib
 
 batch_broadcast = sde_lib.batch_broadcast
 PARAMETERIZATIONS = ("noise", "scaled_score", "score", "data", "edm", "v", "flow")
-NOISE_CONDITIONINGS = ("log_sigma", "time")
+NOISE_CONDITIONINGS = ("log_sigma", "time", "level_index")
 TIME_LABEL_SCALE = 999.0
 
 
@@ -61,7 +66,12 @@ def get_score_fn(apply_fn: Callable[..., jax.Array], params: Any, sde: sde_lib.S
 
   def score_fn(x, t):
     alpha, sigma = sde.marginal(t)
-    c_noise = jnp.log(sigma) if noise_conditioning == "log_sigma" else TIME_LABEL_SCALE * t / sde.T
+    if noise_conditioning == "log_sigma":
+      c_noise = jnp.log(sigma)
+    elif noise_conditioning == "time":
+      c_noise = TIME_LABEL_SCALE * t / sde.T
+    else:
+      c_noise = (sde.N - 1) * (1.0 - t / sde.T)
     if parameterization == "edm":
       sigma_hat = sigma / alpha
       c_skip = sigma_data**2 / (sigma_hat**2 + sigma_data**2)

@@ -32,14 +32,15 @@ def _target(config):
 
 
 # One in the default tier; the other published configs in the slow tier.
-DEFAULT_TIER = ("ve/cifar10_ncsnpp_continuous",)
+DEFAULT_TIER = ("ve/cifar10_ncsnpp_continuous", "ve/ncsnv2/cifar10")
 
 
 @pytest.mark.parametrize("name", [pytest.param(n, marks=[] if n in DEFAULT_TIER else
                                                pytest.mark.slow) for n in sorted(PUBLISHED)])
 def test_every_published_tree_maps_leaf_for_leaf(name):
-  """Each published continuous NCSN++ / DDPM++ / DDPM config: every score_sde leaf lands on one
-  of ours with its shape, and none of ours is left empty (zero-stride stand-ins)."""
+  """Each published ported config (continuous NCSN++ / DDPM++ / DDPM, discrete VE, NCSNv2):
+  every score_sde leaf lands on one of ours with its shape, and none of ours is left empty
+  (zero-stride stand-ins)."""
   _, target = _target(score_sde_config.get_config(name))
   theirs = score_sde_port.unflatten({k: np.broadcast_to(np.float32(0), v)
                                      for k, v in PUBLISHED[name].items()})
@@ -47,13 +48,19 @@ def test_every_published_tree_maps_leaf_for_leaf(name):
   assert len(converted) == len(PUBLISHED[name]) == len(score_sde_port.flatten(target["params"]))
 
 
-@pytest.mark.parametrize("reference", [   # VP DDPM++ and the 256 px NCSN++ in the slow tier
-    pytest.param(r, marks=pytest.mark.slow if "ddpmpp" in r or "256" in r else [])
-    for r in REFERENCES], ids=os.path.basename)
+# In the default tier: continuous VE NCSN++, NCSNv2, sub-VP DDPM; the others slow.
+DEFAULT_REFERENCES = ("ve_cifar10_ncsnpp_continuous", "ve_ncsnv2_cifar10",
+                      "subvp_cifar10_ddpm_continuous")
+
+
+@pytest.mark.parametrize("reference", [
+    pytest.param(r, marks=[] if os.path.basename(r)[:-len("_tiny.npz")] in DEFAULT_REFERENCES
+                 else pytest.mark.slow) for r in REFERENCES], ids=os.path.basename)
 def test_converted_networks_give_score_sdes_scores(reference):
   """score_sde's score function and ours on the converted parameters, at the same noisy
-  images and times: VE NCSN++ (residual input pyramid), VP DDPM++, and the 256 px VE
-  NCSN++ (input-skip and output-skip pyramids), sub-VP DDPM, each shrunk."""
+  images and times: VE NCSN++ (residual input pyramid), VP DDPM++, the 256 px VE NCSN++
+  (input-skip and output-skip pyramids), sub-VP DDPM, NCSNv2 and the discretely trained VE
+  NCSN++ (at grid times; labels counting down), each shrunk."""
   result = verify_score_sde.compare(reference)
   assert result["max_abs_score"] > 1.0 and result["relative"] < 1e-5, result
 
@@ -120,7 +127,8 @@ def test_bad_checkpoints_are_one_line_errors(tmp_path):
 
 
 def test_unported_score_sde_configs_are_refused_by_name():
-  with pytest.raises(ValueError, match="'ve/cifar10_ncsnpp'.*continuously trained"):
-    score_sde_config.get_config("ve/cifar10_ncsnpp")
+  for name in ("vp/cifar10_ddpmpp", "ve/ncsn/cifar10"):   # discrete VP; NCSN's lookup tables
+    with pytest.raises(ValueError, match=f"'{name}': not ported"):
+      score_sde_config.get_config(name)
   with pytest.raises(ValueError, match="variant 'huge'"):
     score_sde_config.get_config("ve/cifar10_ncsnpp_continuous,huge")

@@ -7,7 +7,10 @@ names: its residual blocks are ResnetBlockBigGANpp_i / ResnetBlockDDPMpp_i /
 ResnetBlockDDPM_i (here ResnetBlock_i), its attention blocks AttnBlockpp_i (AttnBlock_i)
 with 1x1 layers NIN_j {W, b} (Dense_j {kernel, bias}), and its resampling layers keep their
 convolution in a Conv2d_0 {weight, bias} (here the layer's own {kernel, bias}); the 1x1
-shortcut of a DDPM block is its NIN_0 (here Dense_1).
+shortcut of a DDPM block is its NIN_0 (here Dense_1). Its NCSNv2 nests each RefineBlock's
+convolutions in RCUBlock / MSFBlock / CRPBlock submodules, which models/ncsnv2.py creates in
+the same order inline (`sequential_refine_blocks` numbers them through), and keeps
+InstanceNorm++ parameters as [1, 1, 1, C] (here [C]; leading axes of size 1 are dropped).
 `convert` renames by RULES and checks that every leaf of the target tree is filled exactly
 once with an array of its shape. tools/verify_score_sde.py runs score_sde's code beside
 ours on the converted parameters.
@@ -28,7 +31,34 @@ RULES = (   # applied in order
     (r"NIN_(\d+)/b$", r"Dense_\1/bias"),
     (r"((?:Down|Up)sample_\d+)/Conv2d_0/weight$", r"\1/kernel"),
     (r"((?:Down|Up)sample_\d+)/Conv2d_0/bias$", r"\1/bias"),
+    (r"InstanceNorm2dPlus_(\d+)", r"InstanceNormPlus_\1"),
 )
+REFINE_BLOCK = re.compile(r"RefineBlock_\d+$")
+
+
+def _index(name: str) -> int:
+  return int(name.rsplit("_", 1)[1])
+
+
+def sequential_refine_blocks(tree: dict) -> dict:
+  """NCSNv2's RefineBlock_i {RCUBlock_0..n-1 (one per input), MSFBlock_0 (n > 1),
+  CRPBlock_0, RCUBlock_n (output)} {Conv_k} -> RefineBlock_i {Conv_0, Conv_1, ...} in that
+  order of creation; every other subtree unchanged."""
+  out = {}
+  for key, value in tree.items():
+    if isinstance(value, dict) and REFINE_BLOCK.match(key) and any(
+        k.startswith("RCUBlock_") for k in value):
+      rcus = sorted((k for k in value if k.startswith("RCUBlock_")), key=_index)
+      order = rcus[:-1] + [k for k in ("MSFBlock_0", "CRPBlock_0") if k in value] + rcus[-1:]
+      if set(order) != set(value):
+        raise ConversionError(f"{key} has unexpected submodules {sorted(set(value) - set(order))}")
+      convs = [value[sub][conv] for sub in order for conv in sorted(value[sub], key=_index)]
+      out[key] = {f"Conv_{i}": conv for i, conv in enumerate(convs)}
+    elif isinstance(value, dict):
+      out[key] = sequential_refine_blocks(value)
+    else:
+      out[key] = value
+  return out
 
 
 class ConversionError(ValueError):
@@ -72,7 +102,7 @@ def convert(theirs: dict, target_shapes: dict) -> dict:
   empty, or a shape that differs."""
   targets = {path: tuple(shape) for path, shape in flatten(target_shapes["params"]).items()}
   converted = {}
-  for path, value in flatten(theirs).items():
+  for path, value in flatten(sequential_refine_blocks(theirs)).items():
     name = our_name(path)
     if name not in targets:
       raise ConversionError(f"score_sde leaf {path!r} (as {name!r}) has no counterpart in the "
@@ -80,6 +110,8 @@ def convert(theirs: dict, target_shapes: dict) -> dict:
     if name in converted:
       raise ConversionError(f"two score_sde leaves map to {name!r} (the second: {path!r})")
     value = np.asarray(value)
+    if value.shape == (1,) * (value.ndim - len(targets[name])) + targets[name]:
+      value = value.reshape(targets[name])
     if value.shape != targets[name]:
       raise ConversionError(f"score_sde leaf {path!r} has shape {value.shape}, the target "
                             f"{name!r} {targets[name]}: is the config the checkpoint's?")

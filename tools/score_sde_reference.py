@@ -14,10 +14,16 @@ tests can run it; tools/verify_score_sde.py converts the parameters and compares
 
 Only this file imports score_sde, in a process of its own: score_sde's sde_lib.py and
 datasets.py share names with this repository's modules. score_sde was written for flax
-0.3; under today's flax it needs one shim (flax.optim, which its models/utils.py names in
-a type annotation and never uses).
+0.3; under today's flax it needs two shims: flax.optim (which its models/utils.py names in
+a type annotation and never uses), and bias initializers of two arguments (key, shape)
+(NCSNv2's convolutions; today's flax passes a dtype too).
+
+Discretely trained networks (NCSNv2) take integer labels: the times are moved to the
+nearest point of the N-level grid (t_i = 1 - i / (N - 1) for VE), where score_sde's
+sigma_i equals sigma(t_i) of the continuous schedule.
 """
 import importlib
+import inspect
 import json
 import os
 import sys
@@ -33,13 +39,34 @@ PERTURBATION = 0.02
 
 def shrink(config):
   """configs/score_sde.py's "tiny" variant: nf 16, ch_mult (1, 2) (DDPM, whose GroupNorm has
-  32 groups: nf 32, ch_mult (1, 1)), one block, 16 px."""
+  32 groups: nf 32, ch_mult (1, 1)), one block, 16 px; NCSNv2: nf 8 only (its depth
+  follows the image size)."""
+  if config.model.name.startswith("ncsnv2"):
+    config.model.nf = 8
+    return config
   ddpm = config.model.name == "ddpm"
   config.model.nf = 32 if ddpm else 16
   config.model.ch_mult = (1, 1) if ddpm else (1, 2)
   config.model.num_res_blocks = 1
   config.data.image_size = 16
   return config
+
+
+def shim_flax():
+  """What score_sde's models need of today's flax (see the module docstring)."""
+  import flax  # pylint: disable=g-import-not-at-top
+  import flax.linen as nn  # pylint: disable=g-import-not-at-top
+  flax.optim = getattr(flax, "optim", types.SimpleNamespace(Optimizer=object))
+  base = nn.Conv
+
+  class Conv(base):   # the same name, so the same parameter paths
+    def __post_init__(self):
+      init = self.bias_init
+      if len(inspect.signature(init).parameters) == 2:
+        object.__setattr__(self, "bias_init", lambda key, shape, dtype=None: init(key, shape))
+      super().__post_init__()
+
+  nn.Conv = Conv
 
 
 def flatten(tree, prefix=""):
@@ -53,8 +80,7 @@ def flatten(tree, prefix=""):
 
 
 def main(_):
-  import flax  # pylint: disable=g-import-not-at-top
-  flax.optim = getattr(flax, "optim", types.SimpleNamespace(Optimizer=object))
+  shim_flax()
   here = os.path.abspath(os.getcwd())    # this repository: its configs/ and models/ would win
   sys.path[:] = [FLAGS.score_sde] + [p for p in sys.path if os.path.abspath(p or ".") != here]
   import jax  # pylint: disable=g-import-not-at-top
@@ -72,6 +98,12 @@ def main(_):
   if config.data.centered:
     x0 = 2 * x0 - 1
   t = jnp.array([0.01, 0.2, 0.5, 0.9])
+  # NCSNv2 indexes its sigmas by integer labels (score_sde's ve/ncsnv2/bedroom.py sets
+  # `training.continuouse`, a typo, and would otherwise pass float labels).
+  continuous = config.training.continuous and not config.model.name.startswith("ncsnv2")
+  if not continuous and config.training.sde == "vesde":   # the nearest grid times
+    n = config.model.num_scales - 1
+    t = 1.0 - jnp.round((1.0 - t) * n) / n
   if config.training.sde == "vesde":
     sde = sde_lib.VESDE(config.model.sigma_min, config.model.sigma_max, config.model.num_scales)
   elif config.training.sde == "vpsde":
@@ -81,7 +113,8 @@ def main(_):
   mean, std = sde.marginal_prob(x0, t)
   x = mean + std[:, None, None, None] * jax.random.normal(jax.random.PRNGKey(2), x0.shape)
   init = lambda: model.init({"params": jax.random.PRNGKey(0), "dropout": jax.random.PRNGKey(3)},
-                            x, jnp.ones((4,)), train=False)
+                            x, jnp.ones((4,), jnp.float32 if continuous else jnp.int32),
+                            train=False)
   if FLAGS.out.endswith(".json"):      # the parameter tree's shapes only (no computation)
     shapes = {k: list(v.shape) for k, v in flatten(jax.eval_shape(init)["params"]).items()}
     with open(FLAGS.out, "w") as f:
@@ -95,7 +128,8 @@ def main(_):
   params = jax.tree_util.tree_unflatten(treedef, [
       leaf + PERTURBATION * jax.random.normal(k, leaf.shape) for leaf, k in zip(leaves, keys)])
   states = {k: v for k, v in variables.items() if k != "params"}
-  score_fn = mutils.get_score_fn(sde, model, params, states, train=False, continuous=True)
+  score_fn = mutils.get_score_fn(sde, model, params, states, train=False,
+                                 continuous=continuous)
   score = score_fn(x, t)
   arrays = {f"param:{k}": np.asarray(v) for k, v in flatten(params).items()}
   np.savez(FLAGS.out, x=np.asarray(x), t=np.asarray(t), score=np.asarray(score), **arrays,
