@@ -16,10 +16,14 @@ Multi-host: pass --coordinator_address, --num_processes and --process_id (or
 import logging as py_logging
 import sys
 
-from absl import app
-from absl import flags
-from absl import logging
-import jax
+import xla_cpu
+
+xla_cpu.use_eigen_convolutions()   # before JAX starts its backend
+
+from absl import app  # pylint: disable=g-import-not-at-top,wrong-import-position
+from absl import flags  # pylint: disable=g-import-not-at-top,wrong-import-position
+from absl import logging  # pylint: disable=g-import-not-at-top,wrong-import-position
+import jax  # pylint: disable=g-import-not-at-top,wrong-import-position
 from ml_collections import config_flags
 
 import run

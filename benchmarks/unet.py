@@ -14,6 +14,8 @@ in the same run, compile time, and XLA's memory estimate (on a GPU, the device's
 
   python -m benchmarks.unet                          # CPU, both widths
   python -m benchmarks.unet --host_devices 2         # the CPU cores as 2 sharded devices
+  python -m benchmarks.unet --eigen_conv             # XLA's Eigen convolutions, not YNNPACK
+  python -m benchmarks.unet --mode sample --steps 10 # DDIM sampling vs diffusers' DDIMScheduler
   python -m benchmarks.unet --dtype bfloat16 --remat --batch_full 128 --batch_half 256  # GPU
 
 torch and diffusers are benchmark-only dependencies: pip install -r benchmarks/requirements.txt
@@ -21,18 +23,24 @@ torch and diffusers are benchmark-only dependencies: pip install -r benchmarks/r
 import os
 import sys
 
+import xla_cpu  # pylint: disable=g-import-not-at-top,wrong-import-position
 
-def _set_host_devices():
-  """--host_devices N must reach XLA before jax is imported."""
+EIGEN_CONV_FLAG = xla_cpu.EIGEN_CONVOLUTIONS   # jax's default (YNNPACK) unless --eigen_conv
+
+
+def _set_xla_flags():
+  """--host_devices N and --eigen_conv must reach XLA before jax is imported."""
   for i, arg in enumerate(sys.argv):
     value = arg.split("=", 1)[1] if arg.startswith("--host_devices=") else (
         sys.argv[i + 1] if arg == "--host_devices" and i + 1 < len(sys.argv) else None)
     if value and int(value) > 1:
       os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "")
                                  + f" --xla_force_host_platform_device_count={value}")
+    if arg in ("--eigen_conv", "--eigen_conv=true"):
+      os.environ["XLA_FLAGS"] = os.environ.get("XLA_FLAGS", "") + " " + EIGEN_CONV_FLAG
 
 
-_set_host_devices()
+_set_xla_flags()
 
 import time  # pylint: disable=g-import-not-at-top,wrong-import-position
 
@@ -46,12 +54,19 @@ import optax  # pylint: disable=g-import-not-at-top,wrong-import-position
 import ema  # pylint: disable=g-import-not-at-top,wrong-import-position
 import losses  # pylint: disable=g-import-not-at-top,wrong-import-position
 import models  # pylint: disable=g-import-not-at-top,wrong-import-position
+import sampling  # pylint: disable=g-import-not-at-top,wrong-import-position
 import sde_lib  # pylint: disable=g-import-not-at-top,wrong-import-position
 from models import ddpm  # pylint: disable=g-import-not-at-top,wrong-import-position
 from models import utils as mutils  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 flags.DEFINE_integer("host_devices", 1, "CPU only: split the host into N XLA devices "
                      "(data-parallel over a ('data',) mesh).")
+flags.DEFINE_bool("eigen_conv", False, "CPU only: convolutions on XLA's Eigen kernels "
+                  "instead of YNNPACK (" + EIGEN_CONV_FLAG + ").")
+flags.DEFINE_enum("mode", "train", ["train", "sample"], "train: one train step; sample: "
+                  "DDIM sampling (--steps network calls) against diffusers' DDIMScheduler loop.")
+flags.DEFINE_integer("steps", 10, "Sampling steps (network evaluations) in --mode sample.")
+flags.DEFINE_integer("batch_sample", 64, "Batch of --mode sample (both widths).")
 flags.DEFINE_integer("batch_full", 8, "Batch of the full-width (nf 128) model.")
 flags.DEFINE_integer("batch_half", 32, "Batch of the half-width (nf 64) model.")
 flags.DEFINE_integer("pairs", 5, "Timed (JAX, torch) pairs per width; the median is reported.")
@@ -114,7 +129,7 @@ class FlaxStep:
     self.compile_seconds = time.perf_counter() - start
     cost = self.compiled.cost_analysis()
     cost = cost[0] if isinstance(cost, list) else cost
-    self.flops = float(cost["flops"])
+    self.flops = float(cost["flops"]) * jax.device_count()    # the cost of one device's part
     memory = self.compiled.memory_analysis()
     self.memory_bytes = (None if memory is None else memory.temp_size_in_bytes
                          + memory.argument_size_in_bytes + memory.output_size_in_bytes)
@@ -125,21 +140,42 @@ class FlaxStep:
     return float(metrics["loss"])
 
 
+def import_diffusers():
+  """diffusers imports torchvision when it is installed (requirements-test.txt installs it);
+  PyPI's torchvision links CUDA libraries that the CPU torch wheel lacks and fails to
+  register its C ops' fake kernels, none of which diffusers needs: skip those."""
+  import torch  # pylint: disable=g-import-not-at-top
+  register_fake = torch.library.register_fake
+  torch.library.register_fake = lambda *args, **kwargs: (lambda fn: fn)
+  try:
+    import diffusers  # pylint: disable=g-import-not-at-top
+    diffusers.UNet2DModel  # pylint: disable=pointless-statement  (its lazy import)
+  finally:
+    torch.library.register_fake = register_fake
+  return diffusers
+
+
+def diffusers_unet(diffusers, nf):
+  """diffusers' UNet2DModel with the architecture of models/ddpm.py at width nf (seed 0)."""
+  import torch  # pylint: disable=g-import-not-at-top
+  torch.manual_seed(0)
+  return diffusers.UNet2DModel(
+      sample_size=32, in_channels=3, out_channels=3,
+      block_out_channels=tuple(nf * m for m in CHANNEL_MULT), layers_per_block=2,
+      norm_num_groups=32, act_fn="silu", dropout=0.0, time_embedding_type="positional",
+      attention_head_dim=None,
+      down_block_types=("DownBlock2D", "AttnDownBlock2D", "DownBlock2D", "DownBlock2D"),
+      up_block_types=("UpBlock2D", "UpBlock2D", "AttnUpBlock2D", "UpBlock2D"))
+
+
 class TorchStep:
   """diffusers.UNet2DModel with the same architecture, epsilon MSE, Adam."""
 
   def __init__(self, nf, batch):
-    import diffusers  # pylint: disable=g-import-not-at-top
     import torch  # pylint: disable=g-import-not-at-top
+    diffusers = import_diffusers()
     self.torch = torch
-    torch.manual_seed(0)
-    channels = tuple(nf * m for m in CHANNEL_MULT)
-    self.model = diffusers.UNet2DModel(
-        sample_size=32, in_channels=3, out_channels=3, block_out_channels=channels,
-        layers_per_block=2, norm_num_groups=32, act_fn="silu", dropout=0.0,
-        time_embedding_type="positional", attention_head_dim=None,
-        down_block_types=("DownBlock2D", "AttnDownBlock2D", "DownBlock2D", "DownBlock2D"),
-        up_block_types=("UpBlock2D", "UpBlock2D", "AttnUpBlock2D", "UpBlock2D"))
+    self.model = diffusers_unet(diffusers, nf)
     self.params_count = sum(p.numel() for p in self.model.parameters())
     self.optimizer = torch.optim.Adam(self.model.parameters(), lr=2e-4)
     self.x = torch.rand(batch, 3, 32, 32) * 2 - 1
@@ -157,6 +193,92 @@ class TorchStep:
     loss.backward()
     self.optimizer.step()
     return float(loss)
+
+
+class FlaxSampler:
+  """DDIM (sampling.get_ddim_sampler, `steps` network calls, no final denoising step) with the
+  Flax U-Net, jitted, the batch split over all devices; and one network call alone."""
+
+  def __init__(self, nf, batch, steps):
+    self.model = ddpm.DDPM(ddpm.DDPMConfig(nf=nf, ch_mult=CHANNEL_MULT, dropout=0.0,
+                                           dtype=FLAGS.dtype))
+    self.params_count = models.count_params(self.model, (1, 32, 32, 3))
+    sde = sde_lib.VPSDE()
+    mesh = jax.make_mesh((jax.device_count(),), ("data",),
+                         axis_types=(jax.sharding.AxisType.Auto,))
+    split = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("data"))
+    self.params = jax.jit(lambda k: self.model.init(k, jnp.zeros((1, 32, 32, 3)),
+                                                    jnp.zeros((1,))))(jax.random.PRNGKey(0))
+    ddim = sampling.get_ddim_sampler(sde, (batch, 32, 32, 3), num_steps=steps, denoise=False)
+
+    def sample(params, key):
+      network = lambda p, x, c: self.model.apply(
+          p, jax.lax.with_sharding_constraint(x, split), c)
+      return ddim(key, mutils.get_score_fn(network, params, sde, "noise", False, "time"))[0]
+
+    self.sample = jax.jit(sample).lower(self.params, jax.random.PRNGKey(1)).compile()
+    self.x = jax.device_put(jnp.zeros((batch, 32, 32, 3)), split)
+    self.t = jax.device_put(jnp.full((batch,), 500.0), split)
+    self.forward = jax.jit(self.model.apply).lower(self.params, self.x, self.t).compile()
+    self.call_forward()
+    self()
+
+  def __call__(self):
+    return self.sample(self.params, jax.random.PRNGKey(1)).block_until_ready()
+
+  def call_forward(self):
+    return self.forward(self.params, self.x, self.t).block_until_ready()
+
+
+class TorchSampler:
+  """diffusers' DDIMScheduler loop (`steps` network calls) with UNet2DModel, no_grad; and
+  one network call alone."""
+
+  def __init__(self, nf, batch, steps):
+    import torch  # pylint: disable=g-import-not-at-top
+    diffusers = import_diffusers()
+    self.torch = torch
+    self.model = diffusers_unet(diffusers, nf).eval()
+    self.params_count = sum(p.numel() for p in self.model.parameters())
+    self.scheduler = diffusers.DDIMScheduler(num_train_timesteps=1000)
+    self.scheduler.set_timesteps(steps)
+    self.batch = batch
+    self.call_forward()
+    self()
+
+  def __call__(self):
+    torch = self.torch
+    with torch.no_grad():
+      x = torch.randn(self.batch, 3, 32, 32)
+      for t in self.scheduler.timesteps:
+        x = self.scheduler.step(self.model(x, t).sample, t, x).prev_sample
+    return x
+
+  def call_forward(self):
+    with self.torch.no_grad():
+      return self.model(self.torch.zeros(self.batch, 3, 32, 32), 500).sample
+
+
+def benchmark_sampling(nf, batch, steps):
+  """images/s of the two samplers at equal network calls, alternated; each loop's wall
+  time over (steps x one network call)."""
+  flax_sampler, torch_sampler = FlaxSampler(nf, batch, steps), TorchSampler(nf, batch, steps)
+  assert flax_sampler.params_count == torch_sampler.params_count == EXPECTED_PARAMS[nf]
+  times = {"flax": [], "torch": [], "flax call": [], "torch call": []}
+  for _ in range(FLAGS.pairs):
+    times["flax"].append(_wall(flax_sampler))
+    times["torch"].append(_wall(torch_sampler))
+    times["flax call"].append(_wall(flax_sampler.call_forward))
+    times["torch call"].append(_wall(torch_sampler.call_forward))
+  med = {k: float(np.median(v)) for k, v in times.items()}
+  spread = lambda k: f"{batch / max(times[k]):.1f}-{batch / min(times[k]):.1f}"
+  ratios = np.array(times["torch"]) / np.array(times["flax"])
+  return {"width": f"nf {nf} ({flax_sampler.params_count:,} params)", "batch": batch,
+          "NFE": steps, "flax img/s (min-max)": f"{batch / med['flax']:.1f} ({spread('flax')})",
+          "torch img/s (min-max)": f"{batch / med['torch']:.1f} ({spread('torch')})",
+          "flax / torch (median of pairs)": f"{np.median(ratios):.2f}",
+          "flax loop / (NFE x call)": f"{med['flax'] / (steps * med['flax call']):.2f}",
+          "torch loop / (NFE x call)": f"{med['torch'] / (steps * med['torch call']):.2f}"}
 
 
 def benchmark_width(nf, batch, peak):
@@ -199,7 +321,10 @@ def main(argv):
         f"dtype {FLAGS.dtype}, remat {FLAGS.remat}; measured float32 matmul peak "
         f"{peak:.0f} GFLOP/s")
   batches = {64: FLAGS.batch_half, 128: FLAGS.batch_full}
-  rows = [benchmark_width(int(nf), batches[int(nf)], peak) for nf in FLAGS.widths]
+  if FLAGS.mode == "sample":
+    rows = [benchmark_sampling(int(nf), FLAGS.batch_sample, FLAGS.steps) for nf in FLAGS.widths]
+  else:
+    rows = [benchmark_width(int(nf), batches[int(nf)], peak) for nf in FLAGS.widths]
   keys = list(dict.fromkeys(k for row in rows for k in row))
   print("| " + " | ".join(keys) + " |")
   print("|" + "---|" * len(keys))

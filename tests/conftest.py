@@ -1,11 +1,16 @@
-"""Test-wide settings: surface silent broadcasting bugs; the real Fashion-MNIST, prepared
-once per test worker from the Debian package (the tests that use it share one xdist group)."""
+"""Test-wide settings: main.py's XLA:CPU convolutions (xla_cpu.py); surface silent
+broadcasting bugs; the real Fashion-MNIST, prepared once per test worker from the Debian
+package (the tests that use it share one xdist group)."""
 import os
 
-import jax
-import pytest
+import xla_cpu
 
-import datasets
+xla_cpu.use_eigen_convolutions()   # as main.py does, before JAX starts its backend
+
+import jax  # pylint: disable=g-import-not-at-top,wrong-import-position
+import pytest  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+import datasets  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 jax.config.update("jax_numpy_rank_promotion", "raise")
 
