@@ -2,7 +2,7 @@
 
 jax 0.10 hands convolutions to YNNPACK on the CPU by default. For the U-Nets here XLA's
 own (Eigen) convolutions are faster: on a 2-core Xeon the Fashion-MNIST CPU config's
-train step takes 0.69-0.75x the time and its 100-step DDIM sampler 0.67-0.78x, and the
+train step takes 0.68-0.77x the time and its 100-step DDIM sampler 0.67-0.78x, and the
 half-width CIFAR-10 U-Net samples 1.6x faster (benchmarks/README.md). YNNPACK keeps the
 matrix multiplications, where it is as fast. The flag is read only by XLA:CPU; GPU and
 TPU runs ignore it.

@@ -123,6 +123,7 @@ def test_feature_network_accuracy_and_fid_sanity(trained_feature_net):
   assert math.isfinite(real)
 
 
+@pytest.mark.slow    # the exact inpainting check stays in the default tier (controllable_generation)
 @pytest.mark.xdist_group("fashion_mnist")
 def test_inpaint_mode_keeps_the_known_pixels(fashion_mnist_dir, tmp_path):
   from run import controllable  # pylint: disable=g-import-not-at-top
