@@ -15,10 +15,10 @@ loads configs/<name>.py (the same settings as score_sde's configs/<name>.py) and
 Noise conditioning needs nothing: Fourier features see log sigma and positional embeddings
 the label 999 t, in both. Discretely trained VE networks (ve/cifar10_ncsnpp,
 ve/celeba_ncsnpp, ve/cifar10_ddpm) see the index of the noise level, counting down
-(noise_conditioning "level_index"). NCSNv2 (ve/ncsnv2/*, trained on N discrete levels) sees no noise
-level; score_sde divides its output by sigma_i, i = round((1 - t)(N - 1)), here by sigma(t),
-which is the same at the grid times t_i = 1 - i / (N - 1) its samplers use and the
-continuous interpolation between them. "<name>,tiny" shrinks the network (nf 16, ch_mult
+(model.noise_conditioning = "level_index"). NCSNv2 (ve/ncsnv2/*, trained on N discrete
+levels) sees no noise level; score_sde divides its output by sigma_i, i = round((1 - t)
+(N - 1)), here by sigma(t), which is the same at the grid times t_i = 1 - i / (N - 1) its
+samplers use and the continuous interpolation between them. "<name>,tiny" shrinks the network (nf 16, ch_mult
 (1, 2), one block, 16 px; NCSNv2: nf 8) like tools/score_sde_reference.py --tiny, for tests.
 """
 import importlib

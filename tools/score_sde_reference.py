@@ -18,9 +18,9 @@ datasets.py share names with this repository's modules. score_sde was written fo
 a type annotation and never uses), and bias initializers of two arguments (key, shape)
 (NCSNv2's convolutions; today's flax passes a dtype too).
 
-Discretely trained networks (NCSNv2) take integer labels: the times are moved to the
-nearest point of the N-level grid (t_i = 1 - i / (N - 1) for VE), where score_sde's
-sigma_i equals sigma(t_i) of the continuous schedule.
+Discretely trained VE networks (NCSNv2; NCSN++ and DDPM trained with SMLD) take integer
+labels: the times are moved to the nearest point of the N-level grid, t_i = 1 - i / (N - 1),
+where score_sde's sigma_i equals sigma(t_i) of the continuous schedule.
 """
 import importlib
 import inspect
