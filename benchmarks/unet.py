@@ -23,9 +23,7 @@ torch and diffusers are benchmark-only dependencies: pip install -r benchmarks/r
 import os
 import sys
 
-import xla_cpu  # pylint: disable=g-import-not-at-top,wrong-import-position
-
-EIGEN_CONV_FLAG = xla_cpu.EIGEN_CONVOLUTIONS   # jax's default (YNNPACK) unless --eigen_conv
+import xla_cpu   # this benchmark keeps jax's default (YNNPACK) unless --eigen_conv
 
 
 def _set_xla_flags():
@@ -37,7 +35,7 @@ def _set_xla_flags():
       os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "")
                                  + f" --xla_force_host_platform_device_count={value}")
     if arg in ("--eigen_conv", "--eigen_conv=true"):
-      os.environ["XLA_FLAGS"] = os.environ.get("XLA_FLAGS", "") + " " + EIGEN_CONV_FLAG
+      os.environ["XLA_FLAGS"] = os.environ.get("XLA_FLAGS", "") + " " + xla_cpu.EIGEN_CONVOLUTIONS
 
 
 _set_xla_flags()
@@ -62,7 +60,7 @@ from models import utils as mutils  # pylint: disable=g-import-not-at-top,wrong-
 flags.DEFINE_integer("host_devices", 1, "CPU only: split the host into N XLA devices "
                      "(data-parallel over a ('data',) mesh).")
 flags.DEFINE_bool("eigen_conv", False, "CPU only: convolutions on XLA's Eigen kernels "
-                  "instead of YNNPACK (" + EIGEN_CONV_FLAG + ").")
+                  "instead of YNNPACK (" + xla_cpu.EIGEN_CONVOLUTIONS + ").")
 flags.DEFINE_enum("mode", "train", ["train", "sample"], "train: one train step; sample: "
                   "DDIM sampling (--steps network calls) against diffusers' DDIMScheduler loop.")
 flags.DEFINE_integer("steps", 10, "Sampling steps (network evaluations) in --mode sample.")
