@@ -18,7 +18,7 @@ import sys
 
 import xla_cpu
 
-xla_cpu.use_eigen_convolutions()   # before JAX starts its backend
+xla_cpu.choose_cpu_kernels()   # before JAX starts its backend
 
 from absl import app  # pylint: disable=g-import-not-at-top,wrong-import-position
 from absl import flags  # pylint: disable=g-import-not-at-top,wrong-import-position

@@ -14,7 +14,7 @@ in the same run, compile time, and XLA's memory estimate (on a GPU, the device's
 
   python -m benchmarks.unet                          # CPU, both widths
   python -m benchmarks.unet --host_devices 2         # the CPU cores as 2 sharded devices
-  python -m benchmarks.unet --eigen_conv             # XLA's Eigen convolutions, not YNNPACK
+  python -m benchmarks.unet --project_kernels        # XLA:CPU kernels as main.py chooses them
   python -m benchmarks.unet --mode sample --steps 10 # DDIM sampling vs diffusers' DDIMScheduler
   python -m benchmarks.unet --dtype bfloat16 --remat --batch_full 128 --batch_half 256  # GPU
 
@@ -23,19 +23,19 @@ torch and diffusers are benchmark-only dependencies: pip install -r benchmarks/r
 import os
 import sys
 
-import xla_cpu   # this benchmark keeps jax's default (YNNPACK) unless --eigen_conv
+import xla_cpu   # this benchmark keeps jax's default kernels unless --project_kernels
 
 
 def _set_xla_flags():
-  """--host_devices N and --eigen_conv must reach XLA before jax is imported."""
+  """--host_devices N and --project_kernels must reach XLA before jax is imported."""
   for i, arg in enumerate(sys.argv):
     value = arg.split("=", 1)[1] if arg.startswith("--host_devices=") else (
         sys.argv[i + 1] if arg == "--host_devices" and i + 1 < len(sys.argv) else None)
     if value and int(value) > 1:
       os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "")
                                  + f" --xla_force_host_platform_device_count={value}")
-    if arg in ("--eigen_conv", "--eigen_conv=true"):
-      os.environ["XLA_FLAGS"] = os.environ.get("XLA_FLAGS", "") + " " + xla_cpu.EIGEN_CONVOLUTIONS
+    if arg in ("--project_kernels", "--project_kernels=true"):
+      xla_cpu.choose_cpu_kernels()
 
 
 _set_xla_flags()
@@ -59,8 +59,8 @@ from models import utils as mutils  # pylint: disable=g-import-not-at-top,wrong-
 
 flags.DEFINE_integer("host_devices", 1, "CPU only: split the host into N XLA devices "
                      "(data-parallel over a ('data',) mesh).")
-flags.DEFINE_bool("eigen_conv", False, "CPU only: convolutions on XLA's Eigen kernels "
-                  "instead of YNNPACK (" + xla_cpu.EIGEN_CONVOLUTIONS + ").")
+flags.DEFINE_bool("project_kernels", False, "CPU only: XLA:CPU kernels as main.py chooses "
+                  "them (xla_cpu.py: " + xla_cpu.CPU_KERNELS + ") instead of jax's default.")
 flags.DEFINE_enum("mode", "train", ["train", "sample"], "train: one train step; sample: "
                   "DDIM sampling (--steps network calls) against diffusers' DDIMScheduler loop.")
 flags.DEFINE_integer("steps", 10, "Sampling steps (network evaluations) in --mode sample.")

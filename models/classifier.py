@@ -9,6 +9,7 @@ import flax.linen as nn
 import jax
 
 from models import layers
+from models import normalization
 
 
 class SmallCNN(nn.Module):
@@ -51,7 +52,7 @@ class NoiseConditionalCNN(nn.Module):
     emb = nn.silu(nn.Dense(self.num_features)(emb))
     h = x
     for channels in self.channels:
-      h = nn.GroupNorm(min(8, channels))(nn.Conv(channels, (3, 3))(h))
+      h = normalization.GroupNorm(min(8, channels))(nn.Conv(channels, (3, 3))(h))
       h = nn.silu(h + nn.Dense(channels)(emb)[:, None, None, :])
       h = nn.avg_pool(h, (2, 2), (2, 2))
     h = nn.Dense(self.num_features)(h.reshape(h.shape[0], -1))

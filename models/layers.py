@@ -13,6 +13,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from models import normalization
 from models import up_or_down_sampling as updown
 
 Dtype = Any
@@ -70,7 +71,7 @@ def dense(features: int, init_scale: float = 1.0, dtype: Dtype = jnp.float32) ->
 def group_norm(channels: int, num_groups: Optional[int] = None, dtype: Dtype = jnp.float32):
   """GroupNorm with 32 groups, or min(C / 4, 32) (NCSN++) when num_groups is None."""
   groups = num_groups or min(channels // 4, 32)
-  return nn.GroupNorm(num_groups=min(groups, channels), epsilon=1e-6, dtype=dtype)
+  return normalization.GroupNorm(num_groups=min(groups, channels), epsilon=1e-6, dtype=dtype)
 
 
 class GaussianFourierProjection(nn.Module):

@@ -1,11 +1,11 @@
-"""Test-wide settings: main.py's XLA:CPU convolutions (xla_cpu.py); surface silent
+"""Test-wide settings: main.py's XLA:CPU kernels (xla_cpu.py); surface silent
 broadcasting bugs; the real Fashion-MNIST, prepared once per test worker from the Debian
 package (the tests that use it share one xdist group)."""
 import os
 
 import xla_cpu
 
-xla_cpu.use_eigen_convolutions()   # as main.py does, before JAX starts its backend
+xla_cpu.choose_cpu_kernels()   # as main.py does, before JAX starts its backend
 
 import jax  # pylint: disable=g-import-not-at-top,wrong-import-position
 import pytest  # pylint: disable=g-import-not-at-top,wrong-import-position

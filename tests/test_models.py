@@ -20,6 +20,7 @@ import sde_lib
 from models import ddpm
 from models import ncsnpp
 from models import ncsnv2
+from models import normalization
 from models import up_or_down_sampling as updown
 from models import utils as mutils
 
@@ -114,6 +115,39 @@ TINY = {
     "ncsnv2": ncsnv2.NCSNv2(ncsnv2.NCSNv2Config(nf=8)),
     "ncsn": ncsnv2.NCSNv2(ncsnv2.NCSNv2Config(nf=8, conditional=True)),
 }
+
+
+@pytest.mark.parametrize("shape,groups", [((4, 8, 8, 64), 32), ((3, 7, 7, 16), 8),
+                                          ((2, 5, 96), 32), ((4, 12), 4)])
+def test_group_norm_equals_flax_in_values_and_gradients(shape, groups):
+  """normalization.GroupNorm takes its moments per channel, then per group; its
+  parameters, values and gradients (x, scale, bias) are flax.linen.GroupNorm's. The data
+  have per-channel offsets and scales, so a grouping of the wrong channels (interleaved
+  instead of contiguous), a per-channel instead of a per-group statistic or a biased
+  epsilon would all differ by far more than the tolerance."""
+  import flax.linen as nn   # pylint: disable=g-import-not-at-top
+  keys = jax.random.split(jax.random.PRNGKey(0), 4)
+  channels = shape[-1]
+  per_channel = lambda lo, hi: jnp.linspace(lo, hi, channels).reshape((1,) * (len(shape) - 1)
+                                                                      + (channels,))
+  x = jax.random.normal(keys[0], shape) * per_channel(0.5, 3.0) + per_channel(-2.0, 2.0)
+  ours, theirs = normalization.GroupNorm(groups), nn.GroupNorm(groups, epsilon=1e-6)
+  params = ours.init(keys[1], x)
+  assert (jax.tree_util.tree_map(jnp.shape, params)
+          == jax.tree_util.tree_map(jnp.shape, theirs.init(keys[1], x)))
+  params = {"params": {"scale": 1 + 0.3 * jax.random.normal(keys[2], (channels,)),
+                       "bias": 0.3 * jax.random.normal(keys[3], (channels,))}}
+  weights = jnp.cos(jnp.arange(x.size).reshape(shape))
+  loss = lambda module: lambda p, x: jnp.sum(jnp.tanh(module.apply(p, x)) * weights)
+  np.testing.assert_allclose(ours.apply(params, x), theirs.apply(params, x), atol=2e-5)
+  for g_ours, g_theirs in zip(jax.tree_util.tree_leaves(jax.grad(loss(ours), (0, 1))(params, x)),
+                              jax.tree_util.tree_leaves(jax.grad(loss(theirs), (0, 1))(params, x))):
+    np.testing.assert_allclose(g_ours, g_theirs, atol=1e-4 * float(jnp.max(jnp.abs(g_theirs))))
+  out = normalization.GroupNorm(groups, dtype=jnp.bfloat16).apply(params, x)
+  assert out.dtype == jnp.bfloat16
+  np.testing.assert_allclose(out.astype(jnp.float32), theirs.apply(params, x), atol=0.05)
+  with pytest.raises(ValueError, match="num_groups=5 does not divide"):
+    normalization.GroupNorm(5).init(keys[1], x)
 
 
 @pytest.mark.slow
