@@ -10,22 +10,29 @@ r"""Sampler loop overhead and on-device vs host-side likelihood solves, in one r
    each time), same score function, same probes, same tolerances.
 
   python -m benchmarks.samplers [--batch 1024] [--hidden 256] [--repeats 3]
+
+It runs with main.py's XLA:CPU kernels (xla_cpu.py); an XLA_FLAGS choice of
+--xla_cpu_experimental_ynn_fusion_type overrides them.
 """
 import time
 
-from absl import app
-from absl import flags
-import jax
-import jax.numpy as jnp
-import numpy as np
-from scipy import integrate
+import xla_cpu
 
-import divergence
-import likelihood
-import sampling
-import sde_lib
-from models import mlp
-from models import utils as mutils
+xla_cpu.choose_cpu_kernels()   # as main.py does, before JAX starts its backend
+
+from absl import app  # pylint: disable=g-import-not-at-top,wrong-import-position
+from absl import flags  # pylint: disable=g-import-not-at-top,wrong-import-position
+import jax  # pylint: disable=g-import-not-at-top,wrong-import-position
+import jax.numpy as jnp  # pylint: disable=g-import-not-at-top,wrong-import-position
+import numpy as np  # pylint: disable=g-import-not-at-top,wrong-import-position
+from scipy import integrate  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+import divergence  # pylint: disable=g-import-not-at-top,wrong-import-position
+import likelihood  # pylint: disable=g-import-not-at-top,wrong-import-position
+import sampling  # pylint: disable=g-import-not-at-top,wrong-import-position
+import sde_lib  # pylint: disable=g-import-not-at-top,wrong-import-position
+from models import mlp  # pylint: disable=g-import-not-at-top,wrong-import-position
+from models import utils as mutils  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 flags.DEFINE_integer("batch", 1024, "Points per batch.")
 flags.DEFINE_integer("hidden", 256, "MLP width.")

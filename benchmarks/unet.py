@@ -16,11 +16,14 @@ in the same run, compile time, and XLA's memory estimate (on a GPU, the device's
   python -m benchmarks.unet --host_devices 2         # the CPU cores as 2 sharded devices
   python -m benchmarks.unet --project_kernels        # XLA:CPU kernels as main.py chooses them
   python -m benchmarks.unet --mode sample --steps 10 # DDIM sampling vs diffusers' DDIMScheduler
+  python -m benchmarks.unet --mode memory            # peak resident memory of each train step
   python -m benchmarks.unet --dtype bfloat16 --remat --batch_full 128 --batch_half 256  # GPU
 
 torch and diffusers are benchmark-only dependencies: pip install -r benchmarks/requirements.txt
 """
 import os
+import resource
+import subprocess
 import sys
 
 import xla_cpu   # this benchmark keeps jax's default kernels unless --project_kernels
@@ -61,8 +64,12 @@ flags.DEFINE_integer("host_devices", 1, "CPU only: split the host into N XLA dev
                      "(data-parallel over a ('data',) mesh).")
 flags.DEFINE_bool("project_kernels", False, "CPU only: XLA:CPU kernels as main.py chooses "
                   "them (xla_cpu.py: " + xla_cpu.CPU_KERNELS + ") instead of jax's default.")
-flags.DEFINE_enum("mode", "train", ["train", "sample"], "train: one train step; sample: "
-                  "DDIM sampling (--steps network calls) against diffusers' DDIMScheduler loop.")
+flags.DEFINE_enum("mode", "train", ["train", "sample", "memory"], "train: one train step; "
+                  "sample: DDIM sampling (--steps network calls) against diffusers' "
+                  "DDIMScheduler loop; memory: peak resident memory of each framework's train "
+                  "step, each in a fresh process.")
+flags.DEFINE_enum("memory_of", None, ["flax", "torch"], "Internal (--mode memory): measure "
+                  "this framework's train step in this process.")
 flags.DEFINE_integer("steps", 10, "Sampling steps (network evaluations) in --mode sample.")
 flags.DEFINE_integer("batch_sample", 64, "Batch of --mode sample (both widths).")
 flags.DEFINE_integer("batch_full", 8, "Batch of the full-width (nf 128) model.")
@@ -279,6 +286,35 @@ def benchmark_sampling(nf, batch, steps):
           "torch loop / (NFE x call)": f"{med['torch'] / (steps * med['torch call']):.2f}"}
 
 
+def _peak_rss_mb():
+  return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024    # Linux: KiB
+
+
+def measure_memory_here(framework, nf, batch):
+  """Peak resident memory (MB) once both frameworks are imported and the backend is up,
+  and after building `framework`'s train step (compilation included) and 3 steps."""
+  import_diffusers()
+  jax.block_until_ready(jnp.zeros(()))
+  before = _peak_rss_mb()
+  step = FlaxStep(nf, batch) if framework == "flax" else TorchStep(nf, batch)
+  for _ in range(3):
+    step()
+  return before, _peak_rss_mb()
+
+
+def benchmark_memory(nf, batch):
+  """Each framework's train step in a fresh process (resident memory is per process)."""
+  row = {"width": f"nf {nf}", "batch": batch}
+  for framework in ("flax", "torch"):
+    args = [a for a in sys.argv[1:] if not a.startswith(("--mode", "--widths"))]
+    out = subprocess.run([sys.executable, "-m", "benchmarks.unet", f"--memory_of={framework}",
+                          f"--widths={nf}", *args], check=True, capture_output=True, text=True)
+    before, peak = map(float, out.stdout.split("MEMORY ")[1].split())
+    row[f"{framework} peak RSS MB"] = f"{peak:.0f}"
+    row[f"{framework} step's own MB (peak - after imports)"] = f"{peak - before:.0f}"
+  return row
+
+
 def benchmark_width(nf, batch, peak):
   flax_step = FlaxStep(nf, batch)
   assert flax_step.params_count == EXPECTED_PARAMS[nf], flax_step.params_count
@@ -311,23 +347,34 @@ def benchmark_width(nf, batch, peak):
   return row
 
 
+def _markdown(rows) -> str:
+  keys = list(dict.fromkeys(k for row in rows for k in row))
+  lines = ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
+  return "\n".join(lines + ["| " + " | ".join(str(row.get(k, "")) for k in keys) + " |"
+                            for row in rows])
+
+
 def main(argv):
   del argv
+  batches = {64: FLAGS.batch_half, 128: FLAGS.batch_full}
+  if FLAGS.memory_of:
+    nf = int(FLAGS.widths[0])
+    print("MEMORY %.1f %.1f" % measure_memory_here(FLAGS.memory_of, nf, batches[nf]))
+    return
+  if FLAGS.mode == "memory":
+    rows = [benchmark_memory(int(nf), batches[int(nf)]) for nf in FLAGS.widths]
+    print(_markdown(rows))
+    return
   peak = matmul_peak_gflops()
   device = jax.devices()[0]
   print(f"backend {jax.default_backend()} x {jax.device_count()} ({device.device_kind}); "
         f"dtype {FLAGS.dtype}, remat {FLAGS.remat}; measured float32 matmul peak "
         f"{peak:.0f} GFLOP/s")
-  batches = {64: FLAGS.batch_half, 128: FLAGS.batch_full}
   if FLAGS.mode == "sample":
     rows = [benchmark_sampling(int(nf), FLAGS.batch_sample, FLAGS.steps) for nf in FLAGS.widths]
   else:
     rows = [benchmark_width(int(nf), batches[int(nf)], peak) for nf in FLAGS.widths]
-  keys = list(dict.fromkeys(k for row in rows for k in row))
-  print("| " + " | ".join(keys) + " |")
-  print("|" + "---|" * len(keys))
-  for row in rows:
-    print("| " + " | ".join(str(row.get(k, "")) for k in keys) + " |")
+  print(_markdown(rows))
 
 
 if __name__ == "__main__":
