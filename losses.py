@@ -238,12 +238,14 @@ class TrainState:
 
 
 def get_train_step(loss_fn: Callable, optimizer: optax.GradientTransformation,
-                   ema_decay: Callable):
+                   ema_decay: Callable, unroll: bool = False):
   """Returns train_step(state, batch, base_key) -> (state, metrics).
 
   `loss_fn(params, x0, key) -> scalar`; `batch` is [n_steps, B, ...] (or a pytree of
   such arrays, e.g. (images, labels)): n_steps optimizer steps run under `lax.scan` (one
-  step runs without a loop). Step s draws its noise from
+  step runs without a loop), or one after another without a loop if `unroll` (n_steps
+  copies of the step to compile: XLA:CPU compiles convolution gradients inside a loop
+  body to slow generic loops, see benchmarks/README.md). Step s draws its noise from
   fold_in(base_key, s), so a run resumed from a checkpoint continues exactly. The EMA
   decay of step s is `ema_decay(s)` (ema.decay_fn). Pure; devices are the caller's.
   """
@@ -259,10 +261,9 @@ def get_train_step(loss_fn: Callable, optimizer: optax.GradientTransformation,
       return TrainState(state.step + 1, params, opt_state, ema_params), loss
 
     if jax.tree_util.tree_leaves(batch)[0].shape[0] == 1:
-      # No loop: XLA:CPU runs convolutions in loop bodies ~5x slower.
       state, loss = one_step(state, jax.tree_util.tree_map(lambda b: b[0], batch))
       return state, {"loss": loss}
-    state, step_losses = jax.lax.scan(one_step, state, batch)
+    state, step_losses = jax.lax.scan(one_step, state, batch, unroll=unroll)
     return state, {"loss": jnp.mean(step_losses)}
 
   return train_step

@@ -35,7 +35,7 @@ def get_default_configs():
   model.parameterization = "edm"
   model.sigma_data = 0.5
   config.training.snapshot_freq_for_preemption = 1000
-  config.training.n_jitted_steps = 1      # XLA:CPU: convolutions in loop bodies are ~5x slower
+  config.training.n_jitted_steps = 1      # > 1 on the CPU: n copies of the step to compile
   config.training.log_freq = 100
   config.optim.warmup = 500
   config.optim.lr = 1e-3

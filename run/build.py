@@ -309,8 +309,12 @@ def build(config) -> Experiment:
     return loss(exp.score_fn(params, train, jax.random.fold_in(key, 1), labels), sde, x0, key,
                 **loss_kwargs)
 
+  # XLA:CPU compiles convolution gradients inside a loop body to generic loops, 25-100x
+  # slower (benchmarks/README.md): on the CPU, a convolutional network's n_jitted_steps
+  # steps are compiled one after another instead.
+  unroll = jax.default_backend() == "cpu" and config.model.name != "mlp"
   train_step = jax.jit(
-      losses.get_train_step(loss_fn, optimizer, ema_decay),
+      losses.get_train_step(loss_fn, optimizer, ema_decay, unroll=unroll),
       in_shardings=(replicated, jax.sharding.NamedSharding(mesh, P(None, "data")), replicated),
       out_shardings=(replicated, replicated), donate_argnums=(0,))
   def jit_sampler(sampler):
