@@ -45,8 +45,9 @@ class GroupNorm(nn.Module):
     mean = per_group(jnp.mean(x32, axis=positions))
     var = jnp.maximum(per_group(jnp.mean(jnp.square(x32), axis=positions)) - mean**2, 0.0)
     at_positions = lambda v: v.reshape(-1, *(1,) * len(positions), channels)
-    y = (x32 - at_positions(mean)) * at_positions(jax.lax.rsqrt(var + self.epsilon) * scale[None, :])
-    return (y + at_positions(bias)).astype(self.dtype or x32.dtype)
+    multiplier = jax.lax.rsqrt(var + self.epsilon) * scale[None, :]
+    y = (x32 - at_positions(mean)) * at_positions(multiplier) + at_positions(bias)
+    return y.astype(self.dtype or x32.dtype)
 
 
 def _scale_init(key, shape, dtype=jnp.float32):
