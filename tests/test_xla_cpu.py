@@ -24,7 +24,7 @@ def test_kernel_flag_is_added_once_and_yields_to_the_user():
 def test_convolutions_compile_to_xla_kernels_and_reductions_to_ynnpack():
   """conftest.py applies the setting: a convolution and its two gradients are XLA
   convolutions (jax's default makes all three YNNPACK fusions), while the bias gradient,
-  a sum over all axes but the channels, is a YNNPACK reduction (XLA's own takes 10-20x
+  a sum over all axes but the channels, is a YNNPACK reduction (XLA's own takes 12-27x
   longer; without the setting's "reduce" it is an XLA loop)."""
   def loss(x, w, b):
     y = jax.lax.conv_general_dilated(x, w, (1, 1), "SAME",
