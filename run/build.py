@@ -309,7 +309,7 @@ def build(config) -> Experiment:
     return loss(exp.score_fn(params, train, jax.random.fold_in(key, 1), labels), sde, x0, key,
                 **loss_kwargs)
 
-  # XLA:CPU compiles convolution gradients inside a loop body to generic loops, 25-100x
+  # XLA:CPU compiles convolution gradients inside a loop body to generic loops, 25-130x
   # slower (benchmarks/README.md): on the CPU, a convolutional network's n_jitted_steps
   # steps are compiled one after another instead.
   unroll = jax.default_backend() == "cpu" and config.model.name != "mlp"
