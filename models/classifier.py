@@ -8,6 +8,7 @@ precision-recall features, its logits an Inception-Score analogue (feature_nets.
 import flax.linen as nn
 import jax
 
+from models import canonical_conv
 from models import layers
 from models import normalization
 
@@ -39,7 +40,8 @@ class NoiseConditionalCNN(nn.Module):
   SmallCNN's convolutions (channels 32, 64, 128), each followed by GroupNorm, a
   per-channel shift from the embedding of the noise level c_noise (the caller's
   log-SNR), SiLU and a 2x2 average pool; then a dense layer, shifted alike, and the
-  linear classifier."""
+  linear classifier. The convolutions are `canonical_conv`'s: guidance differentiates
+  the classifier inside the sampler's loop, where XLA:CPU compiles lax's gradients slowly."""
 
   num_classes: int = 10
   channels: tuple[int, ...] = (32, 64, 128)
@@ -52,7 +54,8 @@ class NoiseConditionalCNN(nn.Module):
     emb = nn.silu(nn.Dense(self.num_features)(emb))
     h = x
     for channels in self.channels:
-      h = normalization.GroupNorm(min(8, channels))(nn.Conv(channels, (3, 3))(h))
+      conv = nn.Conv(channels, (3, 3), conv_general_dilated=canonical_conv.conv_general_dilated)
+      h = normalization.GroupNorm(min(8, channels))(conv(h))
       h = nn.silu(h + nn.Dense(channels)(emb)[:, None, None, :])
       h = nn.avg_pool(h, (2, 2), (2, 2))
     h = nn.Dense(self.num_features)(h.reshape(h.shape[0], -1))
