@@ -16,6 +16,7 @@ compiles each function once:
 """
 import dataclasses
 import difflib
+import functools
 import inspect
 from typing import Any, Callable
 
@@ -173,6 +174,19 @@ class Experiment:
     return factory(self.sde, shape, **{**self.config.sampling[method], **overrides})
 
   def init_state(self, key) -> losses.TrainState:
+    """The step-0 train state of PRNG key `key` (EMA = parameters), replicated; the same
+    function as its unjitted body, compiled once per Experiment."""
+    return self._jitted_init_state(key)
+
+  @functools.cached_property
+  def _jitted_init_state(self) -> Callable:
+    # It runs once per run, but on the CPU XLA's backend optimizations of its hundreds of
+    # random-number calls make it slow to compile: 7.8 s for the tests' small U-Net, 2.3 s at
+    # level 0 (values equal up to rounding, tested; run time 6 ms either way).
+    options = {"xla_backend_optimization_level": 0} if jax.default_backend() == "cpu" else {}
+    return jax.jit(self._init_state, out_shardings=self.sharding(), compiler_options=options)
+
+  def _init_state(self, key) -> losses.TrainState:
     params = self.model.init(key, jnp.zeros((1, *self.task.example_shape)), jnp.zeros((1,)))
     return losses.TrainState(step=jnp.zeros((), jnp.int32), params=params,
                              opt_state=self.optimizer.init(params), ema_params=params)
@@ -186,7 +200,7 @@ class Experiment:
     """The train state's shapes, dtypes and (replicated) shardings, without computing."""
     return jax.tree_util.tree_map(
         lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=self.sharding()),
-        jax.eval_shape(self.init_state, jax.random.PRNGKey(0)))
+        jax.eval_shape(self._init_state, jax.random.PRNGKey(0)))
 
 
 def build_sde(c) -> sde_lib.SDE:

@@ -41,7 +41,7 @@ def train(exp, workdir: str):
   mngr = checkpoints.manager(workdir, t)
   state, restored_step = checkpoints.restore_latest(mngr, exp.abstract_state())
   if state is None:
-    state = jax.jit(exp.init_state, out_shardings=exp.sharding())(jax.random.PRNGKey(config.seed))
+    state = exp.init_state(jax.random.PRNGKey(config.seed))
   else:
     logging.info("resumed from step %d", restored_step)
   writer = metric_writer.MetricWriter(workdir, to_disk=jax.process_index() == 0)

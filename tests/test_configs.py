@@ -80,7 +80,7 @@ def test_families_cover_every_config():
 def test_one_config_per_network_family_runs_one_train_step(path):
   """A real step per family (each config's network is built and shape-checked above)."""
   exp = build.build(tiny(path))
-  state = jax.jit(exp.init_state, out_shardings=exp.sharding())(jax.random.PRNGKey(0))
+  state = exp.init_state(jax.random.PRNGKey(0))
   batch = jax.random.uniform(jax.random.PRNGKey(0), (1, 2, *exp.task.example_shape))
   state, metrics = exp.train_step(state, batch, jax.random.PRNGKey(1))
   assert int(state.step) == 1 and np.isfinite(float(metrics["loss"]))
