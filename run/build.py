@@ -174,8 +174,8 @@ class Experiment:
     return factory(self.sde, shape, **{**self.config.sampling[method], **overrides})
 
   def init_state(self, key) -> losses.TrainState:
-    """The step-0 train state of PRNG key `key` (EMA = parameters), replicated; the same
-    function as its unjitted body, compiled once per Experiment."""
+    """The step-0 train state of PRNG key `key` (EMA = parameters), replicated, compiled
+    once per Experiment with its own compiler options (so not callable inside a jit)."""
     return self._jitted_init_state(key)
 
   @functools.cached_property
