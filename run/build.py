@@ -323,10 +323,11 @@ def build(config) -> Experiment:
     return loss(exp.score_fn(params, train, jax.random.fold_in(key, 1), labels), sde, x0, key,
                 **loss_kwargs)
 
-  # XLA:CPU compiles convolution gradients inside a loop body to generic loops, 25-130x
-  # slower (benchmarks/README.md): on the CPU, a convolutional network's n_jitted_steps
-  # steps are compiled one after another instead.
-  unroll = jax.default_backend() == "cpu" and config.model.name != "mlp"
+  # XLA:CPU compiles convolution gradients inside a loop body to generic loops, 25-150x
+  # slower (benchmarks/README.md): on the CPU, the n_jitted_steps steps of a network with
+  # convolution kernels (4-D parameters) are compiled one after another instead.
+  unroll = jax.default_backend() == "cpu" and t.n_jitted_steps > 1 and any(
+      len(p.shape) == 4 for p in jax.tree_util.tree_leaves(exp.abstract_state().params))
   train_step = jax.jit(
       losses.get_train_step(loss_fn, optimizer, ema_decay, unroll=unroll),
       in_shardings=(replicated, jax.sharding.NamedSharding(mesh, P(None, "data")), replicated),

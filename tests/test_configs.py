@@ -84,3 +84,20 @@ def test_one_config_per_network_family_runs_one_train_step(path):
   batch = jax.random.uniform(jax.random.PRNGKey(0), (1, 2, *exp.task.example_shape))
   state, metrics = exp.train_step(state, batch, jax.random.PRNGKey(1))
   assert int(state.step) == 1 and np.isfinite(float(metrics["loss"]))
+
+
+@pytest.mark.skipif(jax.default_backend() != "cpu", reason="a CPU-only choice of build.py")
+def test_steps_of_networks_with_convolutions_are_unrolled_on_the_cpu():
+  """n_jitted_steps > 1: the steps of a network with convolution kernels are compiled one
+  after another (XLA:CPU's convolution gradients in loops are slow), an MLP's in a loop."""
+  from configs.toy import vp_gmm  # pylint: disable=g-import-not-at-top
+  for config, convolutional in ((tiny("configs/vp/ddpm/cifar10.py"), True),
+                                (vp_gmm.get_config(), False)):
+    t = config.training
+    t.n_jitted_steps, t.n_iters, t.log_freq, t.eval_freq = 2, 10, 2, 2
+    t.snapshot_freq = t.snapshot_freq_for_preemption = t.posthoc_ema.snapshot_freq = 2
+    exp = build.build(config)
+    batch = jax.ShapeDtypeStruct((2, t.batch_size, *exp.task.example_shape), jnp.float32)
+    jaxpr = exp.train_step.trace(exp.abstract_state(), batch, jax.random.PRNGKey(0)).jaxpr
+    (scan,) = [eqn for eqn in jaxpr.eqns if eqn.primitive.name == "scan"]
+    assert scan.params["unroll"] == (2 if convolutional else 1), config.model.name

@@ -306,7 +306,7 @@ def test_unrolled_train_steps_equal_the_scanned_ones_without_a_loop():
   """get_train_step(unroll=True), which build.py uses on the CPU for convolutional
   networks, takes the same optimizer steps as lax.scan, and compiles to a program without
   a loop, whose convolution gradients XLA:CPU runs on its fast kernels (inside a loop body
-  it compiles them to generic loops, "outer_dimension_partitions", 25-130x slower)."""
+  it compiles them to generic loops, "outer_dimension_partitions", 25-150x slower)."""
   import flax.linen as nn   # pylint: disable=g-import-not-at-top
 
   class ConvNet(nn.Module):
