@@ -21,6 +21,7 @@ import feature_nets
 from benchmarks import unet
 from models import classifier
 from models import inception
+from tools import torch_peers
 
 flags.DEFINE_integer("inception_batch", 50, "Images per Inception call.")
 flags.DEFINE_integer("inception_pairs", 5, "Timed (flax, torch) pairs; the median is reported.")
@@ -35,23 +36,11 @@ def _wall(fn):
   return time.perf_counter() - start
 
 
-def _torch_inception():
-  """pytorch-fid's InceptionV3 (pool3) with random weights, offline."""
-  import torch  # pylint: disable=g-import-not-at-top
-  from tests import test_feature_nets  # pylint: disable=g-import-not-at-top
-
-  class Patch:   # the test's monkeypatch stand-in: plain setattr
-    setattr = staticmethod(setattr)
-
-  reference, network = test_feature_nets._random_pytorch_fid_inception(Patch)  # pylint: disable=protected-access
-  torch.set_grad_enabled(False)
-  return reference, network
-
-
 def main(_):
   import torch  # pylint: disable=g-import-not-at-top
   peak = unet.matmul_peak_gflops()
-  reference, network = _torch_inception()
+  reference, network = torch_peers.random_pytorch_fid_inception()
+  torch.set_grad_enabled(False)
   params = feature_nets.inception_params_from_state_dict(
       {k: v.numpy() for k, v in network.state_dict().items()})
   flax_fn = jax.jit(lambda p, x: inception.InceptionV3().apply({"params": p}, x))

@@ -59,6 +59,7 @@ import sampling  # pylint: disable=g-import-not-at-top,wrong-import-position
 import sde_lib  # pylint: disable=g-import-not-at-top,wrong-import-position
 from models import ddpm  # pylint: disable=g-import-not-at-top,wrong-import-position
 from models import utils as mutils  # pylint: disable=g-import-not-at-top,wrong-import-position
+from tools import torch_peers  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 flags.DEFINE_integer("host_devices", 1, "CPU only: split the host into N XLA devices "
                      "(data-parallel over a ('data',) mesh).")
@@ -146,18 +147,8 @@ class FlaxStep:
 
 
 def import_diffusers():
-  """diffusers imports torchvision when it is installed (requirements-test.txt installs it);
-  PyPI's torchvision links CUDA libraries that the CPU torch wheel lacks and fails to
-  register its C ops' fake kernels, none of which diffusers needs: skip those."""
-  import torch  # pylint: disable=g-import-not-at-top
-  register_fake = torch.library.register_fake
-  torch.library.register_fake = lambda *args, **kwargs: (lambda fn: fn)
-  try:
-    import diffusers  # pylint: disable=g-import-not-at-top
-    diffusers.UNet2DModel  # pylint: disable=pointless-statement  (its lazy import)
-  finally:
-    torch.library.register_fake = register_fake
-  return diffusers
+  """diffusers, after torchvision (tools.torch_peers.import_module: its fake kernels)."""
+  return torch_peers.import_module("diffusers")
 
 
 def diffusers_unet(diffusers, nf):

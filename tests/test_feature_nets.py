@@ -5,50 +5,14 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-# PyPI's torchvision links CUDA libraries that the CPU torch wheel lacks, so its C ops
-# (nms, roi_align, ...) fail to load and its import then fails registering their fake
-# kernels. The Inception classes need none of them: skip those registrations.
-_register_fake = torch.library.register_fake
-torch.library.register_fake = lambda *args, **kwargs: (lambda fn: fn)
-try:
-  import torchvision  # pylint: disable=g-import-not-at-top
-  from pytorch_fid import inception as pytorch_fid_inception  # pylint: disable=g-import-not-at-top
-finally:
-  torch.library.register_fake = _register_fake
-
 import feature_nets
 from models import inception
+from tools import torch_peers
 
 
-def _random_pytorch_fid_inception(monkeypatch):
-  """pytorch-fid's InceptionV3 (pool3 output) with random weights and batch-norm
-  statistics instead of the downloaded ones, and its underlying network (for fc)."""
-  monkeypatch.setattr(torchvision.models.Inception3, "load_state_dict",
-                      lambda self, *args, **kwargs: None)
-  monkeypatch.setattr(pytorch_fid_inception, "load_state_dict_from_url",
-                      lambda *args, **kwargs: None)
-  built = []
-  original = pytorch_fid_inception.fid_inception_v3
-  monkeypatch.setattr(pytorch_fid_inception, "fid_inception_v3",
-                      lambda: built.append(original()) or built[-1])
-  torch.manual_seed(0)
-  reference = pytorch_fid_inception.InceptionV3([3]).eval()
-  network = built[0]
-  with torch.no_grad():
-    for module in network.modules():
-      if isinstance(module, torch.nn.BatchNorm2d):
-        n = module.num_features
-        module.weight.uniform_(1.5, 3.0)       # keeps activations O(1) through 20 layers
-        module.bias.normal_(0.0, 0.1)
-        module.running_mean.normal_(0.0, 0.1)
-        module.running_var.uniform_(0.5, 1.5)
-        assert module.eps == 1e-3 and n > 0
-  return reference, network
-
-
-def test_flax_inception_equals_pytorch_fid(monkeypatch, tmp_path):
+def test_flax_inception_equals_pytorch_fid(tmp_path):
   """Through the conversion command: a .pth state dict -> our weights file -> load."""
-  reference, network = _random_pytorch_fid_inception(monkeypatch)
+  reference, network = torch_peers.random_pytorch_fid_inception()
   torch.save(network.state_dict(), tmp_path / feature_nets.INCEPTION_FILE)
   feature_nets.main(["convert_inception", "--pth", str(tmp_path / feature_nets.INCEPTION_FILE),
                      "--data_dir", str(tmp_path)])
@@ -76,8 +40,8 @@ def test_preprocess_equals_pytorch_interpolate(shape):
                              atol=1e-5)
 
 
-def test_inception_conversion_rejects_missing_and_leftover_tensors(monkeypatch):
-  _, network = _random_pytorch_fid_inception(monkeypatch)
+def test_inception_conversion_rejects_missing_and_leftover_tensors():
+  _, network = torch_peers.random_pytorch_fid_inception()
   state = {k: v.numpy() for k, v in network.state_dict().items()}
   with pytest.raises(KeyError, match="Mixed_6a.branch3x3.conv.weight"):
     feature_nets.inception_params_from_state_dict(
