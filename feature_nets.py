@@ -7,7 +7,8 @@
 `train` fits the small CNN of models/classifier.py on a 28 x 28 dataset's training split
 (a few minutes on 2 CPU cores) and states its test accuracy; `convert_inception` turns
 pytorch-fid's Inception weights file into ours (it needs torch installed; nothing is
-downloaded). Weights go to <data_dir>/feature_nets/<name>.msgpack, with a .json beside.
+downloaded). Weights go to <data_dir>/feature_nets/<name>.msgpack, with a .json beside
+(data_dir "": TFDS's default directory).
 A network maps images [N, H, W, C] in [0, 1] to (features [N, D], logits [N, C]).
 """
 import argparse
@@ -15,6 +16,7 @@ import dataclasses
 import functools
 import json
 import os
+import shlex
 from typing import Callable, Optional
 
 import flax.serialization
@@ -43,15 +45,23 @@ def default_name(dataset: str) -> str:
   return DEFAULT_FOR_DATASET.get(dataset, "inception")
 
 
+def directory(data_dir: str) -> str:
+  """<data_dir>/feature_nets, where weights and reference features live; data_dir "" is
+  TFDS's default, as for the data ($TFDS_DATA_DIR, else ~/tensorflow_datasets)."""
+  tfds_default = os.environ.get("TFDS_DATA_DIR", "~/tensorflow_datasets")
+  return os.path.join(data_dir or os.path.expanduser(tfds_default), "feature_nets")
+
+
 def weights_path(name: str, data_dir: str) -> str:
-  return os.path.join(data_dir, "feature_nets", f"{name}.msgpack")
+  return os.path.join(directory(data_dir), f"{name}.msgpack")
 
 
 def how_to_make(name: str, data_dir: str) -> str:
   if name == "inception":
     return (f"python -m feature_nets convert_inception --pth <path to {INCEPTION_FILE}> "
-            f"--data_dir {data_dir}")
-  return f"python -m feature_nets train --dataset {FEATURE_NETS[name][0]} --data_dir {data_dir}"
+            f"--data_dir {shlex.quote(data_dir)}")
+  return (f"python -m feature_nets train --dataset {FEATURE_NETS[name][0]} "
+          f"--data_dir {shlex.quote(data_dir)}")
 
 
 def check_available(name: str, data_dir: str):

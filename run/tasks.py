@@ -189,7 +189,7 @@ class ImageTask:
             f"{d['image_size']}px_{d['num_eval']}_{self.feature_net}.npz")
     return feature_nets.reference_features(
         self._feature_net, lambda: np.asarray(self.unscale(self.held_out)),
-        os.path.join(d["data_dir"], "feature_nets", "reference", name))[0]
+        os.path.join(feature_nets.directory(d["data_dir"]), "reference", name))[0]
 
   @functools.cached_property
   def _feature_net(self) -> feature_nets.FeatureNet:

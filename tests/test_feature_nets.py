@@ -1,5 +1,7 @@
 """The Flax Inception-v3 against pytorch-fid's, with the same random weights; the feature
 network commands' errors. (The trained Fashion-MNIST feature network: test_image_quality.py.)"""
+import os
+
 import numpy as np
 import pytest
 import torch
@@ -59,3 +61,15 @@ def test_missing_feature_network_names_the_command(tmp_path):
     feature_nets.load("inception", str(tmp_path))
   with pytest.raises(ValueError, match="valid choices"):
     feature_nets.load("vgg", str(tmp_path))
+
+
+def test_empty_data_dir_keeps_feature_networks_with_the_tfds_default(monkeypatch, tmp_path):
+  """data_dir "" means TFDS's default directory for the data, so for the weights too (not
+  ./feature_nets under whatever directory the run starts in)."""
+  monkeypatch.setenv("TFDS_DATA_DIR", str(tmp_path))
+  assert feature_nets.weights_path("inception", "") == str(
+      tmp_path / "feature_nets" / "inception.msgpack")
+  assert feature_nets.weights_path("inception", "data/tfds") == os.path.join(
+      "data/tfds", "feature_nets", "inception.msgpack")
+  with pytest.raises(FileNotFoundError, match="--data_dir ''"):
+    feature_nets.load("fashion_mnist_cnn", "")
