@@ -5,20 +5,22 @@ torch, torchvision, pytorch-fid (requirements-test.txt) and diffusers
 """
 import contextlib
 import importlib
+import importlib.util
 from unittest import mock
 
 
 def import_module(name: str):
-  """Imports torchvision, then `name` (pytorch_fid.inception, diffusers, ...). PyPI's
+  """Imports torchvision if installed, then `name` (pytorch_fid.inception, diffusers). PyPI's
   torchvision links CUDA libraries that the CPU torch wheel lacks, so its C ops (nms,
   roi_align, ...) fail to load and its import then fails registering their fake kernels;
   the networks used here need none of them, so those registrations are skipped while
   torchvision is imported (once imported, later imports of it, e.g. diffusers' lazy ones,
   do not register again)."""
   import torch  # pylint: disable=g-import-not-at-top
-  with mock.patch.object(torch.library, "register_fake",
-                         lambda *args, **kwargs: (lambda fn: fn)):
-    importlib.import_module("torchvision")
+  if importlib.util.find_spec("torchvision") is not None:
+    with mock.patch.object(torch.library, "register_fake",
+                           lambda *args, **kwargs: (lambda fn: fn)):
+      importlib.import_module("torchvision")
   return importlib.import_module(name)
 
 
