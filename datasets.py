@@ -259,12 +259,13 @@ def get_image_dataset(dataset: str, split: str, batch_size: int, image_size: int
   in the stream, so the stream is deterministic and `skip_batches` resumes it exactly.
   Without `train`: one pass in file order, no augmentation, the last batch kept short.
   Names: `datasets.TFDS_DATASETS`, "lsun/<category>", or "tfrecords:<folder>".
+  data_dir None or "": TFDS's default directory (TFDS itself reads "" as the working one).
   """
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
   del tfds
   tf.config.set_visible_devices([], "GPU")
-  ds, preprocess, num_examples = _source(dataset, split, data_dir, image_size)
+  ds, preprocess, num_examples = _source(dataset, split, data_dir or None, image_size)
   ds = ds.shard(shard[1], shard[0])
   options = tf.data.Options()
   options.deterministic = True

@@ -150,7 +150,7 @@ class ImageTask:
     d = self.data
     try:
       return datasets.get_image_dataset(
-          d["dataset"], split, batch_size, d["image_size"], data_dir=d["data_dir"] or None,
+          d["dataset"], split, batch_size, d["image_size"], data_dir=d["data_dir"],
           train=train, random_flip=d["random_flip"],
           uniform_dequantization=d["uniform_dequantization"], **kwargs)
     except (FileNotFoundError, ValueError) as e:

@@ -1,5 +1,6 @@
 """Image pipelines: on TFDS mock data, and on the real Fashion-MNIST prepared offline from
 the Debian package (CI installs `dataset-fashion-mnist`)."""
+import os
 import time
 
 import numpy as np
@@ -121,3 +122,13 @@ def test_real_fashion_mnist_training_stream_is_deterministic(fashion_mnist_dir):
   labels = np.concatenate([b["label"] for b in a])
   # 192 labels over 10 balanced classes: a shuffled stream, not file order.
   assert len(np.unique(labels)) == 10
+
+
+def test_empty_data_dir_is_the_tfds_default_not_the_working_directory(tmp_path, monkeypatch):
+  """TFDS reads data_dir "" as the working directory (a relative path); configs mean its
+  default by it (an absolute one, ~/tensorflow_datasets or $TFDS_DATA_DIR)."""
+  monkeypatch.chdir(tmp_path)
+  with pytest.raises(FileNotFoundError, match="not prepared in ") as error:
+    datasets.get_image_dataset("fashion_mnist", "test", 8, 28, data_dir="", train=False)
+  where = str(error.value).split("not prepared in ")[1].split(";")[0]
+  assert os.path.isabs(where) and not where.startswith(str(tmp_path)), where
