@@ -281,16 +281,28 @@ def _peak_rss_mb():
   return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024    # Linux: KiB
 
 
+def _status_mb(field):
+  """VmRSS (resident now) or VmHWM (peak since start or the last reset) in MB (Linux)."""
+  with open("/proc/self/status") as status:
+    line = next(line for line in status if line.startswith(field + ":"))
+  return float(line.split()[1]) / 1024
+
+
 def measure_memory_here(framework, nf, batch):
-  """Peak resident memory (MB) once both frameworks are imported and the backend is up,
-  and after building `framework`'s train step (compilation included) and 3 steps."""
+  """Resident memory (MB) of `framework`'s train step in this process: after both frameworks
+  are imported and the backend is up; the peak over building the step (compilation
+  included) and 3 steps; resident after building it; and the peak while the 3 steps run
+  (the kernel's high-water mark reset after building, so compilation is not in it)."""
   import_diffusers()
   jax.block_until_ready(jnp.zeros(()))
   before = _peak_rss_mb()
   step = FlaxStep(nf, batch) if framework == "flax" else TorchStep(nf, batch)
+  built = _status_mb("VmRSS")
+  with open("/proc/self/clear_refs", "w") as clear_refs:
+    clear_refs.write("5")                       # resets VmHWM to the current RSS
   for _ in range(3):
     step()
-  return before, _peak_rss_mb()
+  return before, _peak_rss_mb(), built, _status_mb("VmHWM")
 
 
 def benchmark_memory(nf, batch):
@@ -300,9 +312,11 @@ def benchmark_memory(nf, batch):
     args = [a for a in sys.argv[1:] if not a.startswith(("--mode", "--widths"))]
     out = subprocess.run([sys.executable, "-m", "benchmarks.unet", f"--memory_of={framework}",
                           f"--widths={nf}", *args], check=True, capture_output=True, text=True)
-    before, peak = map(float, out.stdout.split("MEMORY ")[1].split())
+    before, peak, built, running = map(float, out.stdout.split("MEMORY ")[1].split())
     row[f"{framework} peak RSS MB"] = f"{peak:.0f}"
     row[f"{framework} step's own MB (peak - after imports)"] = f"{peak - before:.0f}"
+    row[f"{framework} built (state, executable) MB"] = f"{built - before:.0f}"
+    row[f"{framework} peak while stepping MB"] = f"{running - before:.0f}"
   return row
 
 
@@ -350,7 +364,7 @@ def main(argv):
   batches = {64: FLAGS.batch_half, 128: FLAGS.batch_full}
   if FLAGS.memory_of:
     nf = int(FLAGS.widths[0])
-    print("MEMORY %.1f %.1f" % measure_memory_here(FLAGS.memory_of, nf, batches[nf]))
+    print("MEMORY %.1f %.1f %.1f %.1f" % measure_memory_here(FLAGS.memory_of, nf, batches[nf]))
     return
   if FLAGS.mode == "memory":
     rows = [benchmark_memory(int(nf), batches[int(nf)]) for nf in FLAGS.widths]
