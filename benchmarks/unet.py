@@ -7,6 +7,10 @@ embedding, dropout 0. Their parameter counts are checked equal (35,746,307 at nf
 8,952,067 at nf = 64) before anything is timed. One train step = epsilon-prediction MSE
 at random timesteps, backward, Adam update (Flax: plus the EMA of the train state).
 
+On the CPU each framework runs in a worker process of its own (--isolate), still alternated
+step by step: in one process the threads of the framework that just ran slow the other
+down. The torch peer runs in channels-last memory format, its faster CPU layout.
+
 Reported per width: images/s of each framework, the median of the per-pair ratios
 (JAX / torch), achieved GFLOP/s (model FLOPs from XLA's cost analysis of the Flax step,
 the same count credited to torch), that as a fraction of a float32 matmul peak measured
@@ -21,6 +25,7 @@ in the same run, compile time, and XLA's memory estimate (on a GPU, the device's
 
 torch and diffusers are benchmark-only dependencies: pip install -r benchmarks/requirements.txt
 """
+import json
 import os
 import resource
 import subprocess
@@ -71,6 +76,15 @@ flags.DEFINE_enum("mode", "train", ["train", "sample", "memory"], "train: one tr
                   "step, each in a fresh process.")
 flags.DEFINE_enum("memory_of", None, ["flax", "torch"], "Internal (--mode memory): measure "
                   "this framework's train step in this process.")
+flags.DEFINE_enum("worker", None, ["flax", "torch"], "Internal (--isolate): build this "
+                  "framework's step or sampler here and run it on each line read from stdin.")
+flags.DEFINE_bool("isolate", True, "CPU: each framework in its own worker process, still "
+                  "alternated step by step. In one process each slows the other (threads of "
+                  "the one that just ran still spinning): torch's train step ran 14 % and Flax's "
+                  "6 % slower there than alone.")
+flags.DEFINE_bool("torch_channels_last", True, "Run the torch peer in channels-last memory "
+                  "format (its faster CPU layout: the half-width forward at batch 64 in 1241 vs "
+                  "1466 ms).")
 flags.DEFINE_integer("steps", 10, "Sampling steps (network evaluations) in --mode sample.")
 flags.DEFINE_integer("batch_sample", 64, "Batch of --mode sample (both widths).")
 flags.DEFINE_integer("batch_full", 8, "Batch of the full-width (nf 128) model.")
@@ -164,6 +178,10 @@ def diffusers_unet(diffusers, nf):
       up_block_types=("UpBlock2D", "UpBlock2D", "AttnUpBlock2D", "UpBlock2D"))
 
 
+def _torch_format(torch):
+  return torch.channels_last if FLAGS.torch_channels_last else torch.contiguous_format
+
+
 class TorchStep:
   """diffusers.UNet2DModel with the same architecture, epsilon MSE, Adam."""
 
@@ -171,10 +189,10 @@ class TorchStep:
     import torch  # pylint: disable=g-import-not-at-top
     diffusers = import_diffusers()
     self.torch = torch
-    self.model = diffusers_unet(diffusers, nf)
+    self.model = diffusers_unet(diffusers, nf).to(memory_format=_torch_format(torch))
     self.params_count = sum(p.numel() for p in self.model.parameters())
     self.optimizer = torch.optim.Adam(self.model.parameters(), lr=2e-4)
-    self.x = torch.rand(batch, 3, 32, 32) * 2 - 1
+    self.x = (torch.rand(batch, 3, 32, 32) * 2 - 1).to(memory_format=_torch_format(torch))
     self.batch = batch
     self()   # warm-up
 
@@ -234,7 +252,7 @@ class TorchSampler:
     import torch  # pylint: disable=g-import-not-at-top
     diffusers = import_diffusers()
     self.torch = torch
-    self.model = diffusers_unet(diffusers, nf).eval()
+    self.model = diffusers_unet(diffusers, nf).eval().to(memory_format=_torch_format(torch))
     self.params_count = sum(p.numel() for p in self.model.parameters())
     self.scheduler = diffusers.DDIMScheduler(num_train_timesteps=1000)
     self.scheduler.set_timesteps(steps)
@@ -245,20 +263,85 @@ class TorchSampler:
   def __call__(self):
     torch = self.torch
     with torch.no_grad():
-      x = torch.randn(self.batch, 3, 32, 32)
+      x = torch.randn(self.batch, 3, 32, 32).to(memory_format=_torch_format(torch))
       for t in self.scheduler.timesteps:
         x = self.scheduler.step(self.model(x, t).sample, t, x).prev_sample
     return x
 
   def call_forward(self):
     with self.torch.no_grad():
-      return self.model(self.torch.zeros(self.batch, 3, 32, 32), 500).sample
+      x = self.torch.zeros(self.batch, 3, 32, 32).to(memory_format=_torch_format(self.torch))
+      return self.model(x, 500).sample
+
+
+class Worker:
+  """A FlaxStep, TorchStep, FlaxSampler or TorchSampler in a process of its own (this
+  script with --worker), driven by the same calls, each returning once the worker has run;
+  its attributes (params_count, flops, ...) as the worker reported them."""
+
+  def __init__(self, framework, nf):
+    args = [a for a in sys.argv[1:] if not a.startswith(("--widths", "--worker"))]
+    self.process = subprocess.Popen(
+        [sys.executable, "-m", "benchmarks.unet", f"--worker={framework}", f"--widths={nf}",
+         *args], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    self.__dict__.update(json.loads(self._reply("READY ")))
+
+  def _reply(self, tag):
+    for line in self.process.stdout:       # other output of the worker is skipped
+      if line.startswith(tag):
+        return line[len(tag):]
+    raise RuntimeError(f"benchmark worker exited with {self.process.wait()} (its stderr above)")
+
+  def _run(self, method):
+    self.process.stdin.write(method + "\n")
+    self.process.stdin.flush()
+    self._reply("DONE")
+
+  def __call__(self):
+    self._run("__call__")
+
+  def call_forward(self):
+    self._run("call_forward")
+
+  def close(self):
+    self.process.stdin.close()
+    self.process.wait()
+
+
+def serve_worker(framework, nf, batches):
+  """--worker: builds the step (--mode train) or sampler, reports its attributes, then runs
+  the method named on each line of stdin."""
+  if FLAGS.mode == "sample":
+    built = {"flax": FlaxSampler, "torch": TorchSampler}[framework](
+        nf, FLAGS.batch_sample, FLAGS.steps)
+  else:
+    built = {"flax": FlaxStep, "torch": TorchStep}[framework](nf, batches[nf])
+  attributes = ("params_count", "flops", "compile_seconds", "memory_bytes")
+  print("READY " + json.dumps({k: getattr(built, k) for k in attributes if hasattr(built, k)}),
+        flush=True)
+  for method in sys.stdin:
+    getattr(built, method.strip())()
+    print("DONE", flush=True)
+
+
+def _build(framework, nf, make):
+  """`make()` here, or the same object in a worker process (--isolate, CPU only)."""
+  if FLAGS.isolate and jax.default_backend() == "cpu":
+    return Worker(framework, nf)
+  return make()
+
+
+def _close(*built):
+  for each in built:
+    if isinstance(each, Worker):
+      each.close()
 
 
 def benchmark_sampling(nf, batch, steps):
   """images/s of the two samplers at equal network calls, alternated; each loop's wall
   time over (steps x one network call)."""
-  flax_sampler, torch_sampler = FlaxSampler(nf, batch, steps), TorchSampler(nf, batch, steps)
+  flax_sampler = _build("flax", nf, lambda: FlaxSampler(nf, batch, steps))
+  torch_sampler = _build("torch", nf, lambda: TorchSampler(nf, batch, steps))
   assert flax_sampler.params_count == torch_sampler.params_count == EXPECTED_PARAMS[nf]
   times = {"flax": [], "torch": [], "flax call": [], "torch call": []}
   for _ in range(FLAGS.pairs):
@@ -266,6 +349,7 @@ def benchmark_sampling(nf, batch, steps):
     times["torch"].append(_wall(torch_sampler))
     times["flax call"].append(_wall(flax_sampler.call_forward))
     times["torch call"].append(_wall(torch_sampler.call_forward))
+  _close(flax_sampler, torch_sampler)
   med = {k: float(np.median(v)) for k, v in times.items()}
   spread = lambda k: f"{batch / max(times[k]):.1f}-{batch / min(times[k]):.1f}"
   ratios = np.array(times["torch"]) / np.array(times["flax"])
@@ -321,9 +405,9 @@ def benchmark_memory(nf, batch):
 
 
 def benchmark_width(nf, batch, peak):
-  flax_step = FlaxStep(nf, batch)
+  flax_step = _build("flax", nf, lambda: FlaxStep(nf, batch))
   assert flax_step.params_count == EXPECTED_PARAMS[nf], flax_step.params_count
-  torch_step = TorchStep(nf, batch) if FLAGS.torch else None
+  torch_step = _build("torch", nf, lambda: TorchStep(nf, batch)) if FLAGS.torch else None
   if torch_step is not None:
     assert torch_step.params_count == flax_step.params_count, (
         torch_step.params_count, flax_step.params_count)
@@ -332,6 +416,7 @@ def benchmark_width(nf, batch, peak):
     flax_times.append(_wall(flax_step))
     if torch_step is not None:
       torch_times.append(_wall(torch_step))
+  _close(flax_step, torch_step)
   flax_ips = batch / np.median(flax_times)
   row = {"width": f"nf {nf} ({flax_step.params_count:,} params)", "batch": batch,
          "flax img/s": f"{flax_ips:.1f}",
@@ -362,6 +447,9 @@ def _markdown(rows) -> str:
 def main(argv):
   del argv
   batches = {64: FLAGS.batch_half, 128: FLAGS.batch_full}
+  if FLAGS.worker:
+    serve_worker(FLAGS.worker, int(FLAGS.widths[0]), batches)
+    return
   if FLAGS.memory_of:
     nf = int(FLAGS.widths[0])
     print("MEMORY %.1f %.1f %.1f %.1f" % measure_memory_here(FLAGS.memory_of, nf, batches[nf]))
