@@ -18,12 +18,9 @@ import importlib
 import tempfile
 
 from absl import app
-import jax
 import matplotlib.pyplot as plt
 import numpy as np
 
-import datasets
-import evaluation
 from experiments import common
 from run import build
 from run import evaluate
@@ -72,15 +69,6 @@ def _config(process: str, seed: int):
   return config
 
 
-def _exact_sample_mmd(held_out: np.ndarray, draws: int = 10) -> tuple[float, float]:
-  """Mean and sd of the unbiased MMD^2 of exact n-point draws of the mixture against
-  `held_out` [n, 2]: what a perfect sampler scores against this reference set."""
-  gmm = datasets.gaussian_mixture()
-  values = [float(evaluation.mmd2_unbiased(gmm.sample(k, len(held_out)), held_out))
-            for k in jax.random.split(jax.random.PRNGKey(7), draws)]
-  return float(np.mean(values)), float(np.std(values, ddof=1))
-
-
 def main(_):
   seeds = SEEDS[:1] if FLAGS.quick else SEEDS
   results, exact = {}, {}
@@ -88,7 +76,7 @@ def main(_):
     for seed in seeds:
       exp = build.build(_config(process, seed))
       if seed not in exact:
-        exact[seed] = _exact_sample_mmd(exp.task.held_out)
+        exact[seed] = common.exact_sample_mmd(exp.task.held_out)
       with tempfile.TemporaryDirectory() as workdir:
         state, _ = train.train(exp, workdir)
       metrics, _ = evaluate.evaluate_params(exp, state.ema_params, int(state.step))

@@ -1,0 +1,139 @@
+r"""Which step of PC sampling fails on the learned sub-VP score ("Five linear processes"
+in docs/results.md: reverse diffusion + Langevin at N = 1000 gave MMD^2 ~0.1 on sub-VP,
+while the exact score and the deterministic samplers did not).
+
+Four networks on the 2-D mixture (configs/toy/*_gmm.py: residual MLP, 6000 steps of batch
+512, seed 0): VP and VE with sigma^2 weighting, and sub-VP with its config's likelihood
+weighting and log-SNR importance sampling and with sigma^2 weighting. For each:
+
+* the learned score's relative error E|s_theta - s|^2 / E|s|^2 on exact draws of p_t
+  (s: densities.GaussianMixture's exact score under the SDE), at small t;
+* (E|s| / E|s_theta|)^2 at t = 0.03: the factor by which the learned score changes the
+  Langevin corrector's step eps = 2 alpha (snr |z| / |s|)^2 (norms averaged over the batch);
+* MMD^2 against the seed's held-out points of the config's PC sampler (reverse diffusion +
+  Langevin), of its predictor alone, and of PC whose score is the learned one only for
+  t >= 0.1 (exact below) or only below 0.1 (exact above); exact draws of the mixture score
+  the row "exact samples" (10 draws, mean ± sd).
+
+  python -m experiments.pc_corrector_failure [--quick]     # ~14 min on 2 CPU cores
+"""
+import importlib
+import tempfile
+
+from absl import app
+import jax
+import jax.numpy as jnp
+import matplotlib.pyplot as plt
+import numpy as np
+
+import datasets
+import evaluation
+from experiments import common
+from run import build
+from run import train
+
+FLAGS = common.FLAGS
+RUNS = {   # name -> (config, likelihood_weighting, importance_sampling)
+    "VP, sigma^2": ("vp", False, False),
+    "sub-VP, likelihood + IS (its config)": ("subvp", True, True),
+    "sub-VP, sigma^2": ("subvp", False, False),
+    "VE, sigma^2": ("ve", False, False)}
+ERROR_TIMES = (1e-3, 1e-2, 3e-2, 0.1, 0.3)
+STEP_TIME = 0.03
+SWITCH = 0.1
+VARIANTS = ("PC (reverse diffusion + Langevin)", "predictor alone",
+            f"PC, learned score for t >= {SWITCH} only", f"PC, learned score for t < {SWITCH} only")
+N_POINTS = 4000
+
+CONCLUSIONS = """"""
+
+
+def _config(process, likelihood_weighting, importance_sampling):
+  config = importlib.import_module(f"configs.toy.{process}_gmm").get_config()
+  config.training.likelihood_weighting = likelihood_weighting
+  config.training.importance_sampling = importance_sampling
+  if FLAGS.quick:
+    common.shorten_training(config)
+    config.sampling.pc.num_steps = 40
+  return config
+
+
+def _score_errors(sde, learned, exact, gmm, n):
+  """Relative error at each of ERROR_TIMES, and the Langevin step factor at STEP_TIME."""
+  x0 = gmm.sample(jax.random.PRNGKey(1), n)
+  noise = jax.random.normal(jax.random.PRNGKey(2), x0.shape)
+  squared = lambda v: jnp.mean(jnp.sum(v**2, axis=-1))
+  norm = lambda v: jnp.mean(jnp.linalg.norm(v, axis=-1))
+
+  def scores(t):
+    tt = jnp.full((n,), t)
+    alpha, sigma = sde.marginal(tt)
+    xt = alpha[:, None] * x0 + sigma[:, None] * noise
+    return learned(xt, tt), exact(xt, tt)
+
+  errors = [float(squared(a - b) / squared(b)) for a, b in map(scores, ERROR_TIMES)]
+  s_learned, s_exact = scores(STEP_TIME)
+  return errors, float((norm(s_exact) / norm(s_learned)) ** 2)
+
+
+def _mmds(exp, learned, exact, n):
+  """MMD^2 of each of VARIANTS against the held-out set."""
+  def switched(below, above):
+    return lambda x, t: jnp.where((t >= SWITCH)[:, None], above(x, t), below(x, t))
+
+  runs = [("pc", {}, learned), ("pc", {"corrector": "none"}, learned),
+          ("pc", {}, switched(exact, learned)), ("pc", {}, switched(learned, exact))]
+  values = []
+  for method, overrides, score in runs:
+    sampler = exp.make_sampler(method, (n, 2), **overrides)
+    x, _ = jax.jit(sampler, static_argnums=1)(jax.random.PRNGKey(3), score)
+    values.append(float(evaluation.mmd2_unbiased(x, exp.task.held_out)))
+  return values
+
+
+def main(_):
+  n = 64 if FLAGS.quick else N_POINTS
+  gmm = datasets.gaussian_mixture()
+  results = {}
+  for name, (process, lw, imp) in RUNS.items():
+    exp = build.build(_config(process, lw, imp))
+    with tempfile.TemporaryDirectory() as workdir:
+      state, _ = train.train(exp, workdir)
+    learned, exact = exp.score_fn(state.ema_params), gmm.score_fn(exp.sde)
+    errors, step_factor = _score_errors(exp.sde, learned, exact, gmm, n)
+    results[name] = errors, step_factor, _mmds(exp, learned, exact, n)
+    print(name, results[name], flush=True)
+  exact_mean, exact_sd = common.exact_sample_mmd(exp.task.held_out)
+  header = ["network", *[f"rel. score error, t = {t:g}" for t in ERROR_TIMES],
+            f"Langevin step, learned / exact score, t = {STEP_TIME:g}",
+            *[f"{v}: MMD² x 1e3" for v in VARIANTS]]
+  rows = [[name, *[f"{e:.3g}" for e in errors], f"{factor:.3g}",
+           *[f"{1e3 * m:.2f}" for m in mmds]]
+          for name, (errors, factor, mmds) in results.items()]
+  rows.append(["exact samples (10 draws, mean ± sd)", *[""] * (len(ERROR_TIMES) + 1),
+               *[f"{1e3 * exact_mean:.2f} ± {1e3 * exact_sd:.2f}"] * len(VARIANTS)])
+  table = common.markdown_table(header, rows)
+  setup = (f"Seed 0; score errors on {n} exact draws of p_t; MMD² (Gaussian kernel, "
+           f"bandwidth 1) of {n} samples against the seed's held-out points; every sampler "
+           "with the config's PC settings (N = 1000 steps of t from 1 to 1e-3, snr 0.05, "
+           "VE 0.16) and the same keys.")
+  fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
+  x = np.arange(len(VARIANTS))
+  for i, (name, (errors, _, mmds)) in enumerate(results.items()):
+    axes[0].loglog(ERROR_TIMES, errors, "o-", label=name)
+    axes[1].bar(x + 0.2 * i - 0.3, 1e3 * np.array(mmds), 0.2, label=name)
+  axes[0].set_xlabel("t")
+  axes[0].set_ylabel("E|s_theta - s|² / E|s|²")
+  axes[1].axhspan(1e3 * (exact_mean - exact_sd), 1e3 * (exact_mean + exact_sd), color="gray",
+                  alpha=0.3, label="exact samples ± sd")
+  axes[1].set_yscale("symlog", linthresh=1.0)
+  axes[1].set_xticks(x, ["PC", "predictor", f"learned t≥{SWITCH}", f"learned t<{SWITCH}"])
+  axes[1].set_ylabel("MMD² x 1e3")
+  for ax in axes:
+    ax.legend(fontsize=7)
+  common.write_outputs("pc_corrector_failure", "Why PC fails on the learned sub-VP score",
+                       setup, table if FLAGS.quick else table + "\n\n" + CONCLUSIONS, fig)
+
+
+if __name__ == "__main__":
+  app.run(main)
