@@ -8,8 +8,8 @@ embedding, dropout 0. Their parameter counts are checked equal (35,746,307 at nf
 at random timesteps, backward, Adam update (Flax: plus the EMA of the train state).
 
 On the CPU each framework runs in a worker process of its own (--isolate), still alternated
-step by step: in one process the threads of the framework that just ran slow the other
-down. The torch peer runs in channels-last memory format, its faster CPU layout.
+step by step: in one process each slowed the other (benchmarks/README.md). The torch peer
+runs in channels-last memory format, its faster CPU layout.
 
 Reported per width: images/s of each framework, the median of the per-pair ratios
 (JAX / torch), achieved GFLOP/s (model FLOPs from XLA's cost analysis of the Flax step,
@@ -79,9 +79,8 @@ flags.DEFINE_enum("memory_of", None, ["flax", "torch"], "Internal (--mode memory
 flags.DEFINE_enum("worker", None, ["flax", "torch"], "Internal (--isolate): build this "
                   "framework's step or sampler here and run it on each line read from stdin.")
 flags.DEFINE_bool("isolate", True, "CPU: each framework in its own worker process, still "
-                  "alternated step by step. In one process each slows the other (threads of "
-                  "the one that just ran still spinning): torch's train step ran 14 % and Flax's "
-                  "6 % slower there than alone.")
+                  "alternated step by step. In one process each slowed the other: torch's "
+                  "train step ran 14 % and Flax's 6 % slower there than alone.")
 flags.DEFINE_bool("torch_channels_last", True, "Run the torch peer in channels-last memory "
                   "format (its faster CPU layout: the half-width forward at batch 64 in 1241 vs "
                   "1466 ms).")
