@@ -178,7 +178,7 @@ def main(_):
   for ax in axes:
     ax.set_title(f"seed {SEEDS[0]}", fontsize=9)
   axes[1].set_yscale("symlog", linthresh=1.0)
-  axes[1].set_xticks(x, ["PC", "predictor", f"learned t≥{SWITCH}", f"learned t<{SWITCH}"])
+  axes[1].set_xticks(x, ["PC", "predictor\nalone", f"learned\nt ≥ {SWITCH} only", f"learned\nt < {SWITCH} only"])
   axes[1].set_ylabel("MMD² x 1e3")
   for ax in axes:
     ax.legend(fontsize=7)
