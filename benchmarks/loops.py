@@ -16,7 +16,6 @@ It runs with main.py's XLA:CPU kernels (xla_cpu.py); an XLA_FLAGS choice of
 --xla_cpu_experimental_ynn_fusion_type overrides them.
 """
 import functools
-import time
 
 import xla_cpu
 
@@ -30,6 +29,7 @@ import numpy as np  # pylint: disable=g-import-not-at-top,wrong-import-position
 from jax import lax  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 from models import canonical_conv  # pylint: disable=g-import-not-at-top,wrong-import-position
+from benchmarks import timing  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 flags.DEFINE_integer("repeats", 5, "Timed repetitions (median and range reported).")
 FLAGS = flags.FLAGS
@@ -46,12 +46,7 @@ def our_conv(x, w):
 
 def timed(compiled, *args):
   """(median, min, max) wall seconds of compiled(*args) after one warm-up call."""
-  jax.block_until_ready(compiled(*args))
-  times = []
-  for _ in range(FLAGS.repeats):
-    start = time.perf_counter()
-    jax.block_until_ready(compiled(*args))
-    times.append(time.perf_counter() - start)
+  times = timing.wall_seconds(compiled, *args, repeats=FLAGS.repeats)
   return float(np.median(times)), min(times), max(times)
 
 

@@ -33,6 +33,7 @@ import sampling  # pylint: disable=g-import-not-at-top,wrong-import-position
 import sde_lib  # pylint: disable=g-import-not-at-top,wrong-import-position
 from models import mlp  # pylint: disable=g-import-not-at-top,wrong-import-position
 from models import utils as mutils  # pylint: disable=g-import-not-at-top,wrong-import-position
+from benchmarks import timing  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 flags.DEFINE_integer("batch", 1024, "Points per batch.")
 flags.DEFINE_integer("hidden", 256, "MLP width.")
@@ -42,13 +43,7 @@ FLAGS = flags.FLAGS
 
 def timed(fn, *args):
   """Median wall time of fn(*args) over FLAGS.repeats runs after one warm-up run."""
-  jax.block_until_ready(fn(*args))
-  times = []
-  for _ in range(FLAGS.repeats):
-    start = time.perf_counter()
-    jax.block_until_ready(fn(*args))
-    times.append(time.perf_counter() - start)
-  return float(np.median(times))
+  return float(np.median(timing.wall_seconds(fn, *args, repeats=FLAGS.repeats)))
 
 
 def mlp_score_fn(sde):
