@@ -44,8 +44,9 @@ departures are far outside that: PC (reverse diffusion + Langevin, N = 1000) on 
 113 and 174 x 1e-3, both seeds) and on VE seed 0 (21.6), and DDIM on rectified flow (6.5
 and 16.4). The PC failures are of the learned scores, not of the sampler: with the exact
 score the same PC settings on sub-VP reproduce the mixture (tests/test_sampling.py, and
-MMD² -0.24 x 1e-3 against fresh samples, checked by hand). The next section finds the
-step: the Langevin corrector below t = 0.1, where the learned score is wrong. DDIM runs on a grid
+MMD² -0.24 x 1e-3 against fresh samples, checked by hand). experiments/pc_corrector_failure
+(the next section) finds the step: the Langevin corrector below t = 0.1, where the learned
+score is wrong. DDIM runs on a grid
 uniform in t, whose first steps near T = 0.999 jump by ~3 in log-SNR for rectified flow;
 EDM Heun and DPM-Solver on their log-SNR-based grids do not show it.
 
