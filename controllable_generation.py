@@ -70,6 +70,37 @@ def classifier_free_guidance(cond_score_fn, label, guidance_scale: float, null_l
   return guided
 
 
+def noise_conditional_log_prob(logits_fn, sde: sde_lib.SDE, sigma_data: float):
+  """class_log_prob_fn(x [B, ...], t [B]) -> log p_t(c | x) [B, C] of a noise-conditional
+  classifier logits_fn(x_in, log_snr [B]) -> [B, C] that sees x_in = c_in(t) x with
+  c_in = 1 / sqrt(alpha^2 sigma_data^2 + sigma^2) (unit scale) and log(alpha / sigma)."""
+
+  def class_log_prob(x, t):
+    alpha, sigma = sde.marginal(t)
+    c_in = jax.lax.rsqrt(alpha**2 * sigma_data**2 + sigma**2)
+    return jax.nn.log_softmax(logits_fn(batch_broadcast(c_in, x) * x, sde.log_snr(t)))
+
+  return class_log_prob
+
+
+def guided_score_fn(cond_score_fn, label, null_label: int = 0, guidance_scale: float = 0.0,
+                    interval: Optional[tuple[float, float]] = None, class_log_prob_fn=None,
+                    classifier_scale: float = 0.0):
+  """The score of class `label` (an int or [B]) that the samplers use. cond_score_fn(x,
+  t, y): a class-conditional network's score of labels y [B] (null_label > 0: its null
+  label), with classifier-free guidance at guidance_scale (within `interval`); an
+  unconditional network's (null_label 0) ignores y. Plus classifier guidance by
+  class_log_prob_fn at classifier_scale > 0."""
+  if null_label:
+    score_fn = classifier_free_guidance(cond_score_fn, label, guidance_scale, null_label,
+                                        interval)
+  else:
+    score_fn = lambda x, t: cond_score_fn(x, t, None)
+  if classifier_scale:
+    score_fn = classifier_guidance(score_fn, class_log_prob_fn, label, classifier_scale)
+  return score_fn
+
+
 @dataclasses.dataclass(frozen=True)
 class Replacement:
   """The constraint of inpainting and colorization: where mask == 1, the coordinates of

@@ -84,6 +84,23 @@ def posthoc_coefficients(stored, target) -> tuple[np.ndarray, float]:
   return coefficients, float(residual)
 
 
+def posthoc_average(snapshots, sigma_rel: float, step: int) -> tuple[object, float]:
+  """The power EMA of relative width sigma_rel at `step`, rebuilt from stored snapshots:
+  dicts {"step": t_i, "sigma_rels": {i: sigma_rel_i}, "averages": {i: parameter tree}}
+  taken at or before `step` (`posthoc_coefficients`). Returns (parameters, the relative
+  residual of its profile)."""
+  stored, trees = [], []
+  for snapshot in snapshots:
+    for i, average in snapshot["averages"].items():
+      stored.append((int(snapshot["step"]), gamma_of_sigma_rel(snapshot["sigma_rels"][i])))
+      trees.append(average)
+  coefficients, residual = posthoc_coefficients(stored, (step, gamma_of_sigma_rel(sigma_rel)))
+  params = jax.tree_util.tree_map(
+      lambda *leaves: np.einsum("k,k...->...", coefficients, np.stack(leaves).astype(np.float64)
+                                ).astype(leaves[0].dtype), *trees)
+  return params, residual
+
+
 # --- In training. ---------------------------------------------------------------------
 
 def decay_fn(ema_rate: float, warmup: bool = True, sigma_rel: float = 0.0):

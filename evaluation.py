@@ -152,3 +152,55 @@ def precision_recall(real, fake, k: int = 3) -> tuple[float, float]:
   neighbour), recall the fraction of real samples inside the fake manifold."""
   real, fake = np.asarray(real, np.float64), np.asarray(fake, np.float64)
   return _covered_fraction(fake, real, k), _covered_fraction(real, fake, k)
+
+
+def quality_metrics(real_features, fake_features, fake_logits, kid_subset_size=1000) -> dict:
+  """FID, KID (mean and std over 100 subsets), Inception Score, precision and recall of
+  samples' features against a reference set's."""
+  fid = frechet_distance(*feature_statistics(real_features), *feature_statistics(fake_features))
+  kid, kid_std = kernel_distance(real_features, fake_features, subset_size=kid_subset_size)
+  inception, inception_std = inception_score(
+      fake_logits, splits=min(10, max(1, len(fake_logits) // 50)))
+  precision, recall = precision_recall(real_features, fake_features)
+  return {"fid": fid, "kid": kid, "kid_std": kid_std, "is": inception, "is_std": inception_std,
+          "precision": precision, "recall": recall, "num_fake": len(fake_features),
+          "num_real": len(real_features)}
+
+
+def mean_and_se(values, name: str) -> dict:
+  """{name: the mean, name_se: its standard error} of independent values [n]."""
+  values = np.asarray(values, np.float64)
+  se = values.std(ddof=1) / math.sqrt(values.size)
+  return {name: float(values.mean()), f"{name}_se": float(se)}
+
+
+def point_metrics(x, ref, mixture=None) -> dict:
+  """2-D samples x [n, 2] against held-out points ref [>= n, 2]: sliced Wasserstein and
+  MMD^2 on the first min(n, len(ref)); for a Gaussian mixture, the fraction of samples
+  nearest to each component's mean beside the true weights."""
+  n = min(len(x), len(ref))
+  key = jax.random.PRNGKey(0)
+  metrics = {"sliced_wasserstein": float(sliced_wasserstein(key, x[:n], ref[:n])),
+             "mmd2": float(mmd2_unbiased(x[:n], ref[:n]))}
+  if mixture is not None:
+    means = np.asarray(mixture.means)
+    nearest = np.argmin(((x[:n, None] - means[None]) ** 2).sum(-1), axis=1)
+    weights = np.bincount(nearest, minlength=len(means)) / n
+    metrics["weights"] = [round(float(w), 4) for w in weights]
+    metrics["true_weights"] = [round(float(w), 4) for w in np.asarray(mixture.weights)]
+  return metrics
+
+
+def image_metrics(x, ref, low: float, high: float) -> dict:
+  """Samples x [n, ...] against held-out images ref [m, ...] in the data range [low, high]:
+  sliced Wasserstein on min(n, m) of each, the mean absolute error of the mean image, and
+  two garbage detectors: samples within a quarter of the range of it
+  (`in_range_fraction`), and samples as near the first 2000 images as those are to each
+  other (`near_data_fraction`)."""
+  flat, ref = x.reshape(len(x), -1), ref[:2000].reshape(-1, x[0].size)
+  n, margin = min(len(flat), len(ref)), (high - low) / 4
+  key = jax.random.PRNGKey(0)
+  return {"sliced_wasserstein": float(sliced_wasserstein(key, flat[:n], ref[:n])),
+          "sample_mean_abs_error": float(np.abs(flat.mean(0) - ref.mean(0)).mean()),
+          "in_range_fraction": in_range_fraction(flat, low - margin, high + margin),
+          "near_data_fraction": near_data_fraction(flat, ref)}

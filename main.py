@@ -10,13 +10,22 @@ resumable), sample (one checkpoint -> .npz + .png), train_eval (train, then writ
 completes held-out images: config.controllable; run/controllable.py), train_classifier
 (the noise-conditional classifier of classifier guidance: config.classifier,
 run/classifier.py; sample with config.sampling.classifier_scale > 0).
+
+Settings: every key of the config file can be overridden as --config.<section>.<key>=value
+(e.g. --config.sampling.method=ddim --config.sampling.ddim.num_steps=20); the keys, with
+their meaning, are in configs/default_toy.py and the config file's own base; a misspelt
+key stops the run naming the closest valid one.
 Multi-host: pass --coordinator_address, --num_processes and --process_id (or
 --multihost alone where JAX detects the cluster, e.g. on TPU pods).
+Exit codes: 0 finished; 2 bad input; 3 the workdir holds another config's run; 4 the
+workdir is in use; 5 a write failed; 6 non-finite loss; 75 stopped by SIGTERM after
+saving (rerun to resume); 1 a bug (with a traceback). README: "When a run stops".
 """
 import logging as py_logging
 import sys
+import traceback
 
-import xla_cpu
+from infra import xla_cpu
 
 xla_cpu.choose_cpu_kernels()   # before JAX starts its backend
 
@@ -24,14 +33,14 @@ from absl import app  # pylint: disable=g-import-not-at-top,wrong-import-positio
 from absl import flags  # pylint: disable=g-import-not-at-top,wrong-import-position
 from absl import logging  # pylint: disable=g-import-not-at-top,wrong-import-position
 import jax  # pylint: disable=g-import-not-at-top,wrong-import-position
-from ml_collections import config_flags
+from ml_collections import config_flags  # pylint: disable=g-import-not-at-top,wrong-import-position
 
-import run
-from run import build
-from run import classifier
-from run import controllable
-from run import evaluate
-from run import train
+import run  # pylint: disable=g-import-not-at-top,wrong-import-position
+from run import build  # pylint: disable=g-import-not-at-top,wrong-import-position
+from run import classifier  # pylint: disable=g-import-not-at-top,wrong-import-position
+from run import controllable  # pylint: disable=g-import-not-at-top,wrong-import-position
+from run import evaluate  # pylint: disable=g-import-not-at-top,wrong-import-position
+from run import train  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 config_flags.DEFINE_config_file("config", None, "Experiment config file.", lock_config=True)
 flags.DEFINE_string("workdir", None, "Directory for checkpoints, logs and outputs.")
@@ -47,7 +56,7 @@ FLAGS = flags.FLAGS
 MODES = {"train": train.train,
          "eval": evaluate.evaluate,
          "sample": evaluate.sample,
-         "train_eval": lambda exp, w: evaluate.report(exp, w, train.train(exp, w)[0]),
+         "train_eval": train.train_eval,
          "inpaint": controllable.inpaint,
          "colorize": controllable.colorize,
          "train_classifier": classifier.train_classifier}
@@ -75,20 +84,57 @@ def main(argv):
                jax.process_count(), jax.local_device_count(), jax.device_count(),
                jax.default_backend())
   try:
-    MODES[FLAGS.mode](build.build(FLAGS.config), FLAGS.workdir)
+    MODES[FLAGS.mode](build.build(load_config()), FLAGS.workdir)
   except run.RunError as e:
-    sys.exit(f"error: {e}")
+    print(f"{e.label}: {e}", file=sys.stderr)
+    sys.exit(e.exit_code)
+
+
+def _config_file_error(e: Exception) -> str:
+  """One line for a config file that is missing or fails to load: its innermost cause,
+  and where the file raised it."""
+  cause = e
+  while cause.__cause__ is not None or cause.__context__ is not None:
+    cause = cause.__cause__ or cause.__context__
+  lines = [line.strip() for line in str(cause).splitlines() if line.strip()]
+  if isinstance(cause, SyntaxError):
+    detail, where = cause.msg, (cause.filename, cause.lineno)
+  else:
+    frame = traceback.extract_tb(cause.__traceback__)[-1] if cause.__traceback__ else None
+    detail, where = (lines[-1] if lines else ""), frame and (frame.filename, frame.lineno)
+  at = f" ({where[0]}, line {where[1]})" if where and not isinstance(cause, OSError) else ""
+  return f"config file does not load: {type(cause).__name__}: {detail}{at}"
+
+
+def load_config():
+  """FLAGS.config; a file that could not be read (which ml_collections reports only
+  now) is a RunError."""
+  try:
+    FLAGS.config.keys()        # a missing file is reported on first use
+    return FLAGS.config
+  except OSError as e:
+    raise run.RunError(_config_file_error(e)) from None
 
 
 def parse_flags(argv):
-  """absl's parser, with a misspelt config override (which ml_collections reports as an
-  AttributeError with a traceback) turned into a one-line error."""
+  """absl's parser, with --help on standard output and exit 0, and a misspelt override
+  key or a config file that fails to load (a syntax error, an exception in get_config)
+  as a one-line error (exit 2)."""
+  if any(a in ("--help", "-h", "--helpshort", "--helpfull", "-?") for a in argv[1:]):
+    print(__doc__)
+    print(FLAGS.main_module_help())
+    sys.exit(0)
   try:
     return app.parse_flags_with_usage(argv)
-  except AttributeError as e:
-    cause = e.args[0] if e.args else e                  # ml_collections wraps a KeyError
+  except AttributeError as e:    # ml_collections: a misspelt key, as a wrapped KeyError
+    cause = e.args[0] if e.args else e
     message = str(cause.args[0] if isinstance(cause, KeyError) and cause.args else cause)
-    sys.exit(f"error: unknown config key in an override: {' '.join(message.split())}")
+    print(f"error: unknown config key in an override: {' '.join(message.split())}",
+          file=sys.stderr)
+    sys.exit(2)
+  except Exception as e:  # pylint: disable=broad-except  (whatever the config file raises)
+    print(f"error: {_config_file_error(e)}", file=sys.stderr)
+    sys.exit(2)
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ It runs with main.py's XLA:CPU kernels (xla_cpu.py); an XLA_FLAGS choice of
 """
 import time
 
-import xla_cpu
+from infra import xla_cpu
 
 xla_cpu.choose_cpu_kernels()   # as main.py does, before JAX starts its backend
 

@@ -31,7 +31,7 @@ import resource
 import subprocess
 import sys
 
-import xla_cpu   # this benchmark keeps jax's default kernels unless --project_kernels
+from infra import xla_cpu   # this benchmark keeps jax's default kernels unless --project_kernels
 
 
 def _set_xla_flags():

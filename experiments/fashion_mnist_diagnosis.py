@@ -5,7 +5,7 @@ several samplers, each scored against the real data.
   python -m experiments.fashion_mnist_diagnosis --workdir runs/fmnist_cpu \
       --config configs/fashion_mnist/vp_ddpm_cpu.py --steps 1200,2400
 
-Sample scores (64 samples, fixed seed; run/tasks.py `ImageTask.sample_metrics`): `in
+Sample scores (64 samples, fixed seed; run/data.py `ImageData.sample_metrics`): `in
 range` is the fraction of samples whose pixels all lie in [-1.5, 1.5] (data in [-1, 1]);
 `near data` the fraction whose distance to the nearest of 2000 test images is at most the
 99th percentile of that distance for the test images themselves (leave one out): a
@@ -21,9 +21,9 @@ import numpy as np
 
 from experiments import common
 import sampling
+from infra import figures
 from run import build as run_build
-from run import checkpoints
-from run import tasks
+from run import workdir as run_workdir
 
 config_flags.DEFINE_config_file("config", "configs/fashion_mnist/vp_ddpm_cpu.py", "Run config.")
 flags.DEFINE_string("workdir", None, "The trained run's workdir.")
@@ -59,12 +59,11 @@ def main(argv):
   del argv
   config = FLAGS.config
   exp = run_build.build(config)
-  held_out = jnp.asarray(exp.task.held_out[:256])
-  mngr = checkpoints.manager(FLAGS.workdir, config.training)
-  steps = [int(s) for s in FLAGS.steps] or [mngr.latest_step()]
+  held_out = jnp.asarray(exp.data.held_out[:256])
+  steps = [int(s) for s in FLAGS.steps] or [None]
   error_rows, sample_rows, grids = [], [], []
   for step in steps:
-    state, _ = checkpoints.restore(mngr, exp.abstract_state(), step)
+    state, step = run_workdir.load_state(exp, FLAGS.workdir, step)
     for which, params in (("raw", state.params), ("EMA", state.ema_params)):
       errors = denoising_errors(exp, params, held_out, jax.random.PRNGKey(1))
       error_rows.append([step, which] + [f"{e:.4f} / {x:.3g}" for e, x in errors])
@@ -72,7 +71,7 @@ def main(argv):
         sampler = exp.make_sampler(method, (FLAGS.num_samples, 28, 28, 1), **settings)
         x, _ = jax.jit(lambda k, p: sampler(k, exp.score_fn(p)))(jax.random.PRNGKey(7), params)
         x = np.asarray(x)
-        scores = exp.task.sample_metrics(x)
+        scores = exp.data.sample_metrics(x)
         sample_rows.append([step, which, name, f"{x.min():.3g} .. {x.max():.3g}",
                             f"{x.reshape(len(x), -1).std(axis=1).mean():.3g}",
                             f"{scores['in_range_fraction']:.2f}",
@@ -86,7 +85,7 @@ def main(argv):
   figure = common.plt.figure(figsize=(3.0 * len(SAMPLERS), 3.3 * len(grids) / len(SAMPLERS)))
   for i, (title, x) in enumerate(grids):
     ax = figure.add_subplot(len(grids) // len(SAMPLERS), len(SAMPLERS), i + 1)
-    ax.imshow(tasks.image_grid((np.clip(x, -1, 1) + 1) / 2)[..., 0], cmap="gray",
+    ax.imshow(figures.image_grid((np.clip(x, -1, 1) + 1) / 2)[..., 0], cmap="gray",
               vmin=0, vmax=1)
     ax.set_title(title, fontsize=7)
     ax.axis("off")

@@ -30,9 +30,9 @@ import numpy as np
 
 import feature_nets
 from run import build
-from run import checkpoints
 from run import classifier
 from run import evaluate
+from run import workdir as run_workdir
 from configs.fashion_mnist import vp_ddpm_cpu
 from configs.fashion_mnist import vp_ddpm_cpu_conditional
 
@@ -66,20 +66,19 @@ def _draw(kind: str, workdir: str, scale: float):
   """(samples [10 per_class, 28, 28, 1] in [0, 1], asked labels, NFE, checkpoint step):
   one round of per_class samples of each class."""
   exp = build.build(_config(kind, scale))
-  state, step = checkpoints.restore(checkpoints.manager(workdir, exp.config.training),
-                                    exp.abstract_state())
+  state, step = run_workdir.load_state(exp, workdir)
   clf = classifier.load(exp, workdir) if kind == "cg" and scale else None
   asked = np.repeat(np.arange(10, dtype=np.int32), FLAGS.per_class)
   x, nfe = evaluate.generate(exp, state.ema_params, jax.random.PRNGKey(0), len(asked),
                              os.path.join(workdir, "guidance", f"{kind}{scale:g}"),
                              classifier_params=clf, labels=asked)
-  return np.clip(np.asarray(exp.task.unscale(x)), 0, 1), asked, nfe, step
+  return np.clip(np.asarray(exp.data.unscale(x)), 0, 1), asked, nfe, step
 
 
 def main(_):
   net = feature_nets.load("fashion_mnist_cnn", vp_ddpm_cpu.get_config().data.data_dir)
   exp = build.build(vp_ddpm_cpu.get_config())
-  real, _ = net(np.asarray(exp.task.unscale(exp.task.held_out)))
+  real, _ = net(np.asarray(exp.data.unscale(exp.data.held_out)))
   rows, grids = [], []
   runs = [("cfg", FLAGS.cfg_workdir, FLAGS.cfg_scales), ("cg", FLAGS.cg_workdir, FLAGS.cg_scales)]
   for kind, workdir, scales in runs:

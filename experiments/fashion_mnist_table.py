@@ -22,10 +22,10 @@ import jax
 import matplotlib
 import numpy as np
 
+from infra import figures
 from run import build
-from run import checkpoints
 from run import evaluate
-from run import tasks
+from run import workdir as run_workdir
 from configs.fashion_mnist import edm_ddpm_cpu
 from configs.fashion_mnist import rf_ddpm_cpu
 from configs.fashion_mnist import subvp_ddpm_cpu
@@ -67,8 +67,7 @@ def table_config(name: str):
 
 def evaluate_run(name: str, workdir: str) -> dict:
   exp = build.build(table_config(name))
-  mngr = checkpoints.manager(workdir, exp.config.training)
-  state, step = checkpoints.restore(mngr, exp.abstract_state())
+  state, step = run_workdir.load_state(exp, workdir)
   out_dir = os.path.join(workdir, "table", f"step_{step}_n{FLAGS.num_samples}_"
                          f"bpd{FLAGS.bpd_images}_pc{FLAGS.pc_steps}")
   metrics, _ = evaluate.evaluate_params(exp, state.ema_params, step, out_dir)
@@ -76,9 +75,9 @@ def evaluate_run(name: str, workdir: str) -> dict:
     json.dump(metrics, f, indent=2)
   grids = {}
   for sampler in SAMPLERS:
-    x, _ = evaluate.generate(exp, state.ema_params, jax.random.PRNGKey(exp.config.seed + 30_000), 16,
+    x, _ = evaluate.generate(exp, state.ema_params, jax.random.PRNGKey(exp.seed + 30_000), 16,
                              os.path.join(out_dir, "samples", sampler), sampler)
-    grids[sampler] = tasks.image_grid(np.asarray(exp.task.unscale(x[:16])))
+    grids[sampler] = figures.image_grid(np.asarray(exp.data.unscale(x[:16])))
   return metrics, grids
 
 

@@ -55,7 +55,7 @@ def _gaps(exp, score_fn, x, key):
       None, score_fn, x)[0])
   bound = jax.jit(lambda k, x: likelihood.get_sde_bound_fn(exp.sde, EPS, NUM_DRAWS)(
       k, score_fn, x)[0])
-  true_nll = -np.asarray(exp.task.distribution.log_prob(x), np.float64)
+  true_nll = -np.asarray(exp.data.distribution.log_prob(x), np.float64)
   return (-np.asarray(ode(x), np.float64) - true_nll,
           np.asarray(bound(key, x), np.float64) - true_nll)
 
@@ -72,14 +72,14 @@ def main(_):
   for seed in seeds:
     for name, flags in WEIGHTINGS.items():
       exp = build.build(_config(seed, *flags))
-      x = np.asarray(exp.task.held_out[:n_points])
+      x = np.asarray(exp.data.held_out[:n_points])
       with tempfile.TemporaryDirectory() as workdir:
         state, _ = train.train(exp, workdir)
       results[name, seed] = _gaps(exp, exp.score_fn(state.ema_params), x,
                                   jax.random.PRNGKey(seed + 7))
       print(name, seed, [f"{_mean_se(g)[0]:.4f}" for g in results[name, seed]], flush=True)
     if seed == seeds[0]:
-      exact = _gaps(exp, exp.task.distribution.mixture.score_fn(exp.sde), x,
+      exact = _gaps(exp, exp.data.distribution.mixture.score_fn(exp.sde), x,
                     jax.random.PRNGKey(seed + 7))
 
   def cell(gap):

@@ -124,7 +124,7 @@ def _mmds(exp, learned, exact, n):
   for overrides, score in runs:
     sampler = exp.make_sampler("pc", (n, 2), **overrides)
     x, _ = jax.jit(sampler, static_argnums=1)(jax.random.PRNGKey(3), score)
-    values.append(float(evaluation.mmd2_unbiased(x, exp.task.held_out)))
+    values.append(float(evaluation.mmd2_unbiased(x, exp.data.held_out)))
   return values
 
 
@@ -144,7 +144,7 @@ def main(_):
       results[name, seed] = (*_score_errors(exp.sde, learned, exact, gmm, n),
                              _mmds(exp, learned, exact, n))
       print(name, seed, results[name, seed], flush=True)
-    exact_mmd[seed] = common.exact_sample_mmd(exp.task.held_out)
+    exact_mmd[seed] = common.exact_sample_mmd(exp.data.held_out)
   header = ["network, seed", *[f"E|s_θ - s|² / E|s|², t = {t:g}" for t in ERROR_TIMES],
             f"noise-prediction error σ(t) RMS(s_θ - s), t = {EPS_TIME:g}",
             f"Langevin step, learned / exact score, t = {STEP_TIME:g}",

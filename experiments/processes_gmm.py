@@ -77,7 +77,7 @@ def main(_):
     for seed in seeds:
       exp = build.build(_config(process, seed))
       if seed not in exact:
-        exact[seed] = common.exact_sample_mmd(exp.task.held_out)
+        exact[seed] = common.exact_sample_mmd(exp.data.held_out)
       with tempfile.TemporaryDirectory() as workdir:
         state, _ = train.train(exp, workdir)
       metrics, _ = evaluate.evaluate_params(exp, state.ema_params, int(state.step))

@@ -1,24 +1,17 @@
-"""config -> Experiment, once: the one place that reads the ConfigDict.
+"""config -> Experiment, once: with main.py, the one place that reads a ConfigDict.
 
 `build(config)` checks every key (a misspelt one stops the run, naming the closest valid
-key), builds the SDE, the network, the optimizer and the task, and jits the functions
-every mode uses. Each takes parameters as an argument, so evaluating many checkpoints
-compiles each function once:
-
-  train_step(state, batch [n_jitted_steps, B, ...], key) -> (state, {"loss"})
-  sample(params, key, classifier_params=None, labels=None) -> (x [sampling.batch_size, ...],
-    nfe), split over all devices (samplers[name] for each of sampling.method and
-    eval.samplers; classifier_params: run/classifier.py's, for classifier guidance;
-    labels [sampling.batch_size]: one class per sample, replacing sampling.class_label)
-  log_likelihood(params, key, x [eval.batch_size, ...]) -> logp [eval.batch_size] (nats)
-  eval_loss(params, x0 [eval.batch_size, ...], key) -> scalar (network in eval mode)
-  (a class-conditional network's batches are (x0, labels [B]) pairs)
+key) and every value with a domain (one line naming the key, the value and the valid
+range), then reads each value once into run/experiment.py's specs, builds the SDE, the
+network, the optimizer and the data, resolves the score functions and jits the functions
+every mode uses. Config keys come from the code that takes them: an SDE's from its
+dataclass fields, a sampler's from its factory's signature, a network's from its config
+class.
 """
 import dataclasses
 import difflib
-import functools
 import inspect
-from typing import Any, Callable
+import json
 
 import jax
 import jax.numpy as jnp
@@ -35,8 +28,9 @@ import sde_lib
 import weightings
 from models import utils as mutils
 import run
-from run import classifier
-from run import tasks
+from run import data as data_lib
+from run import experiment
+from models import classifier as classifier_lib
 
 P = jax.sharding.PartitionSpec
 RunError = run.RunError
@@ -46,32 +40,74 @@ def _arguments(fn, skip) -> tuple[str, ...]:
   return tuple(p for p in inspect.signature(fn).parameters if p not in skip)
 
 
-SDE_PARAMS = {"vesde": ("sigma_min", "sigma_max", "T"), "vpsde": ("beta_min", "beta_max", "T"),
-              "subvpsde": ("beta_min", "beta_max", "T"), "edm": ("sigma_max",),
-              "rectified_flow": ("T",)}     # EDM's T is sigma_max
+def sde_keys(cls) -> tuple[str, ...]:
+  """An SDE class's config keys: its dataclass fields (N is config.sde.num_scales)."""
+  return tuple(f.name for f in dataclasses.fields(cls) if f.init and f.name != "N")
+
+
 NETWORK_KEYS = ("name", "parameterization", "scale_input", "center_input", "noise_conditioning",
                 "sigma_data", "ema_rate", "ema_warmup", "ema_sigma_rel")
-KEYS = {   # section -> the keys something reads
-    "sde": ("name", "beta_min", "beta_max", "sigma_min", "sigma_max", "num_scales", "T"),
-    "training": ("loss", "reduce_mean", "likelihood_weighting", "importance_sampling",
-                 "min_time", "batch_size", "n_iters", "n_jitted_steps", "log_freq",
-                 "snapshot_freq", "snapshot_freq_for_preemption", "eval_freq", "label_dropout",
-                 "weighted", "posthoc_ema"),
-    "training.posthoc_ema": ("sigma_rels", "snapshot_freq"),
-    "optim": ("lr", "beta1", "adam_eps", "weight_decay", "warmup", "grad_clip"),
-    "eval": ("enable_loss", "enable_likelihood", "enable_sampling", "num_loss_batches",
-             "batch_size", "likelihood_points", "likelihood", "checkpoint_step", "samplers",
-             "feature_net", "bpd_repeats", "posthoc_sigma_rel"),
-    "eval.likelihood": _arguments(likelihood.get_likelihood_fn, ("sde",)),
-    "training.weighted": _arguments(losses.weighted_loss, (
-        "score_fn", "sde", "x0", "key", "reduce_mean", "eps", "sigma_data", "per_example")),
-    "sampling": ("method", "batch_size", "num_samples", "class_label", "guidance_scale",
-                 "guidance_interval", "classifier_scale", *sampling.SAMPLERS),
-    "classifier": ("num_classes", "n_iters", "batch_size", "lr"),
-    "controllable": ("mask", "method", "resamplings"),
-    **{f"sampling.{name}": _arguments(factory, ("sde", "shape"))
-       for name, factory in sampling.SAMPLERS.items()},
+
+
+def keys() -> dict:
+  """Section -> the keys something reads (computed at build, so an SDE or sampler
+  registered in a config file is included)."""
+  return {
+      "sde": ("name", "num_scales", *{k for cls in sde_lib.SDES.values() for k in sde_keys(cls)}),
+      "training": ("loss", "reduce_mean", "likelihood_weighting", "importance_sampling",
+                   "min_time", "batch_size", "n_iters", "n_jitted_steps", "log_freq",
+                   "snapshot_freq", "snapshot_freq_for_preemption", "eval_freq",
+                   "label_dropout", "weighted", "posthoc_ema"),
+      "training.posthoc_ema": ("sigma_rels", "snapshot_freq"),
+      "optim": ("lr", "beta1", "adam_eps", "weight_decay", "warmup", "grad_clip"),
+      "eval": ("enable_loss", "enable_likelihood", "enable_sampling", "num_loss_batches",
+               "batch_size", "likelihood_points", "likelihood", "checkpoint_step", "samplers",
+               "feature_net", "bpd_repeats", "posthoc_sigma_rel"),
+      "eval.likelihood": _arguments(likelihood.get_likelihood_fn, ("sde",)),
+      "training.weighted": _arguments(losses.weighted_loss, (
+          "score_fn", "sde", "x0", "key", "reduce_mean", "eps", "sigma_data", "per_example")),
+      "sampling": ("method", "batch_size", "num_samples", "class_label", "guidance_scale",
+                   "guidance_interval", "classifier_scale", *sampling.SAMPLERS),
+      "classifier": ("num_classes", "n_iters", "batch_size", "lr"),
+      "controllable": ("mask", "method", "resamplings"),
+      **{f"sampling.{name}": _arguments(factory, ("sde", "shape"))
+         for name, factory in sampling.SAMPLERS.items()},
+  }
+
+
+def _number(test):
+  return lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and test(v)
+
+
+AT_LEAST_1 = (_number(lambda v: v >= 1), ">= 1")
+OFF_OR_AT_LEAST_1 = (_number(lambda v: v >= 0), ">= 1, or 0 for off")
+AT_LEAST_0 = (_number(lambda v: v >= 0), ">= 0")
+POSITIVE = (_number(lambda v: v > 0), "> 0")
+UNIT = (_number(lambda v: 0 <= v <= 1), "in [0, 1]")
+DOMAINS = {
+    **dict.fromkeys(("sde.num_scales", "data.num_eval", "training.batch_size",
+                     "training.n_iters", "training.n_jitted_steps", "training.log_freq",
+                     "training.snapshot_freq", "training.snapshot_freq_for_preemption",
+                     "eval.num_loss_batches", "eval.batch_size", "eval.likelihood_points",
+                     "eval.bpd_repeats", "sampling.batch_size", "sampling.num_samples",
+                     "classifier.n_iters", "classifier.batch_size",
+                     "controllable.resamplings"), AT_LEAST_1),
+    **dict.fromkeys(("training.eval_freq", "training.posthoc_ema.snapshot_freq"),
+                    OFF_OR_AT_LEAST_1),
+    **dict.fromkeys(("optim.warmup", "optim.weight_decay", "optim.grad_clip",
+                     "sampling.guidance_scale", "sampling.classifier_scale"), AT_LEAST_0),
+    **dict.fromkeys(("optim.lr", "optim.adam_eps", "classifier.lr", "training.min_time",
+                     "model.sigma_data"), POSITIVE),
+    **dict.fromkeys(("optim.beta1", "model.ema_rate"), UNIT),
+    "training.label_dropout": (_number(lambda v: 0 <= v < 1), "in [0, 1)"),
+    "eval.checkpoint_step": (_number(lambda v: v >= -1), ">= 0, or -1 for the latest"),
 }
+
+
+def _get(config, dotted: str):
+  for part in dotted.split("."):
+    config = config[part]
+  return config
 
 
 def _check_keys(where: str, section, valid):
@@ -83,20 +119,36 @@ def _check_keys(where: str, section, valid):
 
 
 def check_config(config):
-  """Every key under the checked sections is one that something reads."""
-  for where, valid in KEYS.items():
-    section = config
-    for part in where.split("."):
-      section = section[part]
-    _check_keys(where, section, valid)
-  if config.model.name not in models.MODELS:
-    raise RunError(f"unknown config.model.name={config.model.name!r}; "
-                   f"valid choices: {sorted(models.MODELS)}")
-  config_class = models.MODELS[config.model.name][1]
+  """Every key under the checked sections is one that something reads, and every value
+  with a domain lies in it."""
+  for where, valid in keys().items():
+    _check_keys(where, _get(config, where), valid)
+  model_class = lookup(models.MODELS, config.model.name, "config.model.name")[1]
   _check_keys("model", config.model,
-              NETWORK_KEYS + tuple(f.name for f in dataclasses.fields(config_class)))
+              NETWORK_KEYS + tuple(f.name for f in dataclasses.fields(model_class)))
   toy = config.data.dataset in datasets.TOY_DISTRIBUTIONS
-  _check_keys("data", config.data, ("dataset", "num_eval") if toy else tasks.IMAGE_DATA_KEYS)
+  _check_keys("data", config.data, ("dataset", "num_eval") if toy else data_lib.IMAGE_DATA_KEYS)
+  for key, (valid, description) in {**DOMAINS, **_step_count_domains()}.items():
+    try:
+      value = _get(config, key)
+    except KeyError:          # a section this config does not have (score_sde's)
+      continue
+    if not valid(value):
+      raise RunError(f"config.{key}={value!r}: must be {description}")
+
+
+def _step_count_domains() -> dict:
+  """sampling.<name>.num_steps >= 1 for every sampler that takes it (None too where its
+  factory's default is None: the SDE's N)."""
+  domains = {}
+  for name, factory in sampling.SAMPLERS.items():
+    parameter = inspect.signature(factory).parameters.get("num_steps")
+    if parameter is not None and parameter.default is None:
+      domains[f"sampling.{name}.num_steps"] = (
+          lambda v: v is None or AT_LEAST_1[0](v), ">= 1, or None for config.sde.num_scales")
+    elif parameter is not None:
+      domains[f"sampling.{name}.num_steps"] = AT_LEAST_1
+  return domains
 
 
 def lookup(registry: dict, name: str, what: str):
@@ -105,135 +157,20 @@ def lookup(registry: dict, name: str, what: str):
   return registry[name]
 
 
-@dataclasses.dataclass(frozen=True)
-class Experiment:
-  config: Any
-  sde: sde_lib.SDE
-  model: Any
-  optimizer: optax.GradientTransformation
-  task: Any                      # tasks.ToyTask or tasks.ImageTask
-  mesh: jax.sharding.Mesh
-  train_step: Callable
-  samplers: dict                 # sampler name -> jitted sample(params, key)
-  log_likelihood: Callable
-  eval_loss: Callable
-
-  @property
-  def sample(self) -> Callable:
-    """The configured sampler's sample(params, key) -> (x, nfe)."""
-    return self.samplers[self.config.sampling.method]
-
-  @property
-  def eval_sampler_names(self) -> tuple[str, ...]:
-    return tuple(self.config.eval.samplers) or (self.config.sampling.method,)
-
-  def sharding(self, *spec) -> jax.sharding.NamedSharding:
-    return jax.sharding.NamedSharding(self.mesh, P(*spec))
-
-  @property
-  def num_label_classes(self) -> int:
-    """> 0 for a class-conditional network (its null label), else 0."""
-    return self.config.model.get("num_label_classes", 0)
-
-  def score_fn(self, params, train=False, key=None, labels=None):
-    """score_fn(x, t) of the network with `params` (dropout keyed by `key` if `train`);
-    a class-conditional network sees `labels` [B] (None: the null label)."""
-    m = self.config.model
-    rngs = {"dropout": key} if train else None
-    extra = {} if labels is None else {"labels": labels}
-    apply_fn = lambda p, x, c: self.model.apply(p, x, c, train=train, rngs=rngs, **extra)
-    return mutils.get_score_fn(apply_fn, params, self.sde, m.parameterization, m.scale_input,
-                               m.noise_conditioning, m.sigma_data, m.get("center_input", False))
-
-  def sampling_score_fn(self, params, classifier_params=None, labels=None):
-    """The score the samplers use. With sampling.class_label >= 0 (or `labels` [B],
-    which replace it): a class-conditional network's score of that class, with
-    classifier-free guidance at sampling.guidance_scale (within
-    sampling.guidance_interval if set); with sampling.classifier_scale > 0, plus
-    classifier guidance by the noise-conditional classifier with `classifier_params`
-    (any network). Otherwise the unconditional score (a conditional network's null
-    label)."""
-    s = self.config.sampling
-    if s.class_label < 0:
-      return self.score_fn(params)
-    label = s.class_label if labels is None else labels
-    score_fn = self.score_fn(params)
-    if self.num_label_classes:
-      score_fn = cg.classifier_free_guidance(
-          lambda x, t, y: self.score_fn(params, labels=y)(x, t), label,
-          s.guidance_scale, self.num_label_classes, tuple(s.guidance_interval) or None)
-    if s.classifier_scale:
-      score_fn = cg.classifier_guidance(score_fn, classifier.log_prob_fn(self, classifier_params),
-                                        label, s.classifier_scale)
-    return score_fn
-
-  def make_sampler(self, method: str, shape, **overrides):
-    """sampler(key, score_fn) of `sampling.SAMPLERS[method]` for x of `shape`, with the
-    config's settings `sampling.<method>` updated by `overrides`."""
-    factory = lookup(sampling.SAMPLERS, method, "config.sampling.method")
-    return factory(self.sde, shape, **{**self.config.sampling[method], **overrides})
-
-  def init_state(self, key) -> losses.TrainState:
-    """The step-0 train state of PRNG key `key` (EMA = parameters), replicated, compiled
-    once per Experiment with its own compiler options (so not callable inside a jit)."""
-    return self._jitted_init_state(key)
-
-  @functools.cached_property
-  def _jitted_init_state(self) -> Callable:
-    # It runs once per run, but on the CPU XLA's backend optimizations of its hundreds of
-    # random-number calls make it slow to compile: 7.8 s for the tests' small U-Net, 2.3 s at
-    # level 0 (values equal up to rounding, tested; run time 6 ms either way).
-    options = {"xla_backend_optimization_level": 0} if jax.default_backend() == "cpu" else {}
-    return jax.jit(self._init_state, out_shardings=self.sharding(), compiler_options=options)
-
-  def _init_state(self, key) -> losses.TrainState:
-    params = self.model.init(key, jnp.zeros((1, *self.task.example_shape)), jnp.zeros((1,)))
-    return losses.TrainState(step=jnp.zeros((), jnp.int32), params=params,
-                             opt_state=self.optimizer.init(params), ema_params=params)
-
-  def posthoc_averages(self, state: losses.TrainState) -> tuple:
-    """The power EMAs tracked for post-hoc EMA (config.training.posthoc_ema.sigma_rels),
-    kept in the optimizer state by ema.track_power_emas; () when none are."""
-    return state.opt_state[-1].averages if self.config.training.posthoc_ema.sigma_rels else ()
-
-  def abstract_state(self):
-    """The train state's shapes, dtypes and (replicated) shardings, without computing."""
-    return jax.tree_util.tree_map(
-        lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=self.sharding()),
-        jax.eval_shape(self._init_state, jax.random.PRNGKey(0)))
-
-
-def build_sde(c) -> sde_lib.SDE:
-  params = lookup(SDE_PARAMS, c.name.lower(), "config.sde.name")
-  return sde_lib.get_sde(c.name.lower(), N=c.num_scales, **{k: c[k] for k in params})
-
-
-def build_optimizer(o) -> optax.GradientTransformation:
-  """Adam(W) with linear warmup to a constant rate and global-norm clipping. The rate
-  comes from the config at every start, never from a checkpoint."""
-  warmup = max(o.warmup, 1)
-  schedule = optax.join_schedules(
-      [optax.linear_schedule(0.0, o.lr, warmup), optax.constant_schedule(o.lr)], [warmup])
-  adam = optax.adamw(schedule, b1=o.beta1, eps=o.adam_eps, weight_decay=o.weight_decay)
-  return optax.chain(optax.clip_by_global_norm(o.grad_clip), adam) if o.grad_clip > 0 else adam
-
-
-def _check_labels(config, task):
+def _check_labels(config, labelled: bool):
   """Class labels: for class-conditional networks or classifier guidance, within their
   classes."""
-  n, t, s = config.model.get("num_label_classes", 0), config.training, config.sampling
-  if n and not isinstance(task, tasks.ImageTask):
+  n, s = config.model.get("num_label_classes", 0), config.sampling
+  if n and not labelled:
     raise RunError(f"config.model.num_label_classes={n} needs labelled image data; "
                    f"config.data.dataset={config.data.dataset!r} has no labels")
-  if not 0.0 <= t.label_dropout < 1.0 or (t.label_dropout and not n):
-    raise RunError(f"config.training.label_dropout={t.label_dropout} must be in [0, 1), and "
-                   "0 unless config.model.num_label_classes > 0")
-  if s.classifier_scale < 0 or (s.classifier_scale and s.class_label < 0):
-    raise RunError(f"config.sampling.classifier_scale={s.classifier_scale}: must be >= 0, and "
-                   "> 0 only with a class (config.sampling.class_label)")
-  if s.classifier_scale and not isinstance(task, tasks.ImageTask):
-    raise RunError(f"config.sampling.classifier_scale={s.classifier_scale} needs labelled "
-                   f"image data; config.data.dataset={config.data.dataset!r} has no labels")
+  if config.training.label_dropout and not n:
+    raise RunError(f"config.training.label_dropout={config.training.label_dropout} must be 0 "
+                   "unless config.model.num_label_classes > 0")
+  if s.classifier_scale and (s.class_label < 0 or not labelled):
+    raise RunError(f"config.sampling.classifier_scale={s.classifier_scale} > 0 needs a class "
+                   "(config.sampling.class_label) and labelled image data "
+                   f"(config.data.dataset={config.data.dataset!r})")
   classes = n or (config.classifier.num_classes if s.classifier_scale else 0)
   if not -1 <= s.class_label < classes:
     raise RunError(f"config.sampling.class_label={s.class_label}: valid are -1 (none)"
@@ -250,28 +187,129 @@ def _check_labels(config, task):
 
 def _check_divisibility(config):
   t, n_dev = config.training, jax.device_count()
-  frequencies = {name: t[name] for name in ("log_freq", "snapshot_freq",
-                                             "snapshot_freq_for_preemption", "n_iters", "eval_freq")}
-  frequencies["posthoc_ema.snapshot_freq"] = t.posthoc_ema.snapshot_freq
+  frequencies = {f"training.{name}": t[name] for name in (
+      "log_freq", "snapshot_freq", "snapshot_freq_for_preemption", "n_iters", "eval_freq")}
+  frequencies["training.posthoc_ema.snapshot_freq"] = t.posthoc_ema.snapshot_freq
   for name, value in frequencies.items():
     if value % t.n_jitted_steps:
-      raise RunError(f"config.training.{name}={value} must be a multiple of "
+      raise RunError(f"config.{name}={value} must be a multiple of "
                      f"config.training.n_jitted_steps={t.n_jitted_steps}")
   if t.posthoc_ema.sigma_rels and t.posthoc_ema.snapshot_freq <= 0:
     raise RunError(f"config.training.posthoc_ema.snapshot_freq={t.posthoc_ema.snapshot_freq} "
                    "must be > 0 when posthoc_ema.sigma_rels is set")
   for name in ("training.batch_size", "sampling.batch_size", "eval.batch_size"):
-    section, key = name.split(".")
-    if config[section][key] % n_dev:
-      raise RunError(f"config.{name}={config[section][key]} must be divisible by the "
+    if _get(config, name) % n_dev:
+      raise RunError(f"config.{name}={_get(config, name)} must be divisible by the "
                      f"{n_dev} devices ({jax.process_count()} processes)")
 
 
-def build(config) -> Experiment:
-  """Checks the config, builds every object and jits every function, once."""
+def build_sde(c) -> sde_lib.SDE:
+  cls = lookup(sde_lib.SDES, c.name.lower(), "config.sde.name")
+  return cls(N=c.num_scales, **{k: c[k] for k in sde_keys(cls)})
+
+
+def build_optimizer(o) -> optax.GradientTransformation:
+  """Adam(W) with linear warmup to a constant rate and global-norm clipping. The rate
+  comes from the config at every start, never from a checkpoint."""
+  warmup = max(o.warmup, 1)
+  schedule = optax.join_schedules(
+      [optax.linear_schedule(0.0, o.lr, warmup), optax.constant_schedule(o.lr)], [warmup])
+  adam = optax.adamw(schedule, b1=o.beta1, eps=o.adam_eps, weight_decay=o.weight_decay)
+  return optax.chain(optax.clip_by_global_norm(o.grad_clip), adam) if o.grad_clip > 0 else adam
+
+
+def _specs(config, sde) -> dict:
+  """The loop settings of every mode, read once."""
+  t, e, s = config.training, config.eval, config.sampling
+  methods = tuple(e.samplers) or (s.method,)
+  for name in (s.method, *methods):
+    lookup(sampling.SAMPLERS, name, "config.sampling.method / config.eval.samplers entry")
+  general = {k: v for k, v in s.to_dict().items() if k not in sampling.SAMPLERS
+             and k != "num_samples"}
+  folder = s.method + (f"_class{s.class_label}" if s.class_label >= 0 else "")
+  folder += (f"_w{s.guidance_scale:g}" if s.guidance_scale else "") + (
+      f"_classifier{s.classifier_scale:g}" if s.classifier_scale else "")
+  folder += f"_ema{e.posthoc_sigma_rel:g}" if e.posthoc_sigma_rel else ""
+  if e.posthoc_sigma_rel:
+    ema.gamma_of_sigma_rel(e.posthoc_sigma_rel)    # a ValueError names a bad width
+  return dict(
+      train=experiment.TrainSpec(
+          t.batch_size, t.n_iters, t.n_jitted_steps, t.log_freq, t.snapshot_freq,
+          t.snapshot_freq_for_preemption, t.eval_freq, tuple(t.posthoc_ema.sigma_rels),
+          t.posthoc_ema.snapshot_freq),
+      eval=experiment.EvalSpec(
+          e.enable_loss, e.enable_likelihood, e.enable_sampling, e.num_loss_batches,
+          e.batch_size, e.likelihood_points, e.bpd_repeats,
+          None if e.checkpoint_step < 0 else e.checkpoint_step, e.posthoc_sigma_rel, methods,
+          bool(e.samplers)),
+      sampling=experiment.SampleSpec(
+          s.method, s.batch_size, s.num_samples, s.class_label, s.classifier_scale, folder,
+          {name: {**general, name: s[name].to_dict()} for name in sampling.SAMPLERS}),
+      controllable=experiment.ControllableSpec(
+          config.controllable.mask, config.controllable.method,
+          config.controllable.resamplings, s.pc.to_dict()),
+      classifier=experiment.ClassifierSpec(
+          config.classifier.num_classes, config.classifier.n_iters,
+          config.classifier.batch_size, config.classifier.lr, t.min_time, t.log_freq))
+
+
+def _loss(t, sigma_data):
+  """The training loss `loss(score_fn, sde, x0, key)` of config.training."""
+  loss = lookup(losses.MULTI_LEVEL_LOSSES, t.loss, "config.training.loss")
+  kwargs = dict(reduce_mean=t.reduce_mean)
+  if t.loss == "continuous":
+    kwargs.update(likelihood_weighting=t.likelihood_weighting,
+                  importance_sampling=t.importance_sampling, eps=t.min_time)
+  elif t.loss == "weighted":
+    kwargs.update(eps=t.min_time, sigma_data=sigma_data, **t.weighted)
+    lookup(weightings.WEIGHTINGS, t.weighted.weighting, "config.training.weighted.weighting")
+    lookup(dict.fromkeys(weightings.NOISE_LEVEL_DISTRIBUTIONS), t.weighted.noise_levels,
+           "config.training.weighted.noise_levels")
+  return lambda score_fn, sde, x0, key: loss(score_fn, sde, x0, key, **kwargs)
+
+
+def _score_fns(config, sde, model, num_classes: int):
+  """(score_fn, class_log_prob_fn, sampling_score_fn): the network's score through its
+  parameterization, the guidance classifier's log p_t(c | x), and the score the
+  samplers use (class and guidance of config.sampling)."""
+  m, s = config.model, config.sampling
+  for key, choices in (("parameterization", mutils.PARAMETERIZATIONS),
+                       ("noise_conditioning", mutils.NOISE_CONDITIONINGS)):
+    lookup(dict.fromkeys(choices), m[key], f"config.model.{key}")
+  options = dict(parameterization=m.parameterization, scale_input=m.scale_input,
+                 noise_conditioning=m.noise_conditioning, sigma_data=m.sigma_data,
+                 center_input=m.get("center_input", False))
+
+  def score_fn(params, train=False, key=None, labels=None):
+    rngs = {"dropout": key} if train else None
+    extra = {} if labels is None else {"labels": labels}
+    apply_fn = lambda p, x, c: model.apply(p, x, c, train=train, rngs=rngs, **extra)
+    return mutils.get_score_fn(apply_fn, params, sde, **options)
+
+  net = classifier_lib.NoiseConditionalCNN(num_classes=config.classifier.num_classes)
+  class_log_prob_fn = lambda params: cg.noise_conditional_log_prob(
+      lambda x, c: net.apply({"params": params}, x, c), sde, m.sigma_data)
+  guidance = dict(null_label=num_classes, guidance_scale=s.guidance_scale,
+                  interval=tuple(s.guidance_interval) or None,
+                  classifier_scale=s.classifier_scale)
+
+  def sampling_score_fn(params, classifier_params=None, labels=None):
+    if s.class_label < 0:
+      return score_fn(params)
+    return cg.guided_score_fn(
+        lambda x, t, y: score_fn(params, labels=y)(x, t),
+        s.class_label if labels is None else labels,
+        class_log_prob_fn=None if classifier_params is None else class_log_prob_fn(classifier_params),
+        **guidance)
+
+  return score_fn, class_log_prob_fn, sampling_score_fn
+
+
+def build(config) -> experiment.Experiment:
+  """Checks the config, reads it once, builds every object and jits every function."""
   check_config(config)
   _check_divisibility(config)
-  t, s, e = config.training, config.sampling, config.eval
+  t, num_classes = config.training, config.model.get("num_label_classes", 0)
   mesh = jax.make_mesh((jax.device_count(),), ("data",), axis_types=(jax.sharding.AxisType.Auto,))
   replicated, split = (jax.sharding.NamedSharding(mesh, P()),
                        jax.sharding.NamedSharding(mesh, P("data")))
@@ -279,67 +317,71 @@ def build(config) -> Experiment:
     sde = build_sde(config.sde)
     model = models.get_model(config.model.name, **{
         k: v for k, v in config.model.items() if k not in NETWORK_KEYS})
-    for key, choices in (("parameterization", mutils.PARAMETERIZATIONS),
-                         ("noise_conditioning", mutils.NOISE_CONDITIONINGS)):
-      lookup(dict.fromkeys(choices), config.model[key], f"config.model.{key}")
-    task = tasks.get_task(config.data, config.seed, e.feature_net if e.enable_sampling else "")
-    _check_labels(config, task)
-    loss = lookup(losses.MULTI_LEVEL_LOSSES, t.loss, "config.training.loss")
-    loss_kwargs = dict(reduce_mean=t.reduce_mean)
-    if t.loss == "continuous":
-      loss_kwargs.update(likelihood_weighting=t.likelihood_weighting,
-                         importance_sampling=t.importance_sampling, eps=t.min_time)
-    elif t.loss == "weighted":
-      loss_kwargs.update(eps=t.min_time, sigma_data=config.model.sigma_data, **t.weighted)
-      lookup(weightings.WEIGHTINGS, t.weighted.weighting, "config.training.weighted.weighting")
-      lookup(dict.fromkeys(weightings.NOISE_LEVEL_DISTRIBUTIONS), t.weighted.noise_levels,
-             "config.training.weighted.noise_levels")
-    loglik_fn = likelihood.get_likelihood_fn(sde, **e.likelihood)
+    data = data_lib.get_data(config.data, config.seed, config.eval.feature_net)
+    _check_labels(config, data.labelled)
+    specs = _specs(config, sde)
+    loss = _loss(t, config.model.sigma_data)
+    loglik_fn = likelihood.get_likelihood_fn(sde, **config.eval.likelihood)
     optimizer = build_optimizer(config.optim)
     if t.posthoc_ema.sigma_rels:
       optimizer = optax.chain(optimizer, ema.track_power_emas(
           tuple(ema.gamma_of_sigma_rel(s) for s in t.posthoc_ema.sigma_rels)))
     ema_decay = ema.decay_fn(config.model.ema_rate, config.model.ema_warmup,
                              config.model.ema_sigma_rel)
-    if e.posthoc_sigma_rel:
-      ema.gamma_of_sigma_rel(e.posthoc_sigma_rel)    # a ValueError names a bad width
-    # A partial Experiment gives score_fn to the functions jitted below.
-    exp = Experiment(config, sde, model, optimizer, task, mesh, *([None] * 4))
-    for name in e.samplers:
-      lookup(sampling.SAMPLERS, name, "config.eval.samplers entry")
-    shape = (s.batch_size, *task.example_shape)
-    samplers = {name: exp.make_sampler(name, shape)
-                for name in dict.fromkeys((s.method, *e.samplers))}
+    score_fn, class_log_prob_fn, sampling_score_fn = _score_fns(config, sde, model, num_classes)
+    sampler_kwargs = {name: config.sampling[name].to_dict() for name in sampling.SAMPLERS}
+    shape = (config.sampling.batch_size, *data.example_shape)
+    samplers = {name: sampling.SAMPLERS[name](sde, shape, **sampler_kwargs[name])
+                for name in dict.fromkeys((config.sampling.method, *specs["eval"].samplers))}
   except ValueError as error:
     raise RunError(str(error).splitlines()[0]) from None
 
   def loss_fn(params, batch, key, train=True):
     """batch: x0, or (x0, labels [B]) for a class-conditional network, whose labels are
     replaced by the null label with probability training.label_dropout (training only)."""
-    x0, labels = batch if exp.num_label_classes else (batch, None)
+    x0, labels = batch if num_classes else (batch, None)
     if labels is not None and train and t.label_dropout:
       drop = jax.random.bernoulli(jax.random.fold_in(key, 2), t.label_dropout, labels.shape)
-      labels = jnp.where(drop, exp.num_label_classes, labels)
-    return loss(exp.score_fn(params, train, jax.random.fold_in(key, 1), labels), sde, x0, key,
-                **loss_kwargs)
+      labels = jnp.where(drop, num_classes, labels)
+    return loss(score_fn(params, train, jax.random.fold_in(key, 1), labels), sde, x0, key)
 
+  def init_state(key) -> losses.TrainState:
+    params = model.init(key, jnp.zeros((1, *data.example_shape)), jnp.zeros((1,)))
+    return losses.TrainState(step=jnp.zeros((), jnp.int32), params=params,
+                             opt_state=optimizer.init(params), ema_params=params)
+
+  abstract_state = jax.tree_util.tree_map(
+      lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=replicated),
+      jax.eval_shape(init_state, jax.random.PRNGKey(0)))
+  # Run once, but on the CPU XLA's backend optimizations of its hundreds of random-number
+  # calls make it slow to compile: 7.8 s for the tests' small U-Net, 2.3 s at level 0
+  # (values equal up to rounding, tested; run time 6 ms either way).
+  options = {"xla_backend_optimization_level": 0} if jax.default_backend() == "cpu" else {}
   # XLA:CPU compiles convolution gradients inside a loop body to generic loops, 25-150x
   # slower (benchmarks/README.md): on the CPU, the n_jitted_steps steps of a network with
   # convolution kernels (4-D parameters) are compiled one after another instead.
   unroll = jax.default_backend() == "cpu" and t.n_jitted_steps > 1 and any(
-      len(p.shape) == 4 for p in jax.tree_util.tree_leaves(exp.abstract_state().params))
-  train_step = jax.jit(
-      losses.get_train_step(loss_fn, optimizer, ema_decay, unroll=unroll),
-      in_shardings=(replicated, jax.sharding.NamedSharding(mesh, P(None, "data")), replicated),
-      out_shardings=(replicated, replicated), donate_argnums=(0,))
+      len(p.shape) == 4 for p in jax.tree_util.tree_leaves(abstract_state.params))
+
   def jit_sampler(sampler):
     return jax.jit(lambda params, key, classifier_params=None, labels=None: sampler(
-        key, exp.sampling_score_fn(params, classifier_params, labels)),
+        key, sampling_score_fn(params, classifier_params, labels)),
                    in_shardings=replicated, out_shardings=(split, replicated))
-  log_likelihood = jax.jit(lambda params, key, x: loglik_fn(key, exp.score_fn(params), x)[0],
-                           in_shardings=(replicated, replicated, split), out_shardings=split)
-  eval_loss = jax.jit(lambda params, x0, key: loss_fn(params, x0, key, train=False),
-                      in_shardings=(replicated, split, replicated), out_shardings=replicated)
-  return dataclasses.replace(exp, train_step=train_step,
-                             samplers={k: jit_sampler(v) for k, v in samplers.items()},
-                             log_likelihood=log_likelihood, eval_loss=eval_loss)
+
+  return experiment.Experiment(
+      record=json.loads(json.dumps(config.to_dict())), seed=config.seed, sde=sde, model=model,
+      optimizer=optimizer, data=data, mesh=mesh, num_label_classes=num_classes, **specs,
+      sampler_kwargs=sampler_kwargs, abstract_state=abstract_state,
+      init_state=jax.jit(init_state, out_shardings=replicated, compiler_options=options),
+      score_fn=score_fn, sampling_score_fn=sampling_score_fn,
+      class_log_prob_fn=class_log_prob_fn,
+      train_step=jax.jit(
+          losses.get_train_step(loss_fn, optimizer, ema_decay, unroll=unroll),
+          in_shardings=(replicated, jax.sharding.NamedSharding(mesh, P(None, "data")),
+                        replicated),
+          out_shardings=(replicated, replicated), donate_argnums=(0,)),
+      samplers={name: jit_sampler(sampler) for name, sampler in samplers.items()},
+      log_likelihood=jax.jit(lambda params, key, x: loglik_fn(key, score_fn(params), x)[0],
+                             in_shardings=(replicated, replicated, split), out_shardings=split),
+      eval_loss=jax.jit(lambda params, x0, key: loss_fn(params, x0, key, train=False),
+                        in_shardings=(replicated, split, replicated), out_shardings=replicated))

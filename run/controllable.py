@@ -12,16 +12,13 @@ import os
 from absl import logging
 import jax
 import jax.numpy as jnp
-import matplotlib
 import numpy as np
 
 import controllable_generation as cg
 import run
-from run import checkpoints
+from infra import figures
 from run import evaluate
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+from run import workdir as wd
 
 MASKS = ("half", "box", "random")
 
@@ -41,63 +38,46 @@ def make_mask(kind: str, shape, seed: int = 0) -> np.ndarray:
   return mask
 
 
-def _restore_params(exp, workdir):
-  checkpoints.check_workdir(workdir)
-  mngr = checkpoints.manager(workdir, exp.config.training)
-  step = exp.config.eval.checkpoint_step
-  state, step = checkpoints.restore(mngr, exp.abstract_state(), None if step < 0 else step)
-  return evaluate.evaluation_params(exp, workdir, state), step
-
-
-def _figure(exp, path, rows, titles):
-  """One row of the first 16 images per entry of rows."""
-  fig, axes = plt.subplots(len(rows), 1, figsize=(12, 1.6 * len(rows)))
-  for ax, images, title in zip(axes, rows, titles):
-    strip = np.concatenate(list(np.clip(np.asarray(exp.task.unscale(images[:16])), 0, 1)), 1)
-    ax.imshow(strip[..., 0] if strip.shape[-1] == 1 else strip, cmap="gray", vmin=0, vmax=1)
-    ax.set_title(title, fontsize=9)
-    ax.axis("off")
-  fig.savefig(path, dpi=110, bbox_inches="tight")
-  plt.close(fig)
-
-
 def _complete(exp, workdir, name, get_sampler, args, original, known):
   """Runs get_sampler(...)(key, score_fn, *args) on a checkpoint; writes
   <workdir>/<name>/step_<step>/<name>.{npz,png}. Returns that folder."""
-  c = exp.config.controllable
+  c = exp.controllable
+  if len(exp.data.example_shape) != 3:
+    raise run.RunError(f"--mode {name} needs image data; this config's data are 2-D points")
   try:
     sampler = get_sampler(exp.sde, original.shape, method=c.method, resamplings=c.resamplings,
-                          **exp.config.sampling.pc)
+                          **c.pc)
   except ValueError as e:
     raise run.RunError(str(e).splitlines()[0]) from None
-  params, step = _restore_params(exp, workdir)
-  x, nfe = jax.jit(lambda p, k: sampler(k, exp.score_fn(p), *args))(
-      params, jax.random.PRNGKey(exp.config.seed + 60_000))
-  x, nfe = evaluate.to_host(x), int(nfe)
-  out_dir = os.path.join(workdir, name, f"step_{step}")
-  if jax.process_index() == 0:
-    os.makedirs(out_dir, exist_ok=True)
-    np.savez(os.path.join(out_dir, f"{name}.npz"), original=original, known=known, result=x,
-             nfe=nfe)
-    _figure(exp, os.path.join(out_dir, f"{name}.png"), [original, known, x],
-            ["original", "known", f"{name} ({c.method}, NFE {nfe})"])
+  with wd.open_for_writing(workdir, exp.record):
+    params, step = evaluate.restore_params(exp, workdir)
+    x, nfe = jax.jit(lambda p, k: sampler(k, exp.score_fn(p), *args))(
+        params, jax.random.PRNGKey(exp.seed + 60_000))
+    x, nfe = evaluate.to_host(x), int(nfe)
+    out_dir = os.path.join(workdir, name, f"step_{step}")
+    if jax.process_index() == 0:
+      os.makedirs(out_dir, exist_ok=True)
+      wd.save_npz(os.path.join(out_dir, f"{name}.npz"), original=original, known=known,
+                  result=x, nfe=nfe)
+      figures.image_rows(os.path.join(out_dir, f"{name}.png"),
+                         [np.asarray(exp.data.unscale(r)) for r in (original, known, x)],
+                         ["original", "known", f"{name} ({c.method}, NFE {nfe})"])
   logging.info("wrote %s/%s.{npz,png} (NFE %d)", out_dir, name, nfe)
   return out_dir
 
 
 def inpaint(exp, workdir: str) -> str:
-  images = exp.task.held_out[:exp.config.sampling.batch_size]
-  mask = make_mask(exp.config.controllable.mask, images.shape, exp.config.seed)
-  masked = np.where(mask > 0, images, float(exp.task.scale(0.0)))
+  images = exp.data.held_out[:exp.sampling.batch_size]
+  mask = make_mask(exp.controllable.mask, images.shape, exp.seed)
+  masked = np.where(mask > 0, images, float(exp.data.scale(0.0)))
   return _complete(exp, workdir, "inpaint", cg.get_inpainter,
                    (jnp.asarray(images), jnp.asarray(mask)), images, masked)
 
 
 def colorize(exp, workdir: str) -> str:
-  images = exp.task.held_out[:exp.config.sampling.batch_size]
+  images = exp.data.held_out[:exp.sampling.batch_size]
   if images.shape[-1] != 3:
-    raise run.RunError(f"colorize needs 3-channel images; config.data.dataset="
-                       f"{exp.config.data.dataset!r} has {images.shape[-1]}")
+    raise run.RunError(f"colorize needs 3-channel images; this dataset has {images.shape[-1]}")
   gray = images.mean(-1, keepdims=True)
   return _complete(exp, workdir, "colorize", cg.get_colorizer, (jnp.asarray(gray),),
                    images, np.repeat(gray, 3, -1))

@@ -3,7 +3,7 @@ broadcasting bugs; the real Fashion-MNIST, prepared once per test worker from th
 package (the tests that use it share one xdist group)."""
 import os
 
-import xla_cpu
+from infra import xla_cpu
 
 xla_cpu.choose_cpu_kernels()   # as main.py does, before JAX starts its backend
 

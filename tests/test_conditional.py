@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 import models
+from models import classifier as classifier_lib
 import run
 from run import build
 from run import classifier
@@ -69,7 +70,7 @@ def test_conditional_fashion_mnist_trains_and_samples_with_guidance(fashion_mnis
   x, nfe = exp.sample(state.ema_params, jax.random.PRNGKey(0))
   assert x.shape == (8, 28, 28, 1) and np.all(np.isfinite(x)) and int(nfe) == 11
   # The guided score: (1 + w) s(x, t, 7) - w s(x, t, null) inside the interval.
-  xt, t = jnp.asarray(exp.task.held_out[:2]), jnp.array([0.5, 0.9])
+  xt, t = jnp.asarray(exp.data.held_out[:2]), jnp.array([0.5, 0.9])
   s_c = exp.score_fn(state.params, labels=jnp.full((2,), 7))(xt, t)
   s_u = exp.score_fn(state.params)(xt, t)
   guided = exp.sampling_score_fn(state.params)(xt, t)
@@ -111,9 +112,9 @@ def test_classifier_guidance_adds_the_scaled_classifier_gradient(fashion_mnist_d
   config.sampling.class_label, config.sampling.classifier_scale = 3, 2.0
   exp = build.build(config)
   params = exp.init_state(jax.random.PRNGKey(0)).params
-  clf = classifier.network(exp).init(jax.random.PRNGKey(1), jnp.zeros((1, 28, 28, 1)),
-                                     jnp.zeros((1,)))["params"]
-  xt, t = jnp.asarray(exp.task.held_out[:2]), jnp.array([0.3, 0.7])
+  clf = classifier_lib.NoiseConditionalCNN(num_classes=10).init(
+      jax.random.PRNGKey(1), jnp.zeros((1, 28, 28, 1)), jnp.zeros((1,)))["params"]
+  xt, t = jnp.asarray(exp.data.held_out[:2]), jnp.array([0.3, 0.7])
 
   @jax.jit
   def guided_and_expected():
@@ -121,7 +122,7 @@ def test_classifier_guidance_adds_the_scaled_classifier_gradient(fashion_mnist_d
     out = []
     for labels, rows in ((None, jnp.array([3, 3])), (jnp.array([5, 3]), jnp.array([5, 3]))):
       log_p = lambda x, rows=rows: jnp.sum(
-          classifier.log_prob_fn(exp, clf)(x, t)[jnp.arange(2), rows])
+          exp.class_log_prob_fn(clf)(x, t)[jnp.arange(2), rows])
       out.append((exp.sampling_score_fn(params, clf, labels)(xt, t),
                   score + 2.0 * jax.grad(log_p)(xt)))
     return out

@@ -54,7 +54,7 @@ def test_the_published_set_is_complete():
 @pytest.mark.parametrize("path", IMAGE_CONFIGS)
 def test_image_config_builds_and_maps_images_to_images(path):
   exp = build.build(tiny(path))
-  x = jnp.zeros((2, *exp.task.example_shape))
+  x = jnp.zeros((2, *exp.data.example_shape))
   params = jax.eval_shape(lambda: exp.model.init(jax.random.PRNGKey(0), x, jnp.zeros((2,))))
   out = jax.eval_shape(lambda p: exp.model.apply(p, x, jnp.zeros((2,))), params)
   assert out.shape == x.shape and out.dtype == jnp.float32
@@ -81,7 +81,7 @@ def test_one_config_per_network_family_runs_one_train_step(path):
   """A real step per family (each config's network is built and shape-checked above)."""
   exp = build.build(tiny(path))
   state = exp.init_state(jax.random.PRNGKey(0))
-  batch = jax.random.uniform(jax.random.PRNGKey(0), (1, 2, *exp.task.example_shape))
+  batch = jax.random.uniform(jax.random.PRNGKey(0), (1, 2, *exp.data.example_shape))
   state, metrics = exp.train_step(state, batch, jax.random.PRNGKey(1))
   assert int(state.step) == 1 and np.isfinite(float(metrics["loss"]))
 
@@ -97,7 +97,7 @@ def test_steps_of_networks_with_convolutions_are_unrolled_on_the_cpu():
     t.n_jitted_steps, t.n_iters, t.log_freq, t.eval_freq = 2, 10, 2, 2
     t.snapshot_freq = t.snapshot_freq_for_preemption = t.posthoc_ema.snapshot_freq = 2
     exp = build.build(config)
-    batch = jax.ShapeDtypeStruct((2, t.batch_size, *exp.task.example_shape), jnp.float32)
-    jaxpr = exp.train_step.trace(exp.abstract_state(), batch, jax.random.PRNGKey(0)).jaxpr
+    batch = jax.ShapeDtypeStruct((2, t.batch_size, *exp.data.example_shape), jnp.float32)
+    jaxpr = exp.train_step.trace(exp.abstract_state, batch, jax.random.PRNGKey(0)).jaxpr
     (scan,) = [eqn for eqn in jaxpr.eqns if eqn.primitive.name == "scan"]
     assert scan.params["unroll"] == (2 if convolutional else 1), config.model.name

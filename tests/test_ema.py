@@ -12,9 +12,9 @@ import ema
 import run
 from configs import default_toy
 from run import build
-from run import checkpoints
 from run import evaluate
 from run import train as run_train
+from run import workdir
 from tests.test_training import shrink
 
 
@@ -112,12 +112,11 @@ def test_training_run_stores_snapshots_and_rebuilds_its_own_ema(tmp_path):
   config.training.posthoc_ema.snapshot_freq = 10
   exp = build.build(config)
   state, _ = run_train.train(exp, str(tmp_path))
-  snapshot_dir = str(tmp_path / "ema_snapshots")
-  rebuilt, residual = checkpoints.posthoc_ema(snapshot_dir, 0.10, 40)
+  rebuilt, residual = workdir.posthoc_ema(str(tmp_path), 0.10, 40)
   assert residual < 1e-6
   jax.tree_util.tree_map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6),
                          rebuilt, jax.device_get(state.ema_params))
-  other, _ = checkpoints.posthoc_ema(snapshot_dir, 0.2, 40)
+  other, _ = workdir.posthoc_ema(str(tmp_path), 0.2, 40)
   assert not np.allclose(jax.tree_util.tree_leaves(other)[0],
                          jax.tree_util.tree_leaves(rebuilt)[0])
   config.eval.posthoc_sigma_rel = 0.2
@@ -128,7 +127,7 @@ def test_training_run_stores_snapshots_and_rebuilds_its_own_ema(tmp_path):
   assert out_dir.endswith("_ema0.2")
   assert np.isfinite(np.load(f"{out_dir}/round_00000.npz")["samples"]).all()
   with pytest.raises(run.RunError, match="no post-hoc EMA snapshot at or before step 5"):
-    checkpoints.posthoc_ema(snapshot_dir, 0.2, 5)
+    workdir.posthoc_ema(str(tmp_path), 0.2, 5)
   config.training.posthoc_ema.sigma_rels = ()
-  with pytest.raises(run.RunError, match="do not match this config's train state"):
+  with pytest.raises(run.WorkdirMismatch, match="holds another train state"):
     evaluate.sample(build.build(config), str(tmp_path))

@@ -55,13 +55,13 @@ def test_initial_state_is_compiled_once_and_equals_the_usual_compilation():
   values equal those of the same function compiled as usual up to rounding (the toy MLP's
   differ in 5% of the entries by one float32 rounding step, 3e-7 relative)."""
   exp = build.build(shrink(default_toy.get_default_configs(), n_iters=10))
-  optimized = jax.jit(exp._init_state)                # pylint: disable=protected-access
+  optimized = jax.jit(exp.init_state.__wrapped__)
   for seed in (3, 4):
     state, expected = exp.init_state(jax.random.PRNGKey(seed)), optimized(jax.random.PRNGKey(seed))
     assert jax.tree_util.tree_structure(state) == jax.tree_util.tree_structure(expected)
     for got, want in zip(jax.tree_util.tree_leaves(state), jax.tree_util.tree_leaves(expected)):
       np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-7)
-  assert exp._jitted_init_state._cache_size() == 1     # pylint: disable=protected-access
+  assert exp.init_state._cache_size() == 1     # pylint: disable=protected-access
 
 def _sample_command(workdir, *flags):
   return [sys.executable, os.path.join(ROOT, "main.py"),

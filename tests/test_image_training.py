@@ -87,7 +87,7 @@ def test_short_fashion_mnist_run_samples_are_not_garbage(fashion_mnist_dir, tmp_
   config.sampling.ddim.num_steps = 50
   exp = build.build(config)
   state, _ = train.train(exp, str(tmp_path))
-  metrics = exp.task.sample_metrics(evaluate.generate(exp, state.ema_params,
+  metrics = exp.data.sample_metrics(evaluate.generate(exp, state.ema_params,
                                                       jax.random.PRNGKey(0), 128)[0])
   near = 0.67
   assert metrics["near_data_fraction"] > near - 4 * math.sqrt(near * (1 - near) / 128), metrics

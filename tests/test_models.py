@@ -55,7 +55,7 @@ def _config(path):
 def test_parameter_count_equals_the_published_model(path):
   config = _config(path)
   exp = build.build(config)
-  assert models.count_params(exp.model, (1, *exp.task.example_shape)) == PUBLISHED_COUNTS[path]
+  assert models.count_params(exp.model, (1, *exp.data.example_shape)) == PUBLISHED_COUNTS[path]
 
 
 def test_ddpm_half_width_count_equals_the_peer():

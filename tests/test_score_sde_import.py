@@ -15,7 +15,7 @@ import pytest
 import run
 from configs import score_sde as score_sde_config
 from run import build
-from run import checkpoints
+from run import workdir as run_workdir
 from tools import import_score_sde
 from tools import score_sde_port
 from tools import verify_score_sde
@@ -28,7 +28,7 @@ with gzip.open(os.path.join(DATA, "published_shapes.json.gz"), "rt") as f:
 
 def _target(config):
   exp = build.build(config)
-  return exp, jax.tree_util.tree_map(lambda a: a.shape, exp.abstract_state().params)
+  return exp, jax.tree_util.tree_map(lambda a: a.shape, exp.abstract_state.params)
 
 
 # One in the default tier; the other published configs in the slow tier.
@@ -87,8 +87,7 @@ def test_imported_checkpoint_restores_and_samples(tmp_path):
   workdir = str(tmp_path / "work")
   assert import_score_sde.import_checkpoint(str(tmp_path / "checkpoint_7"), config, workdir) == 7
   exp = build.build(config)
-  mngr = checkpoints.manager(workdir, config.training)
-  state = checkpoints.restore(mngr, exp.abstract_state())[0]
+  state = run_workdir.load_state(exp, workdir)[0]
   assert int(state.step) == 7
   np.testing.assert_allclose(exp.score_fn(state.ema_params)(x, t), score, rtol=1e-4,
                              atol=1e-5 * np.abs(score).max())

@@ -17,9 +17,9 @@ import pytest
 
 import run
 from run import build
-from run import checkpoints
 from run import evaluate
 from run import train as run_train
+from run import workdir as run_workdir
 from configs import default_toy
 from tests import stats
 
@@ -67,9 +67,7 @@ def train(config, workdir):
 
 
 def final_params(workdir, config):
-  exp = build.build(config)
-  mngr = checkpoints.manager(workdir, config.training)
-  state, step = checkpoints.restore(mngr, exp.abstract_state())
+  state, step = run_workdir.load_state(build.build(config), workdir)
   return step, jax.tree_util.tree_leaves(jax.device_get(state))
 
 
@@ -126,8 +124,8 @@ def test_sigterm_saves_and_stops(tmp_path):
   time.sleep(1.0)
   process.send_signal(signal.SIGTERM)
   _, stderr = process.communicate(timeout=120)
-  assert process.returncode == 0, stderr[-2000:]
-  assert "SIGTERM: saved the checkpoint of step" in stderr
+  assert process.returncode == 75, stderr[-2000:]        # run.Preempted: resumable
+  assert stderr.strip().splitlines()[-1].startswith("stopped: SIGTERM: saved the checkpoint of step")
   steps = [int(p) for p in os.listdir(tmp_path / "checkpoints") if p.isdigit()]
   assert len(steps) == 1 and 0 < steps[0] < 100000
 

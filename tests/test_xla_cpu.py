@@ -3,7 +3,7 @@ import jax
 import jax.numpy as jnp
 import pytest
 
-import xla_cpu
+from infra import xla_cpu
 
 
 def test_kernel_flag_is_added_once_and_yields_to_the_user():

@@ -28,7 +28,7 @@ from ml_collections import config_flags
 import losses
 import run
 from run import build
-from run import checkpoints
+from run import workdir as run_workdir
 from tools import score_sde_port
 
 FLAGS = flags.FLAGS
@@ -61,22 +61,23 @@ def import_checkpoint(path: str, config, workdir: str, ema: bool = True) -> int:
   """Writes the converted checkpoint into `workdir`; returns its step."""
   theirs, step = read_checkpoint(path, ema)
   exp = build.build(config)
-  target = jax.tree_util.tree_map(lambda a: a.shape, exp.abstract_state().params)
+  target = jax.tree_util.tree_map(lambda a: a.shape, exp.abstract_state.params)
   try:
     params = score_sde_port.convert(theirs, target)
   except score_sde_port.ConversionError as e:
     raise run.RunError(str(e)) from None
-  mngr = checkpoints.manager(workdir, config.training)
-  if mngr.all_steps():
-    raise run.RunError(f"{workdir!r} already has checkpoints (steps {mngr.all_steps()}); "
-                       "import into a new workdir")
-  params = jax.tree_util.tree_map(jnp.asarray, params)
-  state = losses.TrainState(step=jnp.asarray(step, jnp.int32), params=params,
-                            opt_state=exp.optimizer.init(params), ema_params=params)
-  checkpoints.save(mngr, state)
-  with open(os.path.join(workdir, "imported_from.json"), "w") as f:
-    json.dump({"checkpoint": os.path.abspath(path), "step": step,
-               "parameters": "params_ema" if ema else "optimizer.target"}, f, indent=1)
+  with run_workdir.open_for_writing(workdir, exp.record):
+    mngr = run_workdir.manager(workdir, exp.train.snapshot_freq)
+    if mngr.all_steps():
+      raise run.RunError(f"{workdir!r} already has checkpoints (steps {mngr.all_steps()}); "
+                         "import into a new workdir")
+    params = jax.tree_util.tree_map(jnp.asarray, params)
+    state = losses.TrainState(step=jnp.asarray(step, jnp.int32), params=params,
+                              opt_state=exp.optimizer.init(params), ema_params=params)
+    run_workdir.save(mngr, state, exp.record)
+    run_workdir.write_or_fail(os.path.join(workdir, "imported_from.json"), json.dumps(
+        {"checkpoint": os.path.abspath(path), "step": step,
+         "parameters": "params_ema" if ema else "optimizer.target"}, indent=1).encode())
   return step
 
 

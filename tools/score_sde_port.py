@@ -97,7 +97,7 @@ def our_name(path: str) -> str:
 def convert(theirs: dict, target_shapes: dict) -> dict:
   """score_sde parameters (nested dict of arrays, without a "params" level, as its
   checkpoints store them) -> our variables {"params": ...}, nested like `target_shapes`
-  (our variables' leaf shapes, e.g. of Experiment.abstract_state().params). Raises
+  (our variables' leaf shapes, e.g. of Experiment.abstract_state.params). Raises
   ConversionError naming the first leaf that has no target, a target filled twice or left
   empty, or a shape that differs."""
   targets = {path: tuple(shape) for path, shape in flatten(target_shapes["params"]).items()}

@@ -29,7 +29,7 @@ def compare(reference_path: str) -> dict:
     x, t, score = ref["x"], ref["t"], ref["score"]
   name = info["config"] + (",tiny" if info["tiny"] else "")
   exp = build.build(score_sde_config.get_config(name))
-  target = jax.tree_util.tree_map(lambda a: a.shape, exp.abstract_state().params)
+  target = jax.tree_util.tree_map(lambda a: a.shape, exp.abstract_state.params)
   params = score_sde_port.convert(theirs, target)
   ours = np.asarray(jax.jit(exp.score_fn(params))(x, t))
   diff = float(np.abs(ours - score).max())

@@ -6,6 +6,8 @@ importing TensorFlow (4-9 s of every command's start-up on a 2-core CPU): the ma
 module `tensorboard.compat.notf` makes tensorboard use its own TensorFlow stub.
 """
 import io
+import os
+import socket
 import sys
 import time
 import types
@@ -14,7 +16,7 @@ from absl import logging
 import matplotlib
 from tensorboard.compat.proto import event_pb2
 from tensorboard.compat.proto import summary_pb2
-from tensorboard.summary.writer.event_file_writer import EventFileWriter
+from tensorboard.summary.writer.record_writer import RecordWriter
 
 sys.modules.setdefault("tensorboard.compat.notf", types.ModuleType("tensorboard.compat.notf"))
 matplotlib.use("Agg")
@@ -22,22 +24,37 @@ import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
 
 
 class MetricWriter:
-  """write_scalars(step, {name: value}) -> event file in `logdir` (when `to_disk`) + log."""
+  """write_scalars(step, {name: value}) -> event file in `logdir` (when `to_disk`) + log.
+
+  Events are written and flushed in the caller's thread, so a failed write (a full disk)
+  is an OSError naming the file where it happens, not a traceback from a background
+  thread. Unbuffered: each event is on disk when the call returns."""
 
   def __init__(self, logdir: str, to_disk: bool = True):
-    self._events = EventFileWriter(logdir) if to_disk else None
+    self._logdir, self._to_disk, self._records = logdir, to_disk, None
+
+  def _add(self, event) -> None:
+    if not self._to_disk:
+      return
+    if self._records is None:
+      name = f"events.out.tfevents.{int(time.time()):010d}.{socket.gethostname()}.{os.getpid()}"
+      self._path = os.path.join(self._logdir, name)
+      self._records = RecordWriter(open(self._path, "wb", buffering=0))
+      self._add(event_pb2.Event(wall_time=time.time(), file_version="brain.Event:2"))
+    try:
+      self._records.write(event.SerializeToString())
+    except OSError as e:
+      raise OSError(e.errno, e.strerror, self._path) from None
 
   def write_scalars(self, step: int, scalars: dict) -> None:
     logging.info("[%d] %s", step, ", ".join(f"{k}={v:.6g}" for k, v in scalars.items()))
-    if self._events is None:
-      return
     values = [summary_pb2.Summary.Value(tag=k, simple_value=float(v)) for k, v in scalars.items()]
-    self._events.add_event(event_pb2.Event(wall_time=time.time(), step=int(step),
-                                           summary=summary_pb2.Summary(value=values)))
+    self._add(event_pb2.Event(wall_time=time.time(), step=int(step),
+                              summary=summary_pb2.Summary(value=values)))
 
   def write_image(self, step: int, tag: str, image) -> None:
     """image: [H, W, C] (C = 1 or 3) in [0, 1], stored as a PNG."""
-    if self._events is None:
+    if not self._to_disk:
       return
     buffer = io.BytesIO()
     pixels = image[..., 0] if image.shape[-1] == 1 else image
@@ -45,13 +62,9 @@ class MetricWriter:
     value = summary_pb2.Summary.Value(tag=tag, image=summary_pb2.Summary.Image(
         height=image.shape[0], width=image.shape[1], colorspace=image.shape[-1],
         encoded_image_string=buffer.getvalue()))
-    self._events.add_event(event_pb2.Event(wall_time=time.time(), step=int(step),
-                                           summary=summary_pb2.Summary(value=[value])))
-
-  def flush(self) -> None:
-    if self._events is not None:
-      self._events.flush()
+    self._add(event_pb2.Event(wall_time=time.time(), step=int(step),
+                              summary=summary_pb2.Summary(value=[value])))
 
   def close(self) -> None:
-    if self._events is not None:
-      self._events.close()
+    if self._records is not None:
+      self._records.close()

@@ -1,0 +1,252 @@
+"""A workdir is one run's: it records the config it was made with (config.json), has
+one writer at a time (a lock the kernel releases when the process dies), and holds
+Orbax checkpoints in <workdir>/checkpoints, written synchronously and atomically: one
+every `preemption_freq` steps (the last two kept), every multiple of `snapshot_freq`
+(kept for evaluation), one at the end and one on SIGTERM.
+
+A checkpoint whose train state has other leaves (paths, shapes or dtypes) than this
+config's is a WorkdirMismatch naming the first differing leaf and the config keys that
+differ from config.json; one that cannot be read (truncated files) is reported and the
+previous one tried. In a multi-process run, process 0 takes the lock and writes the
+files other than the checkpoints (which Orbax writes together).
+"""
+import contextlib
+import errno
+import fcntl
+import glob
+import io
+import json
+import os
+import shutil
+import socket
+
+from absl import logging
+import flax.serialization
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+
+import ema
+import run
+from infra import files
+
+_HELD = {}   # realpath -> [file descriptor, holders] of the locks this process holds
+
+
+@contextlib.contextmanager
+def open_for_writing(path: str, record: dict):
+  """Makes `path`, checks that it is writable and takes its lock (process 0) for the
+  duration; yields the config record differences (keys -> (recorded, now)) as a dict."""
+  try:
+    os.makedirs(path, exist_ok=True)
+    if not os.access(path, os.W_OK | os.X_OK):
+      raise PermissionError(errno.EACCES, os.strerror(errno.EACCES))
+  except OSError as e:
+    raise run.WriteFailed(f"workdir {path!r} is not writable: {e.strerror}") from None
+  with _lock(path) if jax.process_index() == 0 else contextlib.nullcontext():
+    yield config_changes(path, record)
+
+
+@contextlib.contextmanager
+def _lock(path: str):
+  real = os.path.realpath(path)
+  if real not in _HELD:
+    try:
+      fd = os.open(os.path.join(real, ".lock"), os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as e:
+      raise run.WriteFailed(f"workdir {path!r} is not writable: {e.strerror}") from None
+    try:
+      fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+      holder = os.read(fd, 200).decode(errors="replace").strip() or "another process"
+      os.close(fd)
+      raise run.WorkdirLocked(f"workdir {path!r} is in use by {holder}; wait for it to "
+                              "finish or use another --workdir") from None
+    try:
+      os.ftruncate(fd, 0)
+      os.write(fd, f"pid {os.getpid()} on host {socket.gethostname()}".encode())
+    except OSError:    # a full disk: the lock holds, its holder goes unnamed
+      pass
+    _HELD[real] = [fd, 0]
+  _HELD[real][1] += 1
+  try:
+    yield
+  finally:
+    _HELD[real][1] -= 1
+    if not _HELD[real][1]:
+      os.close(_HELD.pop(real)[0])     # closing the descriptor releases the lock
+
+
+def _flat(record: dict, prefix="") -> dict:
+  out = {}
+  for key, value in record.items():
+    if isinstance(value, dict):
+      out.update(_flat(value, f"{prefix}{key}."))
+    else:
+      out[prefix + key] = value
+  return out
+
+
+def config_changes(path: str, record: dict) -> dict:
+  """{key: (recorded, now)} for the keys where `record` differs from <path>/config.json
+  (none if there is no recorded config)."""
+  recorded_path = os.path.join(path, "config.json")
+  if not os.path.exists(recorded_path):
+    return {}
+  with open(recorded_path) as f:
+    recorded = _flat(json.load(f))
+  now = _flat(json.loads(json.dumps(record)))     # tuples as the JSON file has them: lists
+  return {k: (recorded.get(k), now.get(k)) for k in sorted(recorded.keys() | now.keys())
+          if recorded.get(k) != now.get(k)}
+
+
+def record_config(path: str, record: dict):
+  """Writes <path>/config.json once: the config the workdir was made with."""
+  target = os.path.join(path, "config.json")
+  if jax.process_index() == 0 and not os.path.exists(target):
+    write_or_fail(target, json.dumps(record, indent=1, sort_keys=True).encode())
+
+
+def write_or_fail(path: str, data: bytes):
+  """files.write_atomically, with an OSError as a one-line WriteFailed."""
+  try:
+    files.write_atomically(path, data)
+  except OSError as e:
+    raise run.WriteFailed(f"could not write {path}: {e.strerror or e}") from None
+
+
+def save_npz(path: str, **arrays):
+  """np.savez to `path` atomically (process 0): a killed run leaves no half-written file."""
+  if jax.process_index() == 0:
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    write_or_fail(path, buffer.getvalue())
+
+
+def manager(path: str, snapshot_freq: int) -> ocp.CheckpointManager:
+  options = ocp.CheckpointManagerOptions(max_to_keep=2, keep_period=snapshot_freq,
+                                         enable_async_checkpointing=False)
+  return ocp.CheckpointManager(os.path.join(os.path.abspath(path), "checkpoints"),
+                               options=options,
+                               item_handlers={"state": ocp.StandardCheckpointHandler()})
+
+
+def save(mngr: ocp.CheckpointManager, state, record: dict):
+  """Saves `state` at its step (once); disk full or no permission: a WriteFailed naming
+  the last good checkpoint, with Orbax's temporary folder removed."""
+  step = int(state.step)
+  if step in mngr.all_steps():
+    return
+  try:
+    mngr.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state)), force=True)
+    record_config(os.path.dirname(mngr.directory), record)
+  except (OSError, ValueError) as e:
+    cause = e
+    while cause.__cause__ is not None and not isinstance(cause, OSError):
+      cause = cause.__cause__
+    if not isinstance(cause, OSError) and "No space left" not in str(e):
+      raise
+    if jax.process_index() == 0:
+      for leftover in glob.glob(os.path.join(mngr.directory, f"{step}*")):
+        shutil.rmtree(leftover, ignore_errors=True)
+    reason = os.strerror(errno.ENOSPC) if "No space left" in str(e) else (
+        getattr(cause, "strerror", None) or str(cause).splitlines()[0])
+    raise run.WriteFailed(f"could not write the checkpoint of step {step} to "
+                          f"{mngr.directory}: {reason}; {last_good(mngr, step)}") from None
+
+
+def last_good(mngr: ocp.CheckpointManager, failed_step=None) -> str:
+  """'the last good checkpoint is <path>' (or 'none'), for error messages."""
+  last = max((s for s in mngr.all_steps() if s != failed_step), default=None)
+  return "the last good checkpoint is " + (
+      f"{mngr.directory}/{last}" if last is not None else "none")
+
+
+def load_state(exp, path: str, step=None):
+  """(train state, step) of <path>'s checkpoint of `step` (None: the newest readable)."""
+  return restore(manager(path, exp.train.snapshot_freq), exp.abstract_state, exp.record, step)
+
+
+def _leaves(tree) -> dict:
+  """{path: (shape, dtype)} with paths as plain names (checkpoint metadata key tuple
+  items and dataclass fields by name or index as strings)."""
+  def name(entry):
+    for attr in ("key", "name", "idx"):
+      if hasattr(entry, attr):
+        return str(getattr(entry, attr))
+    return str(entry)
+  return {"/".join(name(e) for e in path): (tuple(leaf.shape), str(leaf.dtype))
+          for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]}
+
+
+def _check_structure(mngr, step: int, abstract_state, record: dict):
+  stored = _leaves(mngr.item_metadata(step)["state"])
+  expected = _leaves(abstract_state)
+  if stored == expected:
+    return
+  first = min(k for k in stored.keys() | expected.keys() if stored.get(k) != expected.get(k))
+  describe = lambda leaves: (f"{first} of shape {leaves[first][0]} {leaves[first][1]}"
+                             if first in leaves else f"no leaf {first}")
+  workdir = os.path.dirname(mngr.directory)
+  changes = config_changes(workdir, record)
+  keys = ", ".join(f"{k} ({a!r} -> {b!r})" for k, (a, b) in changes.items()) or (
+      "none found in config.json" if os.path.exists(os.path.join(workdir, "config.json"))
+      else "unknown (no config.json)")
+  raise run.WorkdirMismatch(
+      f"the checkpoint {mngr.directory}/{step} holds another train state: it has "
+      f"{describe(stored)} where this config has {describe(expected)}; config keys that "
+      f"differ from the run's: {keys}; use another --workdir, or set those keys back")
+
+
+def restore(mngr: ocp.CheckpointManager, abstract_state, record: dict, step=None,
+            required=True):
+  """(state, step) of the newest readable checkpoint (or of `step`); an unreadable one is
+  reported and the previous one tried. None found: (None, None), or a RunError if
+  `required`. Another config's checkpoint: WorkdirMismatch, before anything is read."""
+  for candidate in sorted(mngr.all_steps(), reverse=True) if step is None else [step]:
+    try:
+      metadata_ok = mngr.item_metadata(candidate)["state"] is not None
+    except Exception:  # pylint: disable=broad-except  (any corruption of the metadata)
+      metadata_ok = False
+    if metadata_ok:
+      _check_structure(mngr, candidate, abstract_state, record)
+      try:
+        restored = mngr.restore(candidate, args=ocp.args.Composite(
+            state=ocp.args.StandardRestore(abstract_state)))
+        return restored.state, candidate
+      except Exception as e:  # pylint: disable=broad-except  (any corruption of the arrays)
+        reason = f"{type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}"
+    else:
+      reason = "its metadata cannot be read"
+    logging.warning("checkpoint at step %d in %s is unreadable (%s); falling back to the "
+                    "previous one", candidate, mngr.directory, reason)
+  if required:
+    raise run.RunError(f"no readable checkpoint in {mngr.directory}"
+                       + (f" at step {step}" if step is not None else "") + "; train first")
+  return None, None
+
+
+def save_ema_snapshot(path: str, step: int, sigma_rels, averages):
+  """The tracked power EMAs (one tree per sigma_rel) at `step`, to
+  <path>/ema_snapshots/<step>.msgpack (process 0)."""
+  if jax.process_index() == 0:
+    payload = {"step": step, "sigma_rels": {str(i): float(s) for i, s in enumerate(sigma_rels)},
+               "averages": {str(i): jax.device_get(a) for i, a in enumerate(averages)}}
+    os.makedirs(os.path.join(path, "ema_snapshots"), exist_ok=True)
+    write_or_fail(os.path.join(path, "ema_snapshots", f"{step}.msgpack"),
+                  flax.serialization.msgpack_serialize(payload))
+
+
+def posthoc_ema(path: str, sigma_rel: float, step: int):
+  """ema.posthoc_average of the snapshots in <path>/ema_snapshots taken at or before
+  `step`: (parameters, relative residual). None there: a RunError."""
+  snapshots = []
+  for name in glob.glob(os.path.join(path, "ema_snapshots", "*.msgpack")):
+    if int(os.path.basename(name).split(".")[0]) <= step:
+      with open(name, "rb") as f:
+        snapshots.append(flax.serialization.msgpack_restore(f.read()))
+  if not snapshots:
+    raise run.RunError(f"no post-hoc EMA snapshot at or before step {step} in "
+                       f"{path}/ema_snapshots; train with config.training.posthoc_ema."
+                       "sigma_rels set")
+  return ema.posthoc_average(snapshots, sigma_rel, step)
