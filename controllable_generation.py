@@ -119,10 +119,8 @@ class Replacement:
     return y if self.basis is None else y @ self.basis
 
   def __call__(self, key, x, t):
-    alpha, sigma = self.sde.marginal(t)
-    known = batch_broadcast(alpha, x) * self._to(self.x_known)
-    if key is not None:
-      known = known + batch_broadcast(sigma, x) * jax.random.normal(key, x.shape)
+    noise = jnp.zeros_like(x) if key is None else jax.random.normal(key, x.shape)
+    known = self.sde.perturb(self._to(self.x_known), t, noise)
     return self._back(jnp.where(self.mask > 0, known, self._to(x)))
 
 

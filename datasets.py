@@ -15,6 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import densities
+from infra import files as infra_files
 
 
 @dataclasses.dataclass(frozen=True)
@@ -137,7 +138,6 @@ def prepare_fashion_mnist(data_dir: str, source_dir: str = FASHION_MNIST_DEBIAN_
   checksums would fail; this builder reads the decompressed files instead."""
   import gzip  # pylint: disable=g-import-not-at-top
   import os  # pylint: disable=g-import-not-at-top
-  import shutil  # pylint: disable=g-import-not-at-top
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
   from tensorflow_datasets.image_classification import mnist  # pylint: disable=g-import-not-at-top
 
@@ -153,10 +153,8 @@ def prepare_fashion_mnist(data_dir: str, source_dir: str = FASHION_MNIST_DEBIAN_
   for key, name in names.items():
     files[key] = os.path.join(raw_dir, name)
     if not os.path.exists(files[key]):
-      with gzip.open(os.path.join(source_dir, name + ".gz"), "rb") as src, \
-          open(files[key] + ".tmp", "wb") as dst:
-        shutil.copyfileobj(src, dst)
-      os.replace(files[key] + ".tmp", files[key])
+      with gzip.open(os.path.join(source_dir, name + ".gz"), "rb") as src:
+        infra_files.write_atomically(files[key], src.read())
 
   class LocalFashionMNIST(mnist.FashionMNIST, skip_registration=True):
     name = "fashion_mnist"

@@ -26,7 +26,7 @@ import numpy as np
 import optax
 
 import datasets
-import evaluation
+from infra import files
 from models import classifier
 from models import inception
 
@@ -105,17 +105,10 @@ def load(name: str, data_dir: str, batch_size: int = 100) -> FeatureNet:
                     jax.tree.map(jnp.asarray, params), batch_size)
 
 
-def write_atomically(path: str, data: bytes):
-  os.makedirs(os.path.dirname(path), exist_ok=True)
-  with open(path + ".tmp", "wb") as f:
-    f.write(data)
-  os.replace(path + ".tmp", path)
-
-
 def save(name: str, data_dir: str, params, info: dict) -> str:
   path = weights_path(name, data_dir)
-  write_atomically(path, flax.serialization.msgpack_serialize(jax.tree.map(np.asarray, params)))
-  write_atomically(path[:-len(".msgpack")] + ".json", json.dumps(info, indent=2).encode())
+  files.write_atomically(path, flax.serialization.msgpack_serialize(jax.tree.map(np.asarray, params)))
+  files.write_atomically(path[:-len(".msgpack")] + ".json", json.dumps(info, indent=2).encode())
   return path
 
 
@@ -127,26 +120,8 @@ def reference_features(net: FeatureNet, images_fn: Callable[[], np.ndarray], cac
     with np.load(cache_path) as cached:
       return cached["features"], cached["logits"]
   features, logits = net(images_fn())
-  os.makedirs(os.path.dirname(cache_path), exist_ok=True)
-  with open(cache_path + ".tmp", "wb") as f:
-    np.savez(f, features=features, logits=logits)
-  os.replace(cache_path + ".tmp", cache_path)
+  files.save_npz(cache_path, features=features, logits=logits)
   return features, logits
-
-
-def quality_metrics(real_features, fake_features, fake_logits, kid_subset_size=1000) -> dict:
-  """FID, KID (mean and std over 100 subsets), Inception Score, precision and recall of
-  samples' features against a reference set's."""
-  fid = evaluation.frechet_distance(*evaluation.feature_statistics(real_features),
-                                    *evaluation.feature_statistics(fake_features))
-  kid, kid_std = evaluation.kernel_distance(real_features, fake_features,
-                                            subset_size=kid_subset_size)
-  inception_score, inception_score_std = evaluation.inception_score(
-      fake_logits, splits=min(10, max(1, len(fake_logits) // 50)))
-  precision, recall = evaluation.precision_recall(real_features, fake_features)
-  return {"fid": fid, "kid": kid, "kid_std": kid_std, "is": inception_score,
-          "is_std": inception_score_std, "precision": precision, "recall": recall,
-          "num_fake": len(fake_features), "num_real": len(real_features)}
 
 
 def train_classifier(dataset: str, data_dir: str, epochs: int = 4, batch_size: int = 128,
@@ -161,30 +136,25 @@ def train_classifier(dataset: str, data_dir: str, epochs: int = 4, batch_size: i
   x_test, y_test = datasets.load_labelled(dataset, "test", 28, data_dir)
   model = FEATURE_NETS[name][1]
   steps_per_epoch = len(x_train) // batch_size
-  optimizer = optax.adam(optax.cosine_decay_schedule(lr, epochs * steps_per_epoch))
   key = jax.random.PRNGKey(seed)
-  params = model.init(key, x_train[:1])["params"]
-  opt_state = optimizer.init(params)
 
-  @jax.jit
-  def step(params, opt_state, x, y, key):
-    def loss_fn(p):
-      logits = model.apply({"params": p}, x, train=True, rngs={"dropout": key})[1]
-      return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
-    loss, grads = jax.value_and_grad(loss_fn)(params)
-    updates, opt_state = optimizer.update(grads, opt_state)
-    return optax.apply_updates(params, updates), opt_state, loss
+  def loss_fn(params, batch, key):
+    x, y = batch
+    logits = model.apply({"params": params}, x, train=True, rngs={"dropout": key})[1]
+    return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
 
-  rng = np.random.default_rng(seed)
-  for epoch in range(epochs):
-    order = rng.permutation(len(x_train))
-    losses = []
-    for i in range(steps_per_epoch):
-      rows = order[i * batch_size:(i + 1) * batch_size]
-      params, opt_state, loss = step(params, opt_state, x_train[rows], y_train[rows],
-                                     jax.random.fold_in(key, epoch * steps_per_epoch + i))
-      losses.append(loss)
-    log(f"epoch {epoch + 1}/{epochs}: train loss {float(np.mean(losses)):.4f}")
+  def batches():
+    rng = np.random.default_rng(seed)
+    for _ in range(epochs):
+      order = rng.permutation(len(x_train))
+      for i in range(steps_per_epoch):
+        rows = order[i * batch_size:(i + 1) * batch_size]
+        yield x_train[rows], y_train[rows]
+
+  params = classifier.fit(
+      loss_fn, model.init(key, x_train[:1])["params"], batches(), epochs * steps_per_epoch, lr,
+      key, steps_per_epoch,
+      lambda step, loss: log(f"epoch {step // steps_per_epoch}/{epochs}: train loss {loss:.4f}"))
   net = FeatureNet(name, jax.jit(lambda p, x: model.apply({"params": p}, x)), params, 500)
   accuracy = float(np.mean(np.argmax(net(x_test)[1], 1) == y_test))
   info = {"dataset": dataset, "test_accuracy": accuracy, "test_images": len(y_test),
@@ -237,7 +207,7 @@ def convert_inception(pth: str, data_dir: str) -> str:
     import torch  # pylint: disable=g-import-not-at-top
   except ImportError:
     raise ImportError("convert_inception reads a PyTorch file: pip install torch") from None
-  state_dict = {k: v.numpy() for k, v in torch.load(pth, map_location="cpu").items()}
+  state_dict = {k: v.numpy() for k, v in torch.load(pth, map_location="cpu", weights_only=True).items()}
   return save("inception", data_dir, inception_params_from_state_dict(state_dict),
               {"source": os.path.basename(pth)})
 

@@ -123,9 +123,8 @@ def dsm_loss(score_fn, x0, key, sigma, noise="gaussian", per_example=False,
 
 def _perturbed_residual(score_fn, sde, x0, t, z):
   """sigma(t) s(x_t, t) + z, [B, ...]: zero iff s equals the conditional score."""
-  mean, std = sde.marginal_prob(x0, t)
-  x_t = mean + batch_broadcast(std, x0) * z
-  return batch_broadcast(std, x0) * score_fn(x_t, t) + z
+  std = batch_broadcast(sde.marginal(t)[1], x0)
+  return std * score_fn(sde.perturb(x0, t, z), t) + z
 
 
 def _norm(residual, reduce_mean):

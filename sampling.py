@@ -81,11 +81,10 @@ def _ancestral_step(rsde: sde_lib.ReverseSDE, key, x, t, t_next, posterior: bool
 
 def ancestral_sampling_predictor(rsde: sde_lib.ReverseSDE, key, x, t, t_next):
   """Ancestral sampling as published (Song et al., 2021, score_sde): the posterior
-  variance for variance-exploding processes (SMLD's VE SDE, EDM's), the transition
+  variance for variance-exploding processes (alpha = 1: SMLD's VE SDE, EDM's), the transition
   variance beta for the others (DDPM's sigma_t^2 = beta_t). `ancestral_posterior` /
   `ancestral_transition` fix one of them."""
-  exploding = isinstance(rsde.forward, (sde_lib.VESDE, sde_lib.EDMProcess))
-  return _ancestral_step(rsde, key, x, t, t_next, exploding)
+  return _ancestral_step(rsde, key, x, t, t_next, rsde.forward.variance_exploding)
 
 
 def ancestral_posterior_predictor(rsde: sde_lib.ReverseSDE, key, x, t, t_next):

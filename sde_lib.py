@@ -75,6 +75,17 @@ class SDE(abc.ABC):
     alpha, sigma = self.marginal(t)
     return batch_broadcast(alpha, x) * x, sigma
 
+  def perturb(self, x0: jax.Array, t: jax.Array, z: jax.Array) -> jax.Array:
+    """x_t = alpha(t) x0 + sigma(t) z [B, ...]: with z ~ N(0, I), a draw from p_t(. | x0)."""
+    alpha, sigma = self.marginal(t)
+    return batch_broadcast(alpha, x0) * x0 + batch_broadcast(sigma, z) * z
+
+  @property
+  def variance_exploding(self) -> bool:
+    """Whether alpha(t) = 1 throughout (x_t = x_0 + sigma(t) z), checked on 17 times."""
+    with jax.ensure_compile_time_eval():
+      return bool(jnp.all(self.marginal(jnp.linspace(0.0, self.T, 17))[0] == 1.0))
+
   def prior_sampling(self, key: jax.Array, shape: tuple[int, ...]) -> jax.Array:
     return self.prior_std * jax.random.normal(key, shape)
 

@@ -32,7 +32,7 @@ import likelihood  # pylint: disable=g-import-not-at-top,wrong-import-position
 import sampling  # pylint: disable=g-import-not-at-top,wrong-import-position
 import sde_lib  # pylint: disable=g-import-not-at-top,wrong-import-position
 from models import mlp  # pylint: disable=g-import-not-at-top,wrong-import-position
-from models import utils as mutils  # pylint: disable=g-import-not-at-top,wrong-import-position
+from models import parameterizations  # pylint: disable=g-import-not-at-top,wrong-import-position
 from benchmarks import timing  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 flags.DEFINE_integer("batch", 1024, "Points per batch.")
@@ -52,7 +52,7 @@ def mlp_score_fn(sde):
   # Random non-zero output layer so that the dynamics are not trivial.
   params = jax.tree_util.tree_map(
       lambda p: p + 0.01 * jax.random.normal(jax.random.PRNGKey(1), p.shape), params)
-  return mutils.get_score_fn(model.apply, params, sde, "noise")
+  return parameterizations.get_score_fn(model.apply, params, sde, "noise")
 
 
 def score_eval_time(score_fn, x, n_evals=200):

@@ -63,7 +63,7 @@ import models  # pylint: disable=g-import-not-at-top,wrong-import-position
 import sampling  # pylint: disable=g-import-not-at-top,wrong-import-position
 import sde_lib  # pylint: disable=g-import-not-at-top,wrong-import-position
 from models import ddpm  # pylint: disable=g-import-not-at-top,wrong-import-position
-from models import utils as mutils  # pylint: disable=g-import-not-at-top,wrong-import-position
+from models import parameterizations  # pylint: disable=g-import-not-at-top,wrong-import-position
 from tools import torch_peers  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 flags.DEFINE_integer("host_devices", 1, "CPU only: split the host into N XLA devices "
@@ -126,7 +126,7 @@ class FlaxStep:
     optimizer = optax.adam(2e-4)
 
     def loss_fn(params, x0, key):
-      score_fn = mutils.get_score_fn(self.model.apply, params, sde, "noise", False, "time")
+      score_fn = parameterizations.get_score_fn(self.model.apply, params, sde, "noise", False, "time")
       return losses.ddpm_loss(score_fn, sde, x0, key)
 
     mesh = jax.make_mesh((jax.device_count(),), ("data",),
@@ -227,7 +227,7 @@ class FlaxSampler:
     def sample(params, key):
       network = lambda p, x, c: self.model.apply(
           p, jax.lax.with_sharding_constraint(x, split), c)
-      return ddim(key, mutils.get_score_fn(network, params, sde, "noise", False, "time"))[0]
+      return ddim(key, parameterizations.get_score_fn(network, params, sde, "noise", False, "time"))[0]
 
     self.sample = jax.jit(sample).lower(self.params, jax.random.PRNGKey(1)).compile()
     self.x = jax.device_put(jnp.zeros((batch, 32, 32, 3)), split)

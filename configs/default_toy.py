@@ -57,10 +57,10 @@ def get_default_configs():
   model.hidden = 128
   model.depth = 3
   model.embed_dim = 32
-  model.parameterization = "noise"   # models.utils.PARAMETERIZATIONS
+  model.parameterization = "noise"   # models.parameterizations.PARAMETERIZATIONS
   model.scale_input = True
   model.center_input = False      # True: the network sees 2 x - 1 (score_sde's [0, 1] models)
-  model.noise_conditioning = "log_sigma"   # models.utils.NOISE_CONDITIONINGS
+  model.noise_conditioning = "log_sigma"   # models.parameterizations.NOISE_CONDITIONINGS
   model.sigma_data = 1.0          # the data's std, for parameterization "edm"
   model.ema_rate = 0.995
   model.ema_warmup = True         # decay min(ema_rate, (1 + step) / (10 + step))

@@ -10,6 +10,7 @@ import numpy as np
 import optax
 
 import datasets
+import densities
 import evaluation
 from models import mlp
 
@@ -19,6 +20,10 @@ import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
 flags.DEFINE_string("outdir", "docs/results", "Where the table (.md) and figure (.png) go.")
 flags.DEFINE_bool("quick", False, "Tiny sizes: checks that the script runs, numbers are not meaningful.")
 FLAGS = flags.FLAGS
+# The 1-D three-component mixture of Q5, Q7 and Q8.
+MIXTURE_1D = densities.GaussianMixture(means=jnp.array([[-2.0], [1.0], [3.0]]),
+                                       stds=jnp.array([0.3, 0.8, 0.5]),
+                                       weights=jnp.array([0.2, 0.5, 0.3]))
 
 
 def markdown_table(header, rows, floatfmt=".3g"):

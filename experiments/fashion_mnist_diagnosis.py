@@ -48,7 +48,7 @@ def denoising_errors(exp, params, images, key):
     z = jax.random.normal(jax.random.fold_in(key, int(1000 * t)), images.shape)
     tt = jnp.full((images.shape[0],), t)
     alpha, sigma = sde.marginal(tt)
-    xt = alpha[:, None, None, None] * images + sigma[:, None, None, None] * z
+    xt = sde.perturb(images, tt, z)
     x0 = sampling.tweedie_denoise(sde, exp.score_fn(params), xt, tt)
     eps_hat = (xt - alpha[:, None, None, None] * x0) / sigma[:, None, None, None]
     rows.append((float(jnp.mean((eps_hat - z) ** 2)), float(jnp.mean((x0 - images) ** 2))))

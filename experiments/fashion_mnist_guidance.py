@@ -28,6 +28,7 @@ import jax
 import matplotlib
 import numpy as np
 
+import evaluation
 import feature_nets
 from run import build
 from run import classifier
@@ -87,7 +88,7 @@ def main(_):
       features, logits = net(images)
       hits = np.argmax(logits, 1) == asked
       accuracy = float(np.mean(hits))
-      quality = feature_nets.quality_metrics(real, features, logits)
+      quality = evaluation.quality_metrics(real, features, logits)
       rows.append((kind, scale, step, nfe, accuracy,
                    float(np.std(hits, ddof=1) / np.sqrt(len(hits))), quality))
       grids.append(np.concatenate([np.concatenate(list(images[asked == c][:8]), 1)

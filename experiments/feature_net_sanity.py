@@ -16,6 +16,7 @@ import numpy as np
 import scipy.ndimage
 
 import datasets
+import evaluation
 import feature_nets
 
 flags.DEFINE_string("data_dir", "data/tfds", "Where Fashion-MNIST and its feature net are.")
@@ -37,14 +38,14 @@ def main(_):
   lines = ["| images (10 000) vs the 10 000 test images | FID | KID | IS | precision | recall |",
            "|---|---|---|---|---|---|"]
   for name, images in sets:
-    m = feature_nets.quality_metrics(real, *net(images))
+    m = evaluation.quality_metrics(real, *net(images))
     lines.append(f"| {name} | {m['fid']:.2f} | {m['kid']:.2f} ± {m['kid_std']:.2f} | "
                  f"{m['is']:.2f} ± {m['is_std']:.2f} | {m['precision']:.3f} | {m['recall']:.3f} |")
   # The floor at the sample sizes of the results tables: real images, n = 500, 5 draws.
   floor = {k: [] for k in ("fid", "kid", "precision", "recall")}
   for _ in range(5):
     rows = rng.choice(len(train), 500, replace=False)
-    m = feature_nets.quality_metrics(real, *net(train[rows]))
+    m = evaluation.quality_metrics(real, *net(train[rows]))
     for k in floor:
       floor[k].append(m[k])
   spread = lambda k: f"{np.mean(floor[k]):.3g} ± {np.std(floor[k], ddof=1):.2g}"

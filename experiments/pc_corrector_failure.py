@@ -101,8 +101,7 @@ def _score_errors(sde, learned, exact, gmm, n):
 
   def scores(t):
     tt = jnp.full((n,), t)
-    alpha, sigma = sde.marginal(tt)
-    xt = alpha[:, None] * x0 + sigma[:, None] * noise
+    xt = sde.perturb(x0, tt, noise)
     return learned(xt, tt), exact(xt, tt)
 
   at = {t: scores(t) for t in {*ERROR_TIMES, STEP_TIME, EPS_TIME}}

@@ -21,7 +21,7 @@ import losses
 import sde_lib
 from experiments import common
 from models import mlp
-from models import utils as mutils
+from models import parameterizations
 
 FLAGS = common.FLAGS
 GMM = datasets.gaussian_mixture()
@@ -71,10 +71,10 @@ def main(_):
   def multi_loss(p, key):
     k_idx, k_loss = jax.random.split(key)
     x0 = train[jax.random.randint(k_idx, (128,), 0, train.shape[0])]
-    return losses.sde_loss(mutils.get_score_fn(model.apply, p, sde), sde, x0, k_loss)
+    return losses.sde_loss(parameterizations.get_score_fn(model.apply, p, sde), sde, x0, k_loss)
 
   params, _ = common.fit(multi_loss, params, steps, jax.random.PRNGKey(4))
-  multi = mutils.get_score_fn(model.apply, params, sde)
+  multi = parameterizations.get_score_fn(model.apply, params, sde)
   for sigma in common.subset(SIGMAS, 2):
     t = float(np.log(sigma / sde.sigma_min) / np.log(sde.sigma_max / sde.sigma_min)) * sde.T
     score_fn = lambda x, t=t: multi(x, jnp.full((x.shape[0],), t))

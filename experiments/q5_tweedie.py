@@ -18,15 +18,14 @@ import numpy as np
 
 import losses
 from experiments import common
-from experiments.q8_constant_c import MIXTURE
 
 FLAGS = common.FLAGS
 
 
 def binned_check(sigma, n):
-  x0 = np.asarray(MIXTURE.sample(jax.random.PRNGKey(0), n), np.float64)[:, 0]
+  x0 = np.asarray(common.MIXTURE_1D.sample(jax.random.PRNGKey(0), n), np.float64)[:, 0]
   x = x0 + sigma * np.asarray(jax.random.normal(jax.random.PRNGKey(1), (n,)), np.float64)
-  tweedie = x + sigma**2 * np.asarray(MIXTURE.smoothed(sigma).score(jnp.asarray(x[:, None], jnp.float32)))[:, 0]
+  tweedie = x + sigma**2 * np.asarray(common.MIXTURE_1D.smoothed(sigma).score(jnp.asarray(x[:, None], jnp.float32)))[:, 0]
   edges = np.linspace(-4, 5, 46)
   z_scores = []
   for lo, hi in zip(edges[:-1], edges[1:]):
@@ -49,21 +48,21 @@ def main(_):
 
     def dae_loss(p, key):
       k0, k1 = jax.random.split(key)
-      x0 = MIXTURE.sample(k0, batch)
+      x0 = common.MIXTURE_1D.sample(k0, batch)
       noisy = x0 + sigma * jax.random.normal(k1, x0.shape)
       return jnp.mean(jnp.sum((noisy + apply(p, noisy) - x0) ** 2, -1))
 
     def dsm_loss(p, key):
       k0, k1 = jax.random.split(key)
-      return losses.dsm_loss(lambda x: apply(p, x) / sigma, MIXTURE.sample(k0, batch), k1, sigma)
+      return losses.dsm_loss(lambda x: apply(p, x) / sigma, common.MIXTURE_1D.sample(k0, batch), k1, sigma)
 
     dae_params, _ = common.fit(dae_loss, params, steps, jax.random.PRNGKey(3))
     dsm_params, _ = common.fit(dsm_loss, params, steps, jax.random.PRNGKey(3))
     x = jnp.linspace(-4.0, 5.0, 400)[:, None]
-    exact = x + sigma**2 * MIXTURE.smoothed(sigma).score(x)
+    exact = x + sigma**2 * common.MIXTURE_1D.smoothed(sigma).score(x)
     dae = x + apply(dae_params, x)
     dsm = x + sigma**2 * apply(dsm_params, x) / sigma
-    weight = jnp.exp(MIXTURE.smoothed(sigma).log_prob(x))      # RMSE under p_sigma
+    weight = jnp.exp(common.MIXTURE_1D.smoothed(sigma).log_prob(x))      # RMSE under p_sigma
     rmse = lambda d: float(jnp.sqrt(jnp.sum(weight * (d - exact)[:, 0] ** 2) / jnp.sum(weight)))
     rows.append([sigma, len(z), float(np.max(np.abs(z))), float(np.sqrt(np.mean(z**2))),
                  rmse(dae), rmse(dsm), rmse(x)])

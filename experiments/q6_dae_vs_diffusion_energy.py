@@ -28,7 +28,7 @@ import losses
 import sde_lib
 from experiments import common
 from models import mlp
-from models import utils as mutils
+from models import parameterizations
 
 FLAGS = common.FLAGS
 GMM = datasets.gaussian_mixture()
@@ -76,10 +76,10 @@ def main(_):
 
   def diffusion_loss(p, key):
     k0, k1 = jax.random.split(key)
-    return losses.sde_loss(mutils.get_score_fn(model.apply, p, sde), sde, GMM.sample(k0, 512), k1)
+    return losses.sde_loss(parameterizations.get_score_fn(model.apply, p, sde), sde, GMM.sample(k0, 512), k1)
 
   params, _ = common.fit(diffusion_loss, params, steps, jax.random.PRNGKey(1), lr=2e-3)
-  score_fn = mutils.get_score_fn(model.apply, params, sde)
+  score_fn = parameterizations.get_score_fn(model.apply, params, sde)
 
   rows, panels = [], []
   for sigma in common.subset(SIGMAS):

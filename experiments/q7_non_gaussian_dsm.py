@@ -25,7 +25,6 @@ import optax
 
 import losses
 from experiments import common
-from experiments.q8_constant_c import MIXTURE
 
 FLAGS = common.FLAGS
 KERNEL_DENSITIES = {   # unit-variance densities of eps
@@ -41,7 +40,7 @@ WINDOW = (GRID >= -4.5) & (GRID <= 5.5)      # where networks and W1 are evaluat
 def smoothed(kernel, sigma):
   """(score, density) of p * k_sigma on GRID, by convolution and differences; sigma 0: p."""
   h = GRID[1] - GRID[0]
-  data = np.exp(np.asarray(MIXTURE.log_prob(jnp.asarray(GRID[:, None], jnp.float32)), np.float64))
+  data = np.exp(np.asarray(common.MIXTURE_1D.log_prob(jnp.asarray(GRID[:, None], jnp.float32)), np.float64))
   if sigma == 0:
     density = data
   else:
@@ -80,7 +79,7 @@ def train(kernel, sigma, seed, steps, batch=1024):
 
   def loss(p, key):
     k0, k1 = jax.random.split(key)
-    return losses.dsm_loss(lambda x: apply(p, x) / sigma, MIXTURE.sample(k0, batch), k1, sigma,
+    return losses.dsm_loss(lambda x: apply(p, x) / sigma, common.MIXTURE_1D.sample(k0, batch), k1, sigma,
                            kernel)
 
   params, _ = common.fit(loss, params, steps, jax.random.PRNGKey(100 + seed),

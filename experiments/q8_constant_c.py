@@ -16,14 +16,11 @@ import jax.numpy as jnp
 import matplotlib.pyplot as plt
 import numpy as np
 
-import densities
 import losses
 from experiments import common
 
 FLAGS = common.FLAGS
-MIXTURE = densities.GaussianMixture(means=jnp.array([[-2.0], [1.0], [3.0]]),
-                                    stds=jnp.array([0.3, 0.8, 0.5]),
-                                    weights=jnp.array([0.2, 0.5, 0.3]))
+MIXTURE = common.MIXTURE_1D
 GRID = np.linspace(-20.0, 20.0, 400_001)
 
 

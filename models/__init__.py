@@ -1,7 +1,7 @@
-"""Flax score networks; `models.utils` turns a network into a `score_fn(x, t)`.
+"""Flax score networks; `models.parameterizations` turns a network into a `score_fn(x, t)`.
 
 Every network is called as `module.apply(params, x, c_noise, train)` with x [B, ...]
-and the noise condition c_noise [B] (see models/utils.py), and returns [B, ...].
+and the noise condition c_noise [B] (see models/parameterizations.py), and returns [B, ...].
 MODELS maps a config name to (module class, its config dataclass).
 """
 import jax

@@ -3,10 +3,15 @@
 `SmallCNN` is the offline feature network: its penultimate activations give FID / KID /
 precision-recall features, its logits an Inception-Score analogue (feature_nets.py).
 `NoiseConditionalCNN` is the classifier p_t(c | x_t) of classifier guidance
-(run/classifier.py): the same three convolutions, each told the noise level.
+(run/classifier.py): the same three convolutions, each told the noise level. `fit` is
+the training loop both use.
 """
+from typing import Callable, Iterator, Optional
+
 import flax.linen as nn
 import jax
+import numpy as np
+import optax
 
 from models import canonical_conv
 from models import layers
@@ -60,3 +65,27 @@ class NoiseConditionalCNN(nn.Module):
       h = nn.avg_pool(h, (2, 2), (2, 2))
     h = nn.Dense(self.num_features)(h.reshape(h.shape[0], -1))
     return nn.Dense(self.num_classes)(nn.silu(h + nn.Dense(self.num_features)(emb)))
+
+
+def fit(loss_fn: Callable, params, batches: Iterator, steps: int, lr: float, key: jax.Array,
+        log_every: int = 0, log: Optional[Callable[[int, float], None]] = None):
+  """Minimizes loss_fn(params, batch, key) -> scalar over `steps` batches of `batches`
+  with Adam and a cosine decay of the rate from lr to 0 (one jitted step each; step i
+  gets fold_in(key, i)). Every log_every steps (and at the end), log(step, the mean loss
+  since the last call). Returns the parameters."""
+  optimizer = optax.adam(optax.cosine_decay_schedule(lr, steps))
+
+  @jax.jit
+  def step(params, opt_state, batch, key):
+    loss, grads = jax.value_and_grad(loss_fn)(params, batch, key)
+    updates, opt_state = optimizer.update(grads, opt_state)
+    return optax.apply_updates(params, updates), opt_state, loss
+
+  opt_state, recent = optimizer.init(params), []
+  for i in range(steps):
+    params, opt_state, loss = step(params, opt_state, next(batches), jax.random.fold_in(key, i))
+    recent.append(loss)
+    if log and ((log_every and (i + 1) % log_every == 0) or i + 1 == steps):
+      log(i + 1, float(np.mean(recent)))
+      recent = []
+  return params

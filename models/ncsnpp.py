@@ -7,7 +7,7 @@ skip connections by 1/sqrt(2). Parameter counts at the published configurations 
 those of the reference models (tests/test_models.py lists them).
 
 score_sde's `scale_by_sigma` (output divided by sigma) is the "noise" parameterization
-of models/utils.py (score = -output / sigma): networks here never see sigma.
+of models/parameterizations.py (score = -output / sigma): networks here never see sigma.
 """
 import dataclasses
 import itertools

@@ -3,7 +3,7 @@ RefineNet decoder with InstanceNorm++.
 
 NCSNv2 (`conditional=False`) is noise-unconditional: the network never sees the noise
 level and its output is divided by sigma, which is the "noise" parameterization of
-models/utils.py. NCSN (`conditional=True`) conditions every normalization on the noise
+models/parameterizations.py. NCSN (`conditional=True`) conditions every normalization on the noise
 level (conditional InstanceNorm++ on Fourier features of c_noise = log sigma). With
 `num_label_classes`, a class label (embedding) conditions every normalization, added to
 the noise features in NCSN.

@@ -26,7 +26,7 @@ import models
 import sampling
 import sde_lib
 import weightings
-from models import utils as mutils
+from models import parameterizations
 import run
 from run import data as data_lib
 from run import experiment
@@ -208,14 +208,20 @@ def build_sde(c) -> sde_lib.SDE:
   return cls(N=c.num_scales, **{k: c[k] for k in sde_keys(cls)})
 
 
-def build_optimizer(o) -> optax.GradientTransformation:
-  """Adam(W) with linear warmup to a constant rate and global-norm clipping. The rate
-  comes from the config at every start, never from a checkpoint."""
+def build_optimizer(o, posthoc_sigma_rels=()) -> optax.GradientTransformation:
+  """Adam(W) with linear warmup to a constant rate and global-norm clipping, then the
+  power EMAs of post-hoc EMA if posthoc_sigma_rels. The rate comes from the config at
+  every start, never from a checkpoint."""
   warmup = max(o.warmup, 1)
   schedule = optax.join_schedules(
       [optax.linear_schedule(0.0, o.lr, warmup), optax.constant_schedule(o.lr)], [warmup])
-  adam = optax.adamw(schedule, b1=o.beta1, eps=o.adam_eps, weight_decay=o.weight_decay)
-  return optax.chain(optax.clip_by_global_norm(o.grad_clip), adam) if o.grad_clip > 0 else adam
+  optimizer = optax.adamw(schedule, b1=o.beta1, eps=o.adam_eps, weight_decay=o.weight_decay)
+  if o.grad_clip > 0:
+    optimizer = optax.chain(optax.clip_by_global_norm(o.grad_clip), optimizer)
+  if posthoc_sigma_rels:
+    optimizer = optax.chain(optimizer, ema.track_power_emas(
+        tuple(ema.gamma_of_sigma_rel(s) for s in posthoc_sigma_rels)))
+  return optimizer
 
 
 def _specs(config, sde) -> dict:
@@ -273,8 +279,8 @@ def _score_fns(config, sde, model, num_classes: int):
   parameterization, the guidance classifier's log p_t(c | x), and the score the
   samplers use (class and guidance of config.sampling)."""
   m, s = config.model, config.sampling
-  for key, choices in (("parameterization", mutils.PARAMETERIZATIONS),
-                       ("noise_conditioning", mutils.NOISE_CONDITIONINGS)):
+  for key, choices in (("parameterization", parameterizations.PARAMETERIZATIONS),
+                       ("noise_conditioning", parameterizations.NOISE_CONDITIONINGS)):
     lookup(dict.fromkeys(choices), m[key], f"config.model.{key}")
   options = dict(parameterization=m.parameterization, scale_input=m.scale_input,
                  noise_conditioning=m.noise_conditioning, sigma_data=m.sigma_data,
@@ -284,7 +290,7 @@ def _score_fns(config, sde, model, num_classes: int):
     rngs = {"dropout": key} if train else None
     extra = {} if labels is None else {"labels": labels}
     apply_fn = lambda p, x, c: model.apply(p, x, c, train=train, rngs=rngs, **extra)
-    return mutils.get_score_fn(apply_fn, params, sde, **options)
+    return parameterizations.get_score_fn(apply_fn, params, sde, **options)
 
   net = classifier_lib.NoiseConditionalCNN(num_classes=config.classifier.num_classes)
   class_log_prob_fn = lambda params: cg.noise_conditional_log_prob(
@@ -305,6 +311,36 @@ def _score_fns(config, sde, model, num_classes: int):
   return score_fn, class_log_prob_fn, sampling_score_fn
 
 
+def _loss_fn(loss, score_fn, sde, num_classes: int, label_dropout: float):
+  """loss_fn(params, batch, key, train=True) -> scalar. batch: x0, or (x0, labels [B]) for
+  a class-conditional network, whose labels are replaced by the null label with
+  probability label_dropout (training only)."""
+
+  def loss_fn(params, batch, key, train=True):
+    x0, labels = batch if num_classes else (batch, None)
+    if labels is not None and train and label_dropout:
+      drop = jax.random.bernoulli(jax.random.fold_in(key, 2), label_dropout, labels.shape)
+      labels = jnp.where(drop, num_classes, labels)
+    return loss(score_fn(params, train, jax.random.fold_in(key, 1), labels), sde, x0, key)
+
+  return loss_fn
+
+
+def _compile_options(abstract_state, n_jitted_steps: int):
+  """(compiler options of init_state, whether the train step unrolls its steps)."""
+  # Run once, but on the CPU XLA's backend optimizations of its hundreds of random-number
+  # calls make it slow to compile: 7.8 s for the tests' small U-Net, 2.3 s at level 0
+  # (values equal up to rounding, tested; run time 6 ms either way).
+  cpu = jax.default_backend() == "cpu"
+  options = {"xla_backend_optimization_level": 0} if cpu else {}
+  # XLA:CPU compiles convolution gradients inside a loop body to generic loops, 25-150x
+  # slower (benchmarks/README.md): on the CPU, the n_jitted_steps steps of a network with
+  # convolution kernels (4-D parameters) are compiled one after another instead.
+  unroll = cpu and n_jitted_steps > 1 and any(
+      len(p.shape) == 4 for p in jax.tree_util.tree_leaves(abstract_state.params))
+  return options, unroll
+
+
 def build(config) -> experiment.Experiment:
   """Checks the config, reads it once, builds every object and jits every function."""
   check_config(config)
@@ -317,15 +353,13 @@ def build(config) -> experiment.Experiment:
     sde = build_sde(config.sde)
     model = models.get_model(config.model.name, **{
         k: v for k, v in config.model.items() if k not in NETWORK_KEYS})
-    data = data_lib.get_data(config.data, config.seed, config.eval.feature_net)
+    data = data_lib.get_data(seed=config.seed, feature_net=config.eval.feature_net,
+                             **config.data.to_dict())
     _check_labels(config, data.labelled)
     specs = _specs(config, sde)
     loss = _loss(t, config.model.sigma_data)
     loglik_fn = likelihood.get_likelihood_fn(sde, **config.eval.likelihood)
-    optimizer = build_optimizer(config.optim)
-    if t.posthoc_ema.sigma_rels:
-      optimizer = optax.chain(optimizer, ema.track_power_emas(
-          tuple(ema.gamma_of_sigma_rel(s) for s in t.posthoc_ema.sigma_rels)))
+    optimizer = build_optimizer(config.optim, t.posthoc_ema.sigma_rels)
     ema_decay = ema.decay_fn(config.model.ema_rate, config.model.ema_warmup,
                              config.model.ema_sigma_rel)
     score_fn, class_log_prob_fn, sampling_score_fn = _score_fns(config, sde, model, num_classes)
@@ -336,14 +370,7 @@ def build(config) -> experiment.Experiment:
   except ValueError as error:
     raise RunError(str(error).splitlines()[0]) from None
 
-  def loss_fn(params, batch, key, train=True):
-    """batch: x0, or (x0, labels [B]) for a class-conditional network, whose labels are
-    replaced by the null label with probability training.label_dropout (training only)."""
-    x0, labels = batch if num_classes else (batch, None)
-    if labels is not None and train and t.label_dropout:
-      drop = jax.random.bernoulli(jax.random.fold_in(key, 2), t.label_dropout, labels.shape)
-      labels = jnp.where(drop, num_classes, labels)
-    return loss(score_fn(params, train, jax.random.fold_in(key, 1), labels), sde, x0, key)
+  loss_fn = _loss_fn(loss, score_fn, sde, num_classes, t.label_dropout)
 
   def init_state(key) -> losses.TrainState:
     params = model.init(key, jnp.zeros((1, *data.example_shape)), jnp.zeros((1,)))
@@ -353,15 +380,7 @@ def build(config) -> experiment.Experiment:
   abstract_state = jax.tree_util.tree_map(
       lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=replicated),
       jax.eval_shape(init_state, jax.random.PRNGKey(0)))
-  # Run once, but on the CPU XLA's backend optimizations of its hundreds of random-number
-  # calls make it slow to compile: 7.8 s for the tests' small U-Net, 2.3 s at level 0
-  # (values equal up to rounding, tested; run time 6 ms either way).
-  options = {"xla_backend_optimization_level": 0} if jax.default_backend() == "cpu" else {}
-  # XLA:CPU compiles convolution gradients inside a loop body to generic loops, 25-150x
-  # slower (benchmarks/README.md): on the CPU, the n_jitted_steps steps of a network with
-  # convolution kernels (4-D parameters) are compiled one after another instead.
-  unroll = jax.default_backend() == "cpu" and t.n_jitted_steps > 1 and any(
-      len(p.shape) == 4 for p in jax.tree_util.tree_leaves(abstract_state.params))
+  options, unroll = _compile_options(abstract_state, t.n_jitted_steps)
 
   def jit_sampler(sampler):
     return jax.jit(lambda params, key, classifier_params=None, labels=None: sampler(

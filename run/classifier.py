@@ -23,7 +23,6 @@ import flax.serialization
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 
 import run
 from models import classifier as classifier_lib
@@ -82,25 +81,18 @@ def train_classifier(exp, workdir: str) -> dict:
     key = jax.random.PRNGKey(exp.seed + 50_000)
     params = jax.jit(net.init)(key, jnp.zeros((1, *exp.data.example_shape)), jnp.zeros((1,)))
     params = params["params"]
-    optimizer = optax.adam(optax.cosine_decay_schedule(c.lr, c.n_iters))
-    opt_state = optimizer.init(params)
 
-    @jax.jit
-    def step(params, opt_state, x0, labels, key):
-      x, t = _noisy(exp, key, x0)
-      loss_fn = lambda p: -jnp.mean(jnp.take_along_axis(exp.class_log_prob_fn(p)(x, t),
-                                                        labels[:, None], 1))
-      loss, grads = jax.value_and_grad(loss_fn)(params)
-      updates, opt_state = optimizer.update(grads, opt_state)
-      return optax.apply_updates(params, updates), opt_state, loss
+    def loss_fn(params, batch, key):
+      x0, labels = batch
+      x, t = _noisy(exp, key, x0[0])
+      log_probs = exp.class_log_prob_fn(params)(x, t)
+      return -jnp.mean(jnp.take_along_axis(log_probs, labels[0][:, None], 1))
 
     batches = exp.data.train_batches(0, 1, c.batch_size, exp.sharding(None, "data"), labels=True)
-    for i in range(c.n_iters):
-      x0, labels = next(batches)
-      params, opt_state, loss = step(params, opt_state, x0[0], labels[0],
-                                     jax.random.fold_in(key, i))
-      if (i + 1) % c.log_freq == 0 or i + 1 == c.n_iters:
-        logging.info("classifier step %d/%d  cross-entropy %.4f", i + 1, c.n_iters, float(loss))
+    params = classifier_lib.fit(
+        loss_fn, params, batches, c.n_iters, c.lr, key, c.log_freq,
+        lambda step, loss: logging.info("classifier step %d/%d  cross-entropy %.4f", step,
+                                        c.n_iters, loss))
     accuracy = held_out_accuracy(exp, params, jax.random.PRNGKey(exp.seed + 50_001))
     info = {"held_out_accuracy_at_t_over_T": accuracy, "held_out_images": len(exp.data.held_out),
             **{k: v for k, v in dataclasses.asdict(c).items() if k not in ("min_time", "log_freq")}}

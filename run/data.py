@@ -228,16 +228,17 @@ class ImageData:
     figures.save_image(path, self.picture(x))
 
 
-def get_data(data, seed: int, feature_net: str = ""):
-  """ToyData or ImageData of config.data (with the quality metrics of `feature_net`: a
-  feature_nets.FEATURE_NETS name, "auto" for the dataset's default, or "" for none;
-  checked only by the modes that compute features)."""
-  name = data.dataset
+def get_data(dataset: str, num_eval: int, seed: int, feature_net: str = "", **image_settings):
+  """ToyData or ImageData of config.data's values (image_settings: ImageData's other
+  fields), with the quality metrics of `feature_net`: a feature_nets.FEATURE_NETS name,
+  "auto" for the dataset's default, or "" for none (checked only by the modes that
+  compute features)."""
+  name = dataset
   if name in datasets.TOY_DISTRIBUTIONS:
     if feature_net:
       raise run.RunError(f"config.eval.feature_net={feature_net!r} is for image data; the "
                          f"2-D dataset {name!r} takes ''")
-    return ToyData(datasets.get_toy_distribution(name), data.num_eval, seed)
+    return ToyData(datasets.get_toy_distribution(name), num_eval, seed)
   if not (name in datasets.TFDS_DATASETS or name.startswith(("lsun/", "tfrecords:"))):
     raise run.RunError(f"unknown config.data.dataset={name!r}; valid choices: "
                        f"{sorted(datasets.TOY_DISTRIBUTIONS) + sorted(datasets.TFDS_DATASETS)}, "
@@ -247,7 +248,8 @@ def get_data(data, seed: int, feature_net: str = ""):
   if feature_net and feature_net not in feature_nets.FEATURE_NETS:
     raise run.RunError(f"unknown config.eval.feature_net={feature_net!r}; valid choices: "
                        f"{sorted(feature_nets.FEATURE_NETS)}, 'auto', ''")
-  return ImageData(**{k: data[k] for k in IMAGE_DATA_KEYS}, seed=seed, feature_net=feature_net)
+  return ImageData(dataset, num_eval=num_eval, seed=seed, feature_net=feature_net,
+                   **image_settings)
 
 
 IMAGE_DATA_KEYS = ("dataset", "num_eval", "data_dir", "image_size", "num_channels", "centered",

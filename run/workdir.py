@@ -14,7 +14,6 @@ import contextlib
 import errno
 import fcntl
 import glob
-import io
 import json
 import os
 import shutil
@@ -23,7 +22,6 @@ import socket
 from absl import logging
 import flax.serialization
 import jax
-import numpy as np
 import orbax.checkpoint as ocp
 
 import ema
@@ -116,11 +114,12 @@ def write_or_fail(path: str, data: bytes):
 
 
 def save_npz(path: str, **arrays):
-  """np.savez to `path` atomically (process 0): a killed run leaves no half-written file."""
+  """files.save_npz (process 0), with an OSError as a one-line WriteFailed."""
   if jax.process_index() == 0:
-    buffer = io.BytesIO()
-    np.savez(buffer, **arrays)
-    write_or_fail(path, buffer.getvalue())
+    try:
+      files.save_npz(path, **arrays)
+    except OSError as e:
+      raise run.WriteFailed(f"could not write {path}: {e.strerror or e}") from None
 
 
 def manager(path: str, snapshot_freq: int) -> ocp.CheckpointManager:

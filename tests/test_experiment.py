@@ -16,7 +16,7 @@ import pytest
 import sampling
 import sde_lib
 from configs import default_toy
-from models import utils as mutils
+from models import parameterizations
 from run import build
 from run import evaluate
 from run import train
@@ -135,14 +135,14 @@ def test_time_labels_are_the_trained_ones_whatever_n_or_the_step_count():
   labels = {}
   for n in (1000, 2000):
     sde = sde_lib.VPSDE(N=n)
-    score_fn = mutils.get_score_fn(apply_fn, None, sde, noise_conditioning="time")
+    score_fn = parameterizations.get_score_fn(apply_fn, None, sde, noise_conditioning="time")
     jax.block_until_ready(score_fn(jnp.zeros((7, 2)), t))
     labels[n] = seen.pop()
   np.testing.assert_allclose(labels[2000], labels[1000], rtol=1e-6)
   np.testing.assert_allclose(labels[1000], 999.0 * np.asarray(t), rtol=1e-6)
 
   sde = sde_lib.VPSDE(N=2000)
-  score_fn = mutils.get_score_fn(apply_fn, None, sde, noise_conditioning="time")
+  score_fn = parameterizations.get_score_fn(apply_fn, None, sde, noise_conditioning="time")
   sampler = sampling.get_pc_sampler(sde, (3, 2), "euler_maruyama", "none", num_steps=2000)
   _, nfe = sampler(jax.random.PRNGKey(0), score_fn)
   jax.effects_barrier()

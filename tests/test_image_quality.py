@@ -9,6 +9,7 @@ import pytest
 import scipy.ndimage
 
 import datasets
+import evaluation
 import feature_nets
 import run
 from models import classifier
@@ -110,7 +111,7 @@ def test_feature_network_accuracy_and_fid_sanity(trained_feature_net):
   reference, _ = net(test_images[:5000])
 
   def fid(images):
-    return feature_nets.quality_metrics(reference, *net(images))["fid"]
+    return evaluation.quality_metrics(reference, *net(images))["fid"]
 
   real = fid(train_images[:5000])
   blurred = [fid(scipy.ndimage.gaussian_filter(test_images[5000:], (0, s, s, 0)))

@@ -12,7 +12,8 @@ import datasets
 import densities
 import losses
 import sde_lib
-from models import mlp, utils as mutils
+from models import mlp
+from models import parameterizations
 from tests import stats
 
 GMM = datasets.gaussian_mixture()
@@ -265,7 +266,7 @@ def test_multi_level_loss_decreases_when_training_a_small_mlp(loss_name, sde_nam
   optimizer = optax.adam(3e-3)
 
   def loss(params, key):
-    score_fn = mutils.get_score_fn(model.apply, params, sde, "noise")
+    score_fn = parameterizations.get_score_fn(model.apply, params, sde, "noise")
     k_data, k_loss = jax.random.split(key)
     return loss_fn(score_fn, sde, GMM.sample(k_data, 256), k_loss)
 

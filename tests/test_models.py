@@ -22,7 +22,7 @@ from models import ncsnpp
 from models import ncsnv2
 from models import normalization
 from models import up_or_down_sampling as updown
-from models import utils as mutils
+from models import parameterizations
 
 # Parameter counts of the published configurations. References:
 #   [D]  Ho et al. (2020), "35.7M" for CIFAR-10 and "114M" for the 256 px models; the exact
@@ -169,7 +169,7 @@ def test_network_output_shape_and_one_train_step(name):
   def loss_fn(p, x0, key):
     apply_fn = lambda q, v, c: model.apply(q, v, c, train=True,
                                            rngs={"dropout": jax.random.fold_in(key, 1)})
-    return losses.sde_loss(mutils.get_score_fn(apply_fn, p, sde), sde, x0, key, reduce_mean=True)
+    return losses.sde_loss(parameterizations.get_score_fn(apply_fn, p, sde), sde, x0, key, reduce_mean=True)
 
   step = jax.jit(losses.get_train_step(loss_fn, optimizer, ema.decay_fn(0.9)))
   state = losses.TrainState(step=jnp.zeros((), jnp.int32), params=params,
@@ -229,7 +229,7 @@ def test_remat_matches_and_bfloat16_is_close(name):
   assert 0.0 < rel < 0.05
 
 
-@pytest.mark.parametrize("parameterization", mutils.PARAMETERIZATIONS)
+@pytest.mark.parametrize("parameterization", parameterizations.PARAMETERIZATIONS)
 @pytest.mark.parametrize("sde", [sde_lib.VPSDE(), sde_lib.VESDE(sigma_min=0.01, sigma_max=20.0),
                                  sde_lib.RectifiedFlow()], ids=["vp", "ve", "rf"])
 def test_each_parameterization_turns_its_exact_target_into_the_exact_score(parameterization, sde):
@@ -261,7 +261,7 @@ def test_each_parameterization_turns_its_exact_target_into_the_exact_score(param
     inputs.append(x_in)
     return targets[parameterization]
 
-  score_fn = mutils.get_score_fn(apply_fn, None, sde, parameterization, sigma_data=s_d)
+  score_fn = parameterizations.get_score_fn(apply_fn, None, sde, parameterization, sigma_data=s_d)
   np.testing.assert_allclose(score_fn(x, t), score, rtol=2e-4, atol=2e-4 * float(jnp.abs(score).max()))
   if parameterization == "edm":
     expected_in = x / jnp.sqrt(sigma**2 + alpha**2 * s_d**2)[:, None]
@@ -274,7 +274,7 @@ def test_center_input_feeds_the_network_two_x_minus_one():
   sde = sde_lib.VESDE(sigma_min=0.01, sigma_max=50.0)
   x, t = jnp.linspace(0.0, 1.0, 8).reshape(4, 2), jnp.full((4,), 0.3)
   seen = []
-  score_fn = mutils.get_score_fn(lambda p, v, c: seen.append(v) or v, None, sde, "scaled_score",
+  score_fn = parameterizations.get_score_fn(lambda p, v, c: seen.append(v) or v, None, sde, "scaled_score",
                                  scale_input=False, center_input=True)
   np.testing.assert_allclose(score_fn(x, t), (2 * x - 1) / sde.marginal(t)[1][:, None], rtol=1e-6)
   np.testing.assert_allclose(seen[-1], 2 * x - 1)
@@ -287,8 +287,8 @@ def test_edm_bounds_the_x0_error_where_noise_prediction_amplifies_it():
   alpha, sigma = sde.marginal(t)
   errors = {}
   for parameterization in ("noise", "edm"):
-    exact = mutils.get_score_fn(lambda p, v, c: jnp.zeros_like(v), None, sde, parameterization)
-    off = mutils.get_score_fn(lambda p, v, c: jnp.full_like(v, delta), None, sde, parameterization)
+    exact = parameterizations.get_score_fn(lambda p, v, c: jnp.zeros_like(v), None, sde, parameterization)
+    off = parameterizations.get_score_fn(lambda p, v, c: jnp.full_like(v, delta), None, sde, parameterization)
     # x_0 estimate (x + sigma^2 s) / alpha: its error is sigma^2 / alpha times the score's.
     errors[parameterization] = float(jnp.abs(off(x, t) - exact(x, t)).max() * sigma[0]**2 / alpha[0])
   assert errors["edm"] <= 0.5 * delta * (1 + 1e-5)

@@ -1,5 +1,6 @@
 """Every sampler, driven by the exact score of a 2-D mixture with unequal weights,
 must reproduce that mixture within Monte-Carlo error; NFE is counted by a callback."""
+import dataclasses
 import functools
 
 import jax
@@ -180,16 +181,34 @@ def test_time_grids_run_from_T_to_eps(kind):
   assert np.all(np.diff(grid) < 0)
 
 
+@dataclasses.dataclass(frozen=True)
+class BrownianSDE(sde_lib.SDE):
+  """A variance-exploding SDE that is not a VESDE: dx = scale dW, x_t = x_0 + scale sqrt(t) z."""
+
+  scale: float = 2.0
+  N: int = 100
+  T: float = 1.0
+
+  def coefficients(self, t):
+    return jnp.zeros_like(t), self.scale * jnp.ones_like(t)
+
+  def marginal(self, t):
+    return jnp.ones_like(t), self.scale * jnp.sqrt(t)
+
+
 @pytest.mark.parametrize("sde_name, published", [("vp", "transition"), ("subvp", "transition"),
                                                  ("ve", "posterior"), ("edm", "posterior"),
-                                                 ("rf", "transition")])
+                                                 ("rf", "transition"), ("brownian", "posterior"),
+                                                 ("ou", "transition")])
 def test_ancestral_variances(sde_name, published):
   """One ancestral step's noise std: sqrt(v) (DDPM's beta) or sqrt(v) sigma_s / sigma_t
   (beta-tilde), with (a, v) the exact transition; "ancestral_sampling" is score_sde's
-  choice (VE: posterior; VP: beta)."""
+  choice (VE: posterior; VP: beta), decided by whether alpha = 1, so a user's SDE gets it
+  too."""
   sde = {"vp": sde_lib.VPSDE(), "subvp": sde_lib.subVPSDE(),
          "ve": sde_lib.VESDE(sigma_min=0.01, sigma_max=10.0), "edm": sde_lib.EDMProcess(),
-         "rf": sde_lib.RectifiedFlow()}[sde_name]
+         "rf": sde_lib.RectifiedFlow(), "brownian": BrownianSDE(),
+         "ou": OrnsteinUhlenbeckSDE(theta=3.0, scale=2.0, N=400, T=2.0)}[sde_name]
   rsde = sde.reverse(lambda x, t: -x)
   x, t, s = jnp.ones((3, 2)), jnp.full((3,), 0.6), jnp.full((3,), 0.5)
   _, v = sde.transition(t, s)

@@ -1,4 +1,5 @@
-"""Network output -> score: the one place that knows parameterizations.
+"""Network output -> score: the one place that knows parameterizations (each a small
+function in PARAMETERIZATIONS, as EDM's preconditioning is written).
 
 A network is called as `apply_fn(params, x_in, c_noise)` with, by `noise_conditioning`,
   "log_sigma": c_noise = log sigma(t)   (the noise level, defined for every SDE), or
@@ -39,17 +40,73 @@ score by `parameterization`:
            g^2 s / 2, the probability-flow drift, so score = 2 (f x - output) / g^2; for
            rectified flow the target is z - x_0.
 """
-from typing import Any, Callable
+from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
 
 import sde_lib
 
-batch_broadcast = sde_lib.batch_broadcast
-PARAMETERIZATIONS = ("noise", "scaled_score", "score", "data", "edm", "v", "flow")
-NOISE_CONDITIONINGS = ("log_sigma", "time", "level_index")
 TIME_LABEL_SCALE = 999.0
+
+
+class Noisy(NamedTuple):
+  """x [B, ...] at times t [B]; alpha, sigma: alpha(t), sigma(t) broadcast against x;
+  x_in: the network input (x at unit scale if `scale_input`, then 2 x_in - 1 if
+  `center_input`; "edm" makes its own from x)."""
+  x: jax.Array
+  t: jax.Array
+  alpha: jax.Array
+  sigma: jax.Array
+  x_in: jax.Array
+
+
+def _noise(net, n: Noisy, sde, sigma_data):
+  return -net(n.x_in) / n.sigma
+
+
+def _scaled_score(net, n: Noisy, sde, sigma_data):
+  return net(n.x_in) / n.sigma
+
+
+def _score(net, n: Noisy, sde, sigma_data):
+  return net(n.x_in)
+
+
+def _data(net, n: Noisy, sde, sigma_data):
+  return (n.alpha * net(n.x_in) - n.x) / n.sigma**2
+
+
+def _edm(net, n: Noisy, sde, sigma_data):
+  sigma_hat = n.sigma / n.alpha
+  c_skip = sigma_data**2 / (sigma_hat**2 + sigma_data**2)
+  c_out = sigma_hat * sigma_data / jnp.sqrt(sigma_hat**2 + sigma_data**2)
+  c_in = 1.0 / jnp.sqrt(sigma_hat**2 + sigma_data**2)
+  x_hat = n.x / n.alpha
+  denoised = c_skip * x_hat + c_out * net(c_in * x_hat)
+  return (n.alpha * denoised - n.x) / n.sigma**2
+
+
+def _v(net, n: Noisy, sde, sigma_data):
+  r2 = n.alpha**2 + n.sigma**2
+  eps_hat = n.sigma / r2 * n.x + n.alpha / jnp.sqrt(r2) * net(n.x_in)
+  return -eps_hat / n.sigma
+
+
+def _flow(net, n: Noisy, sde, sigma_data):
+  f, g = (sde_lib.batch_broadcast(c, n.x) for c in sde.coefficients(n.t))
+  return 2.0 * (f * n.x - net(n.x_in)) / g**2
+
+
+# (net(x_in) -> output, Noisy, sde, sigma_data) -> score [B, ...]
+PARAMETERIZATIONS = {"noise": _noise, "scaled_score": _scaled_score, "score": _score,
+                     "data": _data, "edm": _edm, "v": _v, "flow": _flow}
+# (sde, t [B]) -> c_noise [B]
+NOISE_CONDITIONINGS = {
+    "log_sigma": lambda sde, t: jnp.log(sde.marginal(t)[1]),
+    "time": lambda sde, t: TIME_LABEL_SCALE * t / sde.T,
+    "level_index": lambda sde, t: (sde.N - 1) * (1.0 - t / sde.T),
+}
 
 
 def get_score_fn(apply_fn: Callable[..., jax.Array], params: Any, sde: sde_lib.SDE,
@@ -57,45 +114,19 @@ def get_score_fn(apply_fn: Callable[..., jax.Array], params: Any, sde: sde_lib.S
                  noise_conditioning: str = "log_sigma", sigma_data: float = 0.5,
                  center_input: bool = False):
   """Returns score_fn(x [B, ...], t [B]) -> [B, ...] for a network `apply_fn`."""
-  if parameterization not in PARAMETERIZATIONS:
-    raise ValueError(f"unknown parameterization {parameterization!r}; "
-                     f"valid choices: {list(PARAMETERIZATIONS)}")
-  if noise_conditioning not in NOISE_CONDITIONINGS:
-    raise ValueError(f"unknown noise_conditioning {noise_conditioning!r}; "
-                     f"valid choices: {list(NOISE_CONDITIONINGS)}")
+  for name, registry, what in ((parameterization, PARAMETERIZATIONS, "parameterization"),
+                               (noise_conditioning, NOISE_CONDITIONINGS, "noise_conditioning")):
+    if name not in registry:
+      raise ValueError(f"unknown {what} {name!r}; valid choices: {list(registry)}")
+  to_score = PARAMETERIZATIONS[parameterization]
+  conditioning = NOISE_CONDITIONINGS[noise_conditioning]
 
   def score_fn(x, t):
-    alpha, sigma = sde.marginal(t)
-    if noise_conditioning == "log_sigma":
-      c_noise = jnp.log(sigma)
-    elif noise_conditioning == "time":
-      c_noise = TIME_LABEL_SCALE * t / sde.T
-    else:
-      c_noise = (sde.N - 1) * (1.0 - t / sde.T)
-    if parameterization == "edm":
-      sigma_hat = sigma / alpha
-      c_skip = sigma_data**2 / (sigma_hat**2 + sigma_data**2)
-      c_out = sigma_hat * sigma_data / jnp.sqrt(sigma_hat**2 + sigma_data**2)
-      c_in = 1.0 / jnp.sqrt(sigma_hat**2 + sigma_data**2)
-      x_hat = x / batch_broadcast(alpha, x)
-      out = apply_fn(params, batch_broadcast(c_in, x) * x_hat, c_noise)
-      denoised = batch_broadcast(c_skip, x) * x_hat + batch_broadcast(c_out, x) * out
-      return (batch_broadcast(alpha, x) * denoised - x) / batch_broadcast(sigma**2, x)
-    x_in = x / batch_broadcast(jnp.sqrt(alpha**2 + sigma**2), x) if scale_input else x
-    out = apply_fn(params, 2 * x_in - 1 if center_input else x_in, c_noise)
-    if parameterization == "noise":
-      return -out / batch_broadcast(sigma, x)
-    if parameterization == "scaled_score":
-      return out / batch_broadcast(sigma, x)
-    if parameterization == "score":
-      return out
-    if parameterization == "v":
-      r = jnp.sqrt(alpha**2 + sigma**2)
-      eps_hat = batch_broadcast(sigma / r**2, x) * x + batch_broadcast(alpha / r, x) * out
-      return -eps_hat / batch_broadcast(sigma, x)
-    if parameterization == "flow":
-      f, g = sde.coefficients(t)
-      return 2.0 * (batch_broadcast(f, x) * x - out) / batch_broadcast(g**2, x)
-    return (batch_broadcast(alpha, x) * out - x) / batch_broadcast(sigma**2, x)
+    alpha, sigma = (sde_lib.batch_broadcast(c, x) for c in sde.marginal(t))
+    x_in = x / jnp.sqrt(alpha**2 + sigma**2) if scale_input else x
+    x_in = 2 * x_in - 1 if center_input else x_in
+    c_noise = conditioning(sde, t)
+    net = lambda v: apply_fn(params, v, c_noise)
+    return to_score(net, Noisy(x, t, alpha, sigma, x_in), sde, sigma_data)
 
   return score_fn
