@@ -167,10 +167,12 @@ def _check_labels(config, labelled: bool):
   if config.training.label_dropout and not n:
     raise RunError(f"config.training.label_dropout={config.training.label_dropout} must be 0 "
                    "unless config.model.num_label_classes > 0")
-  if s.classifier_scale and (s.class_label < 0 or not labelled):
-    raise RunError(f"config.sampling.classifier_scale={s.classifier_scale} > 0 needs a class "
-                   "(config.sampling.class_label) and labelled image data "
-                   f"(config.data.dataset={config.data.dataset!r})")
+  if s.classifier_scale and s.class_label < 0:
+    raise RunError(f"config.sampling.classifier_scale={s.classifier_scale} > 0 needs a class: "
+                   "set config.sampling.class_label")
+  if s.classifier_scale and not labelled:
+    raise RunError(f"config.sampling.classifier_scale={s.classifier_scale} > 0 needs labelled "
+                   f"image data; config.data.dataset={config.data.dataset!r} has no labels")
   classes = n or (config.classifier.num_classes if s.classifier_scale else 0)
   if not -1 <= s.class_label < classes:
     raise RunError(f"config.sampling.class_label={s.class_label}: valid are -1 (none)"

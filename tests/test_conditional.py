@@ -90,7 +90,7 @@ def test_bad_labels_name_the_value(fashion_mnist_dir):
 
   fails("class_label=10: valid are -1 \\(none\\) and 0 ... 9", sampling__class_label=10)
   fails("guidance_scale=2.0 needs a class", sampling__class_label=-1)
-  fails("label_dropout=1.0 must be in \\[0, 1\\)", training__label_dropout=1.0)
+  fails("label_dropout=1.0: must be in \\[0, 1\\)", training__label_dropout=1.0)
   fails("class_label=7: valid are -1 \\(none\\); class labels need a class-conditional",
         model__num_label_classes=0, training__label_dropout=0.0)
   fails("guidance_interval=\\(0.5,\\)", sampling__guidance_interval=(0.5,))
@@ -136,8 +136,8 @@ def test_classifier_guidance_adds_the_scaled_classifier_gradient(fashion_mnist_d
 def test_classifier_guidance_needs_a_class_and_labelled_data():
   config = vp_gmm.get_config()
   config.sampling.classifier_scale = 1.0
-  with pytest.raises(run.RunError, match="classifier_scale=1.0: must be >= 0, and > 0 only "
-                                         "with a class"):
+  with pytest.raises(run.RunError, match="classifier_scale=1.0 > 0 needs a class: set "
+                                         "config.sampling.class_label"):
     build.build(config)
   config.sampling.class_label = 2
   with pytest.raises(run.RunError, match="needs labelled image data"):

@@ -14,6 +14,7 @@ import feature_nets
 import run
 from models import classifier
 from run import build
+from run import controllable
 from run import evaluate
 from run import train
 from tests import test_image_training
@@ -30,12 +31,21 @@ def _data_dir_with_own_feature_nets(fashion_mnist_dir, tmp_path):
 
 
 @pytest.mark.xdist_group("fashion_mnist")
-def test_missing_feature_network_stops_the_build_naming_the_command(fashion_mnist_dir, tmp_path):
+def test_a_missing_feature_network_stops_only_the_modes_that_compute_features(
+    fashion_mnist_dir, tmp_path):
+  """eval names the command that makes it, before writing anything; sample and inpaint
+  never ask for it (here they stop at the missing checkpoint instead)."""
   config = test_image_training.small_config(_data_dir_with_own_feature_nets(fashion_mnist_dir,
                                                                             tmp_path))
   config.eval.feature_net = "auto"
+  exp = build.build(config)
+  workdir = tmp_path / "run"
   with pytest.raises(run.RunError, match="feature_nets train --dataset fashion_mnist"):
-    build.build(config)
+    evaluate.evaluate(exp, str(workdir))
+  assert not workdir.exists()
+  for mode in (evaluate.sample, controllable.inpaint):
+    with pytest.raises(run.RunError, match="train first"):
+      mode(exp, str(workdir))
   config.eval.feature_net = "resnet"
   with pytest.raises(run.RunError, match="valid choices"):
     build.build(config)
