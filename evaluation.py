@@ -4,8 +4,21 @@ distances (MMD, sliced Wasserstein) and detectors of samples that are not data-l
 
 The feature metrics run in float64 numpy on host arrays; which network gives the
 features is the caller's choice (`feature_nets.py`).
+
+The FID protocol (PROTOCOLS): by default samples are scored as they would be saved,
+rounded to uint8, as TF-FID, pytorch-fid, clean-fid and EDM score PNG or uint8 files.
+Statistics and images move in and out as files others read:
+
+  python -m evaluation stats PATH --out stats.npz [--feature_net inception --data_dir D]
+  python -m evaluation fid PATH1 PATH2 [--feature_net ... --data_dir ...]
+
+PATH is a statistics file (pytorch-fid's `mu` / `sigma`; score_sde's `pool_3`
+activations), samples in ADM's format (`arr_0`: uint8 [N, H, W, C]) or a folder of PNGs.
 """
+import argparse
 import math
+import os
+import sys
 
 import jax
 import jax.numpy as jnp
@@ -155,13 +168,17 @@ def precision_recall(real, fake, k: int = 3) -> tuple[float, float]:
 
 
 def quality_metrics(real_features, fake_features, fake_logits, kid_subset_size=1000) -> dict:
-  """FID, KID (mean and std over 100 subsets), Inception Score, precision and recall of
-  samples' features against a reference set's."""
+  """FID, KID (mean and std over 100 subsets: a spread over reference subsets with the
+  same samples, not a standard error), Inception Score, precision and recall of samples'
+  features against a reference set's. Precision and recall compare sets of equal size
+  (their k-NN radii depend on it): a random subset (seed 0) of the larger set."""
   fid = frechet_distance(*feature_statistics(real_features), *feature_statistics(fake_features))
   kid, kid_std = kernel_distance(real_features, fake_features, subset_size=kid_subset_size)
   inception, inception_std = inception_score(
       fake_logits, splits=min(10, max(1, len(fake_logits) // 50)))
-  precision, recall = precision_recall(real_features, fake_features)
+  n = min(len(real_features), len(fake_features))
+  subset = lambda f: np.asarray(f)[np.sort(np.random.default_rng(0).permutation(len(f))[:n])]
+  precision, recall = precision_recall(subset(real_features), subset(fake_features))
   return {"fid": fid, "kid": kid, "kid_std": kid_std, "is": inception, "is_std": inception_std,
           "precision": precision, "recall": recall, "num_fake": len(fake_features),
           "num_real": len(real_features)}
@@ -204,3 +221,130 @@ def image_metrics(x, ref, low: float, high: float) -> dict:
           "sample_mean_abs_error": float(np.abs(flat.mean(0) - ref.mean(0)).mean()),
           "in_range_fraction": in_range_fraction(flat, low - margin, high + margin),
           "near_data_fraction": near_data_fraction(flat, ref)}
+
+
+# --- The FID protocol and its files. ------------------------------------------------
+
+PROTOCOLS = {
+    "uint8": "images rounded to uint8 as saved, round(255 x) clipped to [0, 255], then / 255",
+    "float": "images clipped to [0, 1], not quantized",
+}
+
+
+def to_uint8(images) -> np.ndarray:
+  """Images [N, H, W, C] in [0, 1] -> uint8 [N, H, W, C]: round(255 x), clipped (EDM's
+  rounding; score_sde truncates, which lowers every pixel by half a level on average)."""
+  return np.clip(np.rint(np.asarray(images, np.float64) * 255.0), 0, 255).astype(np.uint8)
+
+
+def protocol_images(images, protocol: str) -> np.ndarray:
+  """The float32 images [N, H, W, C] in [0, 1] a feature network sees under `protocol`."""
+  if protocol == "uint8":
+    return to_uint8(images).astype(np.float32) / 255.0
+  if protocol == "float":
+    return np.clip(np.asarray(images, np.float32), 0.0, 1.0)
+  raise ValueError(f"unknown FID protocol {protocol!r}; valid choices: {sorted(PROTOCOLS)}")
+
+
+def _require(ok: bool, path: str, message: str):
+  if not ok:
+    raise ValueError(f"{path}: {message}")
+
+
+def _read_pngs(path: str) -> np.ndarray:
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+  names = sorted(n for n in os.listdir(path) if n.lower().endswith(".png"))
+  _require(bool(names), path, "a folder with no .png files")
+  images = []
+  for name in names:
+    with Image.open(os.path.join(path, name)) as image:
+      pixels = np.asarray(image if image.mode == "L" else image.convert("RGB"))
+    images.append(pixels[..., None] if pixels.ndim == 2 else pixels)
+  shapes = sorted({x.shape for x in images})
+  _require(len(shapes) == 1, path, f"PNGs of different shapes {shapes[:3]}")
+  return np.stack(images)
+
+
+def read_images_or_statistics(path: str):
+  """("statistics", (mu [D], sigma [D, D])) or ("images", uint8 [N, H, W, C]) of `path`:
+  a folder of PNGs, or an .npz with `mu` and `sigma` (pytorch-fid's statistics, also in
+  ADM's reference batches), `pool_3` (score_sde's <dataset>_stats.npz: Inception pool_3
+  activations [N, 2048]) or `arr_0` (ADM's samples, uint8). Anything else: a one-line
+  ValueError naming the file, what it holds and what would do."""
+  if os.path.isdir(path):
+    return "images", _read_pngs(path)
+  try:
+    with np.load(path) as f:
+      arrays = {k: f[k] for k in f.files}
+  except (OSError, ValueError, EOFError) as e:
+    raise ValueError(f"{path}: neither a folder of PNGs nor a readable .npz "
+                     f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from None
+  if "mu" in arrays and "sigma" in arrays:
+    mu, sigma = arrays["mu"], arrays["sigma"]
+    _require(mu.ndim == 1 and sigma.shape == (mu.size, mu.size)
+             and np.issubdtype(mu.dtype, np.floating) and np.issubdtype(sigma.dtype, np.floating),
+             path, f"mu {mu.dtype}{list(mu.shape)} and sigma {sigma.dtype}{list(sigma.shape)}; "
+             "statistics need float mu [D] and sigma [D, D]")
+    return "statistics", (mu.astype(np.float64), sigma.astype(np.float64))
+  if "pool_3" in arrays:
+    pool = arrays["pool_3"]
+    _require(pool.ndim == 2 and len(pool) > 1 and np.issubdtype(pool.dtype, np.floating), path,
+             f"pool_3 {pool.dtype}{list(pool.shape)}; activations need float [N > 1, D]")
+    return "statistics", feature_statistics(pool)
+  if "arr_0" in arrays:
+    images = arrays["arr_0"]
+    _require(images.dtype == np.uint8 and images.ndim == 4 and images.shape[-1] in (1, 3), path,
+             f"arr_0 {images.dtype}{list(images.shape)}; samples need uint8 [N, H, W, C], C 1 or 3")
+    return "images", images
+  raise ValueError(f"{path}: keys {sorted(arrays)}; expected mu and sigma (statistics), pool_3 "
+                   "(score_sde's activations) or arr_0 (ADM's uint8 samples [N, H, W, C])")
+
+
+def statistics_of(path: str, features_fn) -> tuple[np.ndarray, np.ndarray, int]:
+  """(mu, sigma, the number of images or 0 if read as statistics) of `path`;
+  features_fn(images [N, H, W, C] float32 in [0, 1]) -> features [N, D]."""
+  kind, value = read_images_or_statistics(path)
+  if kind == "statistics":
+    return (*value, 0)
+  return (*feature_statistics(features_fn(value.astype(np.float32) / 255.0)), len(value))
+
+
+def main(argv=None):
+  """`stats` and `fid` (see the module doc); errors are one line and exit 2."""
+  parser = argparse.ArgumentParser(prog="python -m evaluation")
+  sub = parser.add_subparsers(dest="command", required=True)
+  stats = sub.add_parser("stats", help="feature statistics (mu, sigma) of images")
+  stats.add_argument("path")
+  stats.add_argument("--out", required=True, help="pytorch-fid's .npz format (mu, sigma)")
+  fid = sub.add_parser("fid", help="FID between two sets of images or statistics")
+  fid.add_argument("paths", nargs=2)
+  for command in (stats, fid):
+    command.add_argument("--feature_net", default="inception")
+    command.add_argument("--data_dir", default="", help="where feature_nets/ lives")
+  args = parser.parse_args(argv)
+  import feature_nets  # pylint: disable=g-import-not-at-top  (it imports the networks)
+  try:
+    net = None
+
+    def features_fn(images):
+      nonlocal net
+      net = net or feature_nets.load(args.feature_net, args.data_dir)
+      return net(images)[0]
+
+    if args.command == "stats":
+      mu, sigma, n = statistics_of(args.path, features_fn)
+      from infra import files  # pylint: disable=g-import-not-at-top
+      files.save_npz(args.out, mu=mu, sigma=sigma)
+      print(f"{args.feature_net} statistics of {n} images -> {args.out}")
+    else:
+      (mu1, sigma1, n1), (mu2, sigma2, n2) = (statistics_of(p, features_fn) for p in args.paths)
+      print(f"FID ({args.feature_net} features; images: {n1 or 'statistics'} vs "
+            f"{n2 or 'statistics'}):")
+      print(f"{frechet_distance(mu1, sigma1, mu2, sigma2):.12g}")
+  except (ValueError, FileNotFoundError, OSError) as e:
+    print(f"error: {str(e).splitlines()[0]}", file=sys.stderr)
+    sys.exit(2)
+
+
+if __name__ == "__main__":
+  main()

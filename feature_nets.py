@@ -107,7 +107,8 @@ def load(name: str, data_dir: str, batch_size: int = 100) -> FeatureNet:
 
 def save(name: str, data_dir: str, params, info: dict) -> str:
   path = weights_path(name, data_dir)
-  files.write_atomically(path, flax.serialization.msgpack_serialize(jax.tree.map(np.asarray, params)))
+  weights = flax.serialization.msgpack_serialize(jax.tree.map(np.asarray, params))
+  files.write_atomically(path, weights)
   files.write_atomically(path[:-len(".msgpack")] + ".json", json.dumps(info, indent=2).encode())
   return path
 
@@ -207,7 +208,8 @@ def convert_inception(pth: str, data_dir: str) -> str:
     import torch  # pylint: disable=g-import-not-at-top
   except ImportError:
     raise ImportError("convert_inception reads a PyTorch file: pip install torch") from None
-  state_dict = {k: v.numpy() for k, v in torch.load(pth, map_location="cpu", weights_only=True).items()}
+  loaded = torch.load(pth, map_location="cpu", weights_only=True)    # tensors only, no code
+  state_dict = {k: v.numpy() for k, v in loaded.items()}
   return save("inception", data_dir, inception_params_from_state_dict(state_dict),
               {"source": os.path.basename(pth)})
 

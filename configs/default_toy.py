@@ -102,6 +102,9 @@ def get_default_configs():
   evaluate.posthoc_sigma_rel = 0.0     # > 0: evaluate / sample the post-hoc EMA of this width
   evaluate.samplers = ()               # samplers to evaluate; () = (sampling.method,)
   evaluate.feature_net = ""            # images: FID / KID / IS / PR features (feature_nets.py)
+  evaluate.fid_protocol = "uint8"      # evaluation.PROTOCOLS: samples scored as saved (uint8)
+  evaluate.fid_reference = "train"     # reference images: the "train" (convention) or "eval" split
+  evaluate.fid_reference_size = 0      # its first N images; 0: all of them
 
   # --mode inpaint / colorize (run/controllable.py), with the PC sampler of sampling.pc.
   config.controllable = controllable = ml_collections.ConfigDict()

@@ -62,7 +62,8 @@ def keys() -> dict:
       "optim": ("lr", "beta1", "adam_eps", "weight_decay", "warmup", "grad_clip"),
       "eval": ("enable_loss", "enable_likelihood", "enable_sampling", "num_loss_batches",
                "batch_size", "likelihood_points", "likelihood", "checkpoint_step", "samplers",
-               "feature_net", "bpd_repeats", "posthoc_sigma_rel"),
+               "feature_net", "fid_protocol", "fid_reference", "fid_reference_size",
+               "bpd_repeats", "posthoc_sigma_rel"),
       "eval.likelihood": _arguments(likelihood.get_likelihood_fn, ("sde",)),
       "training.weighted": _arguments(losses.weighted_loss, (
           "score_fn", "sde", "x0", "key", "reduce_mean", "eps", "sigma_data", "per_example")),
@@ -95,6 +96,7 @@ DOMAINS = {
     **dict.fromkeys(("training.eval_freq", "training.posthoc_ema.snapshot_freq"),
                     OFF_OR_AT_LEAST_1),
     **dict.fromkeys(("optim.warmup", "optim.weight_decay", "optim.grad_clip",
+                     "eval.fid_reference_size",
                      "sampling.guidance_scale", "sampling.classifier_scale"), AT_LEAST_0),
     **dict.fromkeys(("optim.lr", "optim.adam_eps", "classifier.lr", "training.min_time",
                      "model.sigma_data"), POSITIVE),
@@ -307,7 +309,8 @@ def _score_fns(config, sde, model, num_classes: int):
     return cg.guided_score_fn(
         lambda x, t, y: score_fn(params, labels=y)(x, t),
         s.class_label if labels is None else labels,
-        class_log_prob_fn=None if classifier_params is None else class_log_prob_fn(classifier_params),
+        class_log_prob_fn=(None if classifier_params is None
+                           else class_log_prob_fn(classifier_params)),
         **guidance)
 
   return score_fn, class_log_prob_fn, sampling_score_fn
@@ -355,8 +358,10 @@ def build(config) -> experiment.Experiment:
     sde = build_sde(config.sde)
     model = models.get_model(config.model.name, **{
         k: v for k, v in config.model.items() if k not in NETWORK_KEYS})
-    data = data_lib.get_data(seed=config.seed, feature_net=config.eval.feature_net,
-                             **config.data.to_dict())
+    e = config.eval
+    data = data_lib.get_data(seed=config.seed, feature_net=e.feature_net, fid=dict(
+        fid_protocol=e.fid_protocol, fid_reference=e.fid_reference,
+        fid_reference_size=e.fid_reference_size), **config.data.to_dict())
     _check_labels(config, data.labelled)
     specs = _specs(config, sde)
     loss = _loss(t, config.model.sigma_data)

@@ -20,6 +20,7 @@ import feature_nets
 import likelihood
 import run
 from infra import figures
+from infra import files
 
 # loglik(key, x [N, ...], tag=None) -> logp [N] in nats, for any N (the caller batches;
 # with a tag it may keep finished batches on disk under that name).
@@ -76,6 +77,10 @@ class ToyData:
   def sample_metrics(self, x: np.ndarray) -> dict:
     return evaluation.point_metrics(x, self.held_out, self.distribution.mixture)
 
+  def export(self, x: np.ndarray) -> tuple[str, np.ndarray]:
+    """(file name, arr_0) of all samples in one file: float32 points [N, 2]."""
+    return "samples.npz", np.asarray(x, np.float32)
+
   @property
   def _lim(self) -> float:
     return float(np.abs(self.held_out).max()) * 1.15
@@ -106,6 +111,9 @@ class ImageData:
   num_eval: int
   seed: int
   feature_net: str = ""   # feature_nets.FEATURE_NETS name for FID / KID / IS / PR, or none
+  fid_protocol: str = "uint8"     # evaluation.PROTOCOLS: how samples enter the feature net
+  fid_reference: str = "train"    # the split of the reference images: "train" or "eval"
+  fid_reference_size: int = 0     # its first N images; 0: all of it
   labelled = True
 
   @property
@@ -157,15 +165,36 @@ class ImageData:
       except (ValueError, FileNotFoundError) as e:
         raise run.RunError(f"config.eval.feature_net: {e}") from None
 
+  def _reference_images(self) -> np.ndarray:
+    """The first fid_reference_size images (0: all) of the reference split, [N, S, S, C]
+    in [0, 1], in file order, without augmentation."""
+    images, count = [], 0
+    for batch in self._stream(self._split(1 if self.fid_reference == "train" else 2), 500, False):
+      images.append(np.asarray(batch["image"], np.float32))
+      count += len(images[-1])
+      if self.fid_reference_size and count >= self.fid_reference_size:
+        break
+    return np.concatenate(images)[:self.fid_reference_size or None]
+
   @functools.cached_property
   def _reference_features(self) -> np.ndarray:
-    """Feature-net features [num_eval, D] of the held-out images, cached on disk under
-    <data_dir>/feature_nets/reference/."""
-    name = (f"{self.dataset.replace('/', '_').replace(':', '_')}_{self._split(2)}_"
-            f"{self.image_size}px_{self.num_eval}_{self.feature_net}.npz")
-    return feature_nets.reference_features(
-        self._feature_net, lambda: np.asarray(self.unscale(self.held_out)),
-        os.path.join(feature_nets.directory(self.data_dir), "reference", name))[0]
+    """Feature-net features [N, D] of the reference images under fid_protocol, computed
+    once and cached in <data_dir>/feature_nets/reference/<name>.npz, with their
+    statistics beside in pytorch-fid's format (<name>_stats.npz: mu, sigma)."""
+    split = self._split(1 if self.fid_reference == "train" else 2)
+    name = (f"{self.dataset.replace('/', '_').replace(':', '_')}_{split}_"
+            f"{self.fid_reference_size or 'all'}_{self.image_size}px_{self.fid_protocol}_"
+            f"{self.feature_net}")
+    folder = os.path.join(feature_nets.directory(self.data_dir), "reference")
+    features = feature_nets.reference_features(
+        self._feature_net,
+        lambda: evaluation.protocol_images(self._reference_images(), self.fid_protocol),
+        os.path.join(folder, name + ".npz"))[0]
+    stats_path = os.path.join(folder, name + "_stats.npz")
+    if jax.process_index() == 0 and not os.path.exists(stats_path):
+      mu, sigma = evaluation.feature_statistics(features)
+      files.save_npz(stats_path, mu=mu, sigma=sigma)
+    return features
 
   @functools.cached_property
   def _feature_net(self) -> feature_nets.FeatureNet:
@@ -211,13 +240,23 @@ class ImageData:
 
   def sample_metrics(self, x: np.ndarray) -> dict:
     """evaluation.image_metrics against the held-out images; with a feature net, FID,
-    KID, IS, precision and recall against them too (samples clipped to the data range)."""
+    KID, IS, precision and recall against the reference images (fid_reference), both
+    seen as fid_protocol says, and that protocol stated in "fid_protocol"."""
     metrics = evaluation.image_metrics(x, self.held_out, float(self.scale(0.0)),
                                        float(self.scale(1.0)))
     if self.feature_net:
-      features, logits = self._feature_net(np.clip(np.asarray(self.unscale(x)), 0.0, 1.0))
+      images = evaluation.protocol_images(np.asarray(self.unscale(x)), self.fid_protocol)
+      features, logits = self._feature_net(images)
       metrics.update(evaluation.quality_metrics(self._reference_features, features, logits))
+      metrics["fid_protocol"] = (f"{self.fid_protocol} samples ({len(features)}) against "
+                                 f"{metrics['num_real']} {self.fid_reference}-split images, "
+                                 f"{self.feature_net} features")
     return metrics
+
+  def export(self, x: np.ndarray) -> tuple[str, np.ndarray]:
+    """(file name, arr_0) of all samples in one file as external evaluators read them
+    (ADM's format, pytorch-fid / clean-fid after unpacking): uint8 [N, S, S, C]."""
+    return "samples_uint8.npz", evaluation.to_uint8(np.asarray(self.unscale(x)))
 
   def picture(self, x: np.ndarray) -> np.ndarray:
     """The first 64 samples as one grid image [H, W, C] in [0, 1]."""
@@ -228,11 +267,12 @@ class ImageData:
     figures.save_image(path, self.picture(x))
 
 
-def get_data(dataset: str, num_eval: int, seed: int, feature_net: str = "", **image_settings):
+def get_data(dataset: str, num_eval: int, seed: int, feature_net: str = "", fid=None,
+             **image_settings):
   """ToyData or ImageData of config.data's values (image_settings: ImageData's other
   fields), with the quality metrics of `feature_net`: a feature_nets.FEATURE_NETS name,
   "auto" for the dataset's default, or "" for none (checked only by the modes that
-  compute features)."""
+  compute features); fid: ImageData's fid_* fields (images only)."""
   name = dataset
   if name in datasets.TOY_DISTRIBUTIONS:
     if feature_net:
@@ -248,8 +288,15 @@ def get_data(dataset: str, num_eval: int, seed: int, feature_net: str = "", **im
   if feature_net and feature_net not in feature_nets.FEATURE_NETS:
     raise run.RunError(f"unknown config.eval.feature_net={feature_net!r}; valid choices: "
                        f"{sorted(feature_nets.FEATURE_NETS)}, 'auto', ''")
+  fid = fid or {}
+  if fid.get("fid_protocol", "uint8") not in evaluation.PROTOCOLS:
+    raise run.RunError(f"config.eval.fid_protocol={fid['fid_protocol']!r}; valid choices: "
+                       f"{sorted(evaluation.PROTOCOLS)}")
+  if fid.get("fid_reference", "train") not in ("train", "eval"):
+    raise run.RunError(f"config.eval.fid_reference={fid['fid_reference']!r}; valid choices: "
+                       "['eval', 'train']")
   return ImageData(dataset, num_eval=num_eval, seed=seed, feature_net=feature_net,
-                   **image_settings)
+                   **fid, **image_settings)
 
 
 IMAGE_DATA_KEYS = ("dataset", "num_eval", "data_dir", "image_size", "num_channels", "centered",

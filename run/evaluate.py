@@ -221,13 +221,17 @@ def sample(exp, workdir: str) -> str:
   """Writes sampling.num_samples samples of a checkpoint (eval.checkpoint_step, -1: the
   latest; EMA parameters, or the post-hoc EMA of eval.posthoc_sigma_rel) to
   <workdir>/samples/step_<step>/<method>[_class<c>...][_ema<sigma_rel>]/: one
-  round_<r>.npz per round and samples.png. Returns that folder."""
+  round_<r>.npz per round, all samples in one file for external evaluators (images:
+  samples_uint8.npz in ADM's format; points: samples.npz) and samples.png. Returns that
+  folder."""
   with wd.open_for_writing(workdir, exp.record):
     params, step = restore_params(exp, workdir)
     classifier_params = classifier.load(exp, workdir) if exp.sampling.classifier_scale else None
     out_dir = os.path.join(workdir, "samples", f"step_{step}", exp.sampling.folder)
     x, nfe = generate(exp, params, jax.random.PRNGKey(exp.seed + 40_000),
                       exp.sampling.num_samples, out_dir, classifier_params=classifier_params)
+    name, samples = exp.data.export(x)
+    wd.save_npz(os.path.join(out_dir, name), arr_0=samples)
     if jax.process_index() == 0:
       exp.data.figure(os.path.join(out_dir, "samples.png"), x, log_likelihood_fn(exp, params))
   logging.info("wrote %d samples (NFE %d) to %s", len(x), nfe, out_dir)

@@ -56,13 +56,21 @@ def test_a_missing_feature_network_stops_only_the_modes_that_compute_features(
 
 
 @pytest.mark.xdist_group("fashion_mnist")
-def test_eval_writes_quality_metrics_for_each_sampler(fashion_mnist_dir, tmp_path):
+def _fid_command(capsys, *args) -> str:
+  """The last line `python -m evaluation fid ...` prints."""
+  capsys.readouterr()
+  evaluation.main(["fid", *args])
+  return capsys.readouterr().out.strip().splitlines()[-1]
+
+
+def test_eval_writes_quality_metrics_for_each_sampler(fashion_mnist_dir, tmp_path, capsys):
   # A feature network with random weights: the wiring, not the numbers, is under test.
   data_dir = _data_dir_with_own_feature_nets(fashion_mnist_dir, tmp_path)
   params = classifier.SmallCNN().init(jax.random.PRNGKey(0), np.zeros((1, 28, 28, 1)))["params"]
   feature_nets.save("fashion_mnist_cnn", data_dir, params, {"random": True})
   config = test_image_training.small_config(data_dir)
   config.eval.feature_net = "auto"
+  config.eval.fid_reference_size = 512        # the first 512 training images
   config.eval.samplers = ("ddim", "edm_heun")
   config.eval.likelihood_points, config.eval.bpd_repeats = 8, 2
   config.sampling.edm_heun.num_steps = 3
@@ -78,7 +86,9 @@ def test_eval_writes_quality_metrics_for_each_sampler(fashion_mnist_dir, tmp_pat
     assert metrics[f"{sampler}/nfe"] == nfe
     for key in QUALITY_KEYS:
       assert np.isfinite(metrics[f"{sampler}/{key}"]), (sampler, key)
-    assert metrics[f"{sampler}/num_fake"] == 32 and metrics[f"{sampler}/num_real"] == 256
+    assert metrics[f"{sampler}/num_fake"] == 32 and metrics[f"{sampler}/num_real"] == 512
+    assert metrics[f"{sampler}/fid_protocol"] == (
+        "uint8 samples (32) against 512 train-split images, fashion_mnist_cnn features")
     rounds = os.listdir(os.path.join(workdir, "eval", "step_2", "samples", sampler))
     assert sorted(rounds) == ["round_00000.npz", "round_00001.npz",     # 16 per round
                               "settings.json"]
@@ -88,8 +98,23 @@ def test_eval_writes_quality_metrics_for_each_sampler(fashion_mnist_dir, tmp_pat
   with open(os.path.join(workdir, "eval", "metrics.jsonl")) as f:
     assert json.loads(f.readline()) == metrics
   cache = os.path.join(data_dir, "feature_nets", "reference",
-                       "fashion_mnist_test_28px_256_fashion_mnist_cnn.npz")
-  assert np.load(cache)["features"].shape == (256, 128)
+                       "fashion_mnist_train_512_28px_uint8_fashion_mnist_cnn")
+  assert np.load(cache + ".npz")["features"].shape == (512, 128)
+  with np.load(cache + "_stats.npz") as stats:
+    assert stats["mu"].shape == (128,) and stats["sigma"].shape == (128, 128)
+  # --mode sample's single file, scored by the FID command against the cached reference
+  # statistics, gives the FID that evaluation computes on the same samples.
+  out_dir = evaluate.sample(exp, workdir)
+  with np.load(os.path.join(out_dir, "samples_uint8.npz")) as f:
+    exported = f["arr_0"]
+  x = np.concatenate([np.load(os.path.join(out_dir, f"round_{r:05d}.npz"))["samples"]
+                      for r in range(2)])
+  assert exported.dtype == np.uint8 and exported.shape == (32, 28, 28, 1)
+  np.testing.assert_array_equal(exported, evaluation.to_uint8(exp.data.unscale(x)))
+  fid_line = _fid_command(capsys, os.path.join(out_dir, "samples_uint8.npz"),
+                          cache + "_stats.npz", "--feature_net", "fashion_mnist_cnn",
+                          "--data_dir", data_dir)
+  np.testing.assert_allclose(float(fid_line), exp.data.sample_metrics(x)["fid"], rtol=1e-9)
   # Batches and rounds on disk are read back, not redone: other parameters give the same
   # likelihoods and samples.
   other = exp.init_state(jax.random.PRNGKey(1)).ema_params

@@ -65,7 +65,8 @@ BAD_INPUTS = [
 ]
 
 
-@pytest.mark.parametrize("flags, words", BAD_INPUTS, ids=lambda v: v[-1] if isinstance(v, list) else None)
+@pytest.mark.parametrize("flags, words", BAD_INPUTS,
+                         ids=lambda v: v[-1] if isinstance(v, list) else None)
 def test_bad_input_fails_in_one_line_and_leaves_the_workdir_unchanged(flags, words, trained):
   before = _digest(trained)
   _fails_in_one_line(run_main(trained, *flags, check=False), 2, words)
