@@ -29,28 +29,7 @@ def get_default_configs():
   sde.num_scales = 1000           # N
   sde.T = 1.0
 
-  config.training = training = ml_collections.ConfigDict()
-  training.loss = "continuous"    # losses.MULTI_LEVEL_LOSSES
-  training.reduce_mean = False
-  training.likelihood_weighting = False
-  training.importance_sampling = False
-  training.min_time = 1e-5        # smallest training time of the continuous loss
-  training.batch_size = 512       # global, split over all devices and processes
-  training.n_iters = 6000
-  training.n_jitted_steps = 10    # steps per device call (lax.scan)
-  training.log_freq = 500
-  training.snapshot_freq = 2000   # kept for evaluation
-  training.snapshot_freq_for_preemption = 500   # overwritten (keeps 2)
-  training.eval_freq = 0          # > 0: held-out loss and a sample picture to TensorBoard
-  training.label_dropout = 0.0    # class-conditional: P(label -> null), for guidance
-  # Post-hoc EMA (ema.py, Karras et al. 2024): power EMAs of these relative widths are
-  # tracked and stored every snapshot_freq steps in <workdir>/ema_snapshots/; any other
-  # width is then rebuilt from them (eval.posthoc_sigma_rel). EDM2: (0.05, 0.10).
-  training.posthoc_ema = dict(sigma_rels=(), snapshot_freq=0)
-  # loss "weighted" (losses.weighted_loss, weightings.py): any weighting w(lambda) with
-  # noise levels from any distribution; "edm" + "log_normal" is EDM's loss.
-  training.weighted = dict(weighting="sigma2", noise_levels="uniform", p_mean=-1.2, p_std=1.2,
-                           min_snr_gamma=5.0, sigmoid_bias=0.0)
+  config.training = _training()
 
   config.model = model = ml_collections.ConfigDict()
   model.name = "mlp"              # models.MODELS
@@ -88,6 +67,50 @@ def get_default_configs():
   for name in sampling_lib.SAMPLERS:
     sampling[name].denoise = True   # end with Tweedie's formula (PC: the noise-free mean)
 
+  _add_evaluation_sections(config)
+  return config
+
+
+def sampler_settings() -> ml_collections.ConfigDict:
+  """One sub-dict per sampler (sampling.SAMPLERS) with every keyword its factory takes,
+  at the factory's defaults, so each is settable as --config.sampling.<sampler>.<name>."""
+  settings = ml_collections.ConfigDict()
+  for name, factory in sampling_lib.SAMPLERS.items():
+    arguments = list(inspect.signature(factory).parameters.values())[2:]   # after (sde, shape)
+    settings[name] = {a.name: config_dict.placeholder(int) if a.default is None else a.default
+                      for a in arguments}
+  return settings
+
+
+def _training():
+  """config.training: the loss, steps, checkpoints and post-hoc EMA."""
+  training = ml_collections.ConfigDict()
+  training.loss = "continuous"    # losses.MULTI_LEVEL_LOSSES
+  training.reduce_mean = False
+  training.likelihood_weighting = False
+  training.importance_sampling = False
+  training.min_time = 1e-5        # smallest training time of the continuous loss
+  training.batch_size = 512       # global, split over all devices and processes
+  training.n_iters = 6000
+  training.n_jitted_steps = 10    # steps per device call (lax.scan)
+  training.log_freq = 500
+  training.snapshot_freq = 2000   # kept for evaluation
+  training.snapshot_freq_for_preemption = 500   # overwritten (keeps 2)
+  training.eval_freq = 0          # > 0: held-out loss and a sample picture to TensorBoard
+  training.label_dropout = 0.0    # class-conditional: P(label -> null), for guidance
+  # Post-hoc EMA (ema.py, Karras et al. 2024): power EMAs of these relative widths are
+  # tracked and stored every snapshot_freq steps in <workdir>/ema_snapshots/; any other
+  # width is then rebuilt from them (eval.posthoc_sigma_rel). EDM2: (0.05, 0.10).
+  training.posthoc_ema = dict(sigma_rels=(), snapshot_freq=0)
+  # loss "weighted" (losses.weighted_loss, weightings.py): any weighting w(lambda) with
+  # noise levels from any distribution; "edm" + "log_normal" is EDM's loss.
+  training.weighted = dict(weighting="sigma2", noise_levels="uniform", p_mean=-1.2, p_std=1.2,
+                           min_snr_gamma=5.0, sigmoid_bias=0.0)
+  return training
+
+
+def _add_evaluation_sections(config):
+  """config.eval, config.controllable and config.classifier."""
   config.eval = evaluate = ml_collections.ConfigDict()
   evaluate.enable_loss = True
   evaluate.enable_likelihood = True
@@ -118,15 +141,3 @@ def get_default_configs():
   classifier.n_iters = 3000
   classifier.batch_size = 128
   classifier.lr = 2e-3
-  return config
-
-
-def sampler_settings() -> ml_collections.ConfigDict:
-  """One sub-dict per sampler (sampling.SAMPLERS) with every keyword its factory takes,
-  at the factory's defaults, so each is settable as --config.sampling.<sampler>.<name>."""
-  settings = ml_collections.ConfigDict()
-  for name, factory in sampling_lib.SAMPLERS.items():
-    arguments = list(inspect.signature(factory).parameters.values())[2:]   # after (sde, shape)
-    settings[name] = {a.name: config_dict.placeholder(int) if a.default is None else a.default
-                      for a in arguments}
-  return settings

@@ -346,22 +346,33 @@ def _compile_options(abstract_state, n_jitted_steps: int):
   return options, unroll
 
 
+def _data(config):
+  """run/data.py's ToyData or ImageData of config.data, with config.eval's feature
+  network and FID protocol."""
+  e = config.eval
+  return data_lib.get_data(seed=config.seed, feature_net=e.feature_net, fid=dict(
+      fid_protocol=e.fid_protocol, fid_reference=e.fid_reference,
+      fid_reference_size=e.fid_reference_size), **config.data.to_dict())
+
+
+def _samplers(sde, shape, sampler_kwargs: dict, methods) -> dict:
+  """{name: sampler(key, score_fn)} of each method, for samples of `shape`."""
+  return {name: sampling.SAMPLERS[name](sde, shape, **sampler_kwargs[name])
+          for name in dict.fromkeys(methods)}
+
+
 def build(config) -> experiment.Experiment:
   """Checks the config, reads it once, builds every object and jits every function."""
   check_config(config)
   _check_divisibility(config)
   t, num_classes = config.training, config.model.get("num_label_classes", 0)
   mesh = jax.make_mesh((jax.device_count(),), ("data",), axis_types=(jax.sharding.AxisType.Auto,))
-  replicated, split = (jax.sharding.NamedSharding(mesh, P()),
-                       jax.sharding.NamedSharding(mesh, P("data")))
+  replicated, split = (jax.sharding.NamedSharding(mesh, spec) for spec in (P(), P("data")))
   try:
     sde = build_sde(config.sde)
     model = models.get_model(config.model.name, **{
         k: v for k, v in config.model.items() if k not in NETWORK_KEYS})
-    e = config.eval
-    data = data_lib.get_data(seed=config.seed, feature_net=e.feature_net, fid=dict(
-        fid_protocol=e.fid_protocol, fid_reference=e.fid_reference,
-        fid_reference_size=e.fid_reference_size), **config.data.to_dict())
+    data = _data(config)
     _check_labels(config, data.labelled)
     specs = _specs(config, sde)
     loss = _loss(t, config.model.sigma_data)
@@ -371,9 +382,8 @@ def build(config) -> experiment.Experiment:
                              config.model.ema_sigma_rel)
     score_fn, class_log_prob_fn, sampling_score_fn = _score_fns(config, sde, model, num_classes)
     sampler_kwargs = {name: config.sampling[name].to_dict() for name in sampling.SAMPLERS}
-    shape = (config.sampling.batch_size, *data.example_shape)
-    samplers = {name: sampling.SAMPLERS[name](sde, shape, **sampler_kwargs[name])
-                for name in dict.fromkeys((config.sampling.method, *specs["eval"].samplers))}
+    samplers = _samplers(sde, (config.sampling.batch_size, *data.example_shape), sampler_kwargs,
+                         (config.sampling.method, *specs["eval"].samplers))
   except ValueError as error:
     raise RunError(str(error).splitlines()[0]) from None
 
