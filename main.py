@@ -21,6 +21,7 @@ Exit codes: 0 finished; 2 bad input; 3 the workdir holds another config's run; 4
 workdir is in use; 5 a write failed; 6 non-finite loss; 75 stopped by SIGTERM after
 saving (rerun to resume); 1 a bug (with a traceback). README: "When a run stops".
 """
+import errno
 import logging as py_logging
 import sys
 import traceback
@@ -62,6 +63,9 @@ MODES = {"train": train.train,
          "train_classifier": classifier.train_classifier}
 
 
+WRITE_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM)
+
+
 class _QuietLibraries(py_logging.Filter):
   """Drops the INFO chatter of checkpointing and TPU probing; keeps their warnings."""
 
@@ -88,6 +92,10 @@ def main(argv):
   except run.RunError as e:
     print(f"{e.label}: {e}", file=sys.stderr)
     sys.exit(e.exit_code)
+  except OSError as e:     # a file operation the drivers do not wrap: still one line
+    where = f" ({e.filename})" if e.filename else ""
+    print(f"error: {e.strerror or e}{where}", file=sys.stderr)
+    sys.exit(run.WriteFailed.exit_code if e.errno in WRITE_ERRNOS else run.RunError.exit_code)
 
 
 def _config_file_error(e: Exception) -> str:

@@ -189,9 +189,7 @@ def evaluate(exp, workdir: str) -> list:
                                                     jax.process_index() == 0)
       writer.write_scalars(step, {k: v for k, v in metrics.items()
                                   if isinstance(v, (int, float)) and k != "step"})
-      if jax.process_index() == 0:
-        with open(path, "a") as f:
-          f.write(json.dumps(metrics) + "\n")
+      wd.append_line(path, json.dumps(metrics))
       results.append(metrics)
     if writer:
       writer.close()

@@ -113,6 +113,19 @@ def write_or_fail(path: str, data: bytes):
     raise run.WriteFailed(f"could not write {path}: {e.strerror or e}") from None
 
 
+def append_line(path: str, line: str):
+  """Appends `line` and a newline to `path` (process 0), flushed to disk; an OSError is a
+  one-line WriteFailed."""
+  if jax.process_index() == 0:
+    try:
+      with open(path, "a") as f:
+        f.write(line + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+    except OSError as e:
+      raise run.WriteFailed(f"could not write {path}: {e.strerror or e}") from None
+
+
 def save_npz(path: str, **arrays):
   """files.save_npz (process 0), with an OSError as a one-line WriteFailed."""
   if jax.process_index() == 0:

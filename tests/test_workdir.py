@@ -175,6 +175,14 @@ def test_a_failed_sampling_run_does_not_block_a_valid_one(trained, tmp_path):
   assert glob.glob(str(workdir / "samples" / "step_10" / "pc" / "round_00000.npz"))
 
 
+def test_an_unexpected_file_error_is_still_one_line(trained, tmp_path):
+  """A file where --mode eval needs a folder: one line naming it, exit 2, no traceback."""
+  workdir = tmp_path / "run"
+  shutil.copytree(trained, workdir)
+  (workdir / "eval").write_text("in the way")
+  _fails_in_one_line(run_main(workdir, "--mode=eval", check=False), 2, str(workdir / "eval"))
+
+
 def _fill(path):
   """Fills the file system of `path` (ENOSPC from then on)."""
   with open(os.path.join(path, "filler"), "wb", buffering=0) as f:
