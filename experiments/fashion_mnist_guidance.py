@@ -85,7 +85,7 @@ def main(_):
   for kind, workdir, scales in runs:
     for scale in map(float, scales if workdir else []):
       images, asked, nfe, step = _draw(kind, workdir, scale)
-      features, logits = net(images)
+      features, logits = net(evaluation.protocol_images(images, "uint8"))
       hits = np.argmax(logits, 1) == asked
       accuracy = float(np.mean(hits))
       quality = evaluation.quality_metrics(real, features, logits)
@@ -102,8 +102,8 @@ def main(_):
                  f"{q['fid']:.2f} | {q['kid']:.2f} ± {q['kid_std']:.2f} | "
                  f"{q['precision']:.3f} | {q['recall']:.3f} |")
   table = (f"{FLAGS.per_class} samples per class and row (DDIM eta 1, 100 steps; one batch, "
-           "key 0); FID / KID / PR of all 10 classes together against the 10 000 test "
-           "images.\n\n" + "\n".join(lines))
+           "key 0); FID / KID / PR of all 10 classes together, samples rounded to uint8 "
+           "(evaluation.PROTOCOLS), against the 10 000 test images.\n\n" + "\n".join(lines))
   print(table)
   os.makedirs(FLAGS.outdir, exist_ok=True)
   with open(os.path.join(FLAGS.outdir, "fashion_mnist_guidance.md"), "w") as f:

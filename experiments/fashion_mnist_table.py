@@ -1,8 +1,9 @@
 r"""Song et al. (2021) Tables 2-3 in miniature: the CPU Fashion-MNIST network trained under
 the VP, VE and sub-VP SDEs, EDM's process (with its loss) and rectified flow (flow
 matching), same budget, each scored by bits/dim (probability-flow ODE) and, per sampler,
-by FID / KID / precision / recall / IS of the Fashion-MNIST feature network against the
-10 000 test images, with the NFE.
+by FID / KID / precision / recall / IS of the Fashion-MNIST feature network on the
+project's FID protocol (evaluation.PROTOCOLS; the default: uint8 samples against the
+training split), with the NFE; the table's caption states the protocol and set sizes.
 
 Train the runs first (about 20 min each on 2 quiet cores), then:
 
@@ -89,12 +90,15 @@ def main(_):
   for name, (m, _) in results.items():
     for i, sampler in enumerate(SAMPLERS):
       bpd = f"{m['bits_per_dim']:.3f} ± {m['bits_per_dim_se']:.3f}" if i == 0 else ""
-      lines.append(f"| {name if i == 0 else ''} | {bpd} | {LABELS[sampler].format(pc=FLAGS.pc_steps)} "
+      label = LABELS[sampler].format(pc=FLAGS.pc_steps)
+      lines.append(f"| {name if i == 0 else ''} | {bpd} | {label} "
                    f"| {m[sampler + '/nfe']} | {m[sampler + '/fid']:.2f} "
                    f"| {m[sampler + '/kid']:.2f} ± {m[sampler + '/kid_std']:.2f} "
                    f"| {m[sampler + '/precision']:.3f} | {m[sampler + '/recall']:.3f} "
                    f"| {m[sampler + '/is']:.2f} ± {m[sampler + '/is_std']:.2f} |")
-  table = "\n".join(lines)
+  protocols = sorted({m[f"{sampler}/fid_protocol"] for m, _ in results.values()
+                      for sampler in SAMPLERS})
+  table = "FID protocol: " + "; ".join(protocols) + ".\n\n" + "\n".join(lines)
   print(table)
   os.makedirs(FLAGS.outdir, exist_ok=True)
   with open(os.path.join(FLAGS.outdir, "fashion_mnist_table.md"), "w") as f:
