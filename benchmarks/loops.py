@@ -12,7 +12,7 @@ iterations unrolled (the peer: what XLA:CPU compiles outside loops), in one run.
 
   python -m benchmarks.loops [--repeats 5]
 
-It runs with main.py's XLA:CPU kernels (xla_cpu.py); an XLA_FLAGS choice of
+It runs with main.py's XLA:CPU kernels (infra/xla_cpu.py); an XLA_FLAGS choice of
 --xla_cpu_experimental_ynn_fusion_type overrides them.
 """
 import functools

@@ -11,7 +11,7 @@ r"""Sampler loop overhead and on-device vs host-side likelihood solves, in one r
 
   python -m benchmarks.samplers [--batch 1024] [--hidden 256] [--repeats 3]
 
-It runs with main.py's XLA:CPU kernels (xla_cpu.py); an XLA_FLAGS choice of
+It runs with main.py's XLA:CPU kernels (infra/xla_cpu.py); an XLA_FLAGS choice of
 --xla_cpu_experimental_ynn_fusion_type overrides them.
 """
 import time

@@ -69,7 +69,7 @@ from tools import torch_peers  # pylint: disable=g-import-not-at-top,wrong-impor
 flags.DEFINE_integer("host_devices", 1, "CPU only: split the host into N XLA devices "
                      "(data-parallel over a ('data',) mesh).")
 flags.DEFINE_bool("project_kernels", False, "CPU only: XLA:CPU kernels as main.py chooses "
-                  "them (xla_cpu.py: " + xla_cpu.CPU_KERNELS + ") instead of jax's default.")
+                  "them (infra/xla_cpu.py: " + xla_cpu.CPU_KERNELS + ") instead of jax's default.")
 flags.DEFINE_enum("mode", "train", ["train", "sample", "memory"], "train: one train step; "
                   "sample: DDIM sampling (--steps network calls) against diffusers' "
                   "DDIMScheduler loop; memory: peak resident memory of each framework's train "

@@ -19,7 +19,7 @@ class GroupNorm(nn.Module):
   E[x]^2), so checkpoints move between the two.
 
   The moments are taken per channel over the positions first, then averaged over each
-  group's channels: on XLA:CPU with YNNPACK reductions (xla_cpu.py) that is 2-4x faster
+  group's channels: on XLA:CPU with YNNPACK reductions (infra/xla_cpu.py) that is 2-4x faster
   forward and backward than flax's single reduction over (positions, group channels) at
   the U-Nets' shapes (benchmarks/README.md).
   """

@@ -1,4 +1,4 @@
-"""Test-wide settings: main.py's XLA:CPU kernels (xla_cpu.py); surface silent
+"""Test-wide settings: main.py's XLA:CPU kernels (infra/xla_cpu.py); surface silent
 broadcasting bugs; the real Fashion-MNIST, prepared once per test worker from the Debian
 package (the tests that use it share one xdist group)."""
 import os

@@ -1,4 +1,4 @@
-"""The XLA:CPU setting of main.py and the tests (xla_cpu.py)."""
+"""The XLA:CPU setting of main.py and the tests (infra/xla_cpu.py)."""
 import jax
 import jax.numpy as jnp
 import pytest

@@ -6,7 +6,7 @@ warmup, 2400 steps of batch 64.
       --workdir runs/fmnist_cpu --mode train_eval
 
 Training: about 20 minutes on 2 quiet CPU cores as last timed end to end (1.8-2.2
-steps/s; 35 minutes with the test suite sharing the cores), before xla_cpu.py's kernel
+steps/s; 35 minutes with the test suite sharing the cores), before infra/xla_cpu.py's kernel
 choice; the train step alone now takes ~0.33 s (benchmarks/README.md). Final loss ~0.04.
 The evaluation that follows takes about 6 minutes: bits/dim of 256 test images through
 the probability-flow ODE (rtol 1e-5): 3.71 +- 0.05 measured, and a grid of 64 samples
