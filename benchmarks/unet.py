@@ -126,7 +126,8 @@ class FlaxStep:
     optimizer = optax.adam(2e-4)
 
     def loss_fn(params, x0, key):
-      score_fn = parameterizations.get_score_fn(self.model.apply, params, sde, "noise", False, "time")
+      score_fn = parameterizations.get_score_fn(self.model.apply, params, sde, "noise", False,
+                                                "time")
       return losses.ddpm_loss(score_fn, sde, x0, key)
 
     mesh = jax.make_mesh((jax.device_count(),), ("data",),
@@ -227,7 +228,8 @@ class FlaxSampler:
     def sample(params, key):
       network = lambda p, x, c: self.model.apply(
           p, jax.lax.with_sharding_constraint(x, split), c)
-      return ddim(key, parameterizations.get_score_fn(network, params, sde, "noise", False, "time"))[0]
+      score_fn = parameterizations.get_score_fn(network, params, sde, "noise", False, "time")
+      return ddim(key, score_fn)[0]
 
     self.sample = jax.jit(sample).lower(self.params, jax.random.PRNGKey(1)).compile()
     self.x = jax.device_put(jnp.zeros((batch, 32, 32, 3)), split)
