@@ -24,3 +24,38 @@ def test_experiment_runs_at_tiny_size(name, tmp_path):
   assert (tmp_path / f"{name}.png").stat().st_size > 1000
   table_rows = [line for line in text.splitlines() if line.startswith("| ") and re.search(r"\d", line)]
   assert len(table_rows) >= 1 and "nan" not in text.lower()
+
+
+def _processes_results(gaps, mmd2=0.5e-3, **cells):
+  """results[process, seed] for processes_gmm.conclusions: gaps {process: (seed 0, seed 1)},
+  every MMD^2 `mmd2` except cells {"sampler/process/seed": value}."""
+  from experiments import processes_gmm as pg
+  results = {(p, s): {"nll_gap": gaps[p][s], "nll_gap_se": 0.003,
+                      **{f"{m}/mmd2": mmd2 for m in pg.SAMPLERS}}
+             for p in pg.PROCESSES for s in (0, 1)}
+  for key, value in cells.items():
+    sampler, process, seed = key.split("/")
+    results[process, int(seed)][f"{sampler}/mmd2"] = value
+  return results
+
+
+def test_processes_gmm_conclusions_follow_the_numbers():
+  """The page's findings are computed by their stated rules: VE's ODE at 5.39e-3 against
+  exact samples' 1.02e-3 ± 0.77e-3 (5.7 sd) departs, and a process whose seeds both beat
+  every other's is named better, one with the lowest mean but overlapping seeds is not; a
+  typed paragraph would say the same whatever the numbers."""
+  from experiments import processes_gmm as pg
+  exact = {0: (0.11e-3, 0.44e-3), 1: (1.02e-3, 0.77e-3)}
+  tied = {p: (0.010, 0.012) for p in pg.PROCESSES}
+  text = pg.conclusions(_processes_results(tied, **{"ode/ve/1": 5.39e-3}), exact, (0, 1))
+  assert "none is, at this budget" in text
+  assert "49 of 50 cells agree" in text and "ode on ve, seed 1 (5.7 sd)" in text
+  assert "Far departures" not in text.replace("No far departures", "")
+  best = dict(tied, edm=(0.004, 0.005))
+  text = pg.conclusions(_processes_results(best, **{"pc/subvp/0": 0.1, "pc/subvp/1": 0.1}),
+                        exact, (0, 1))
+  assert "edm is by that rule" in text and "50 of 50" not in text
+  assert "Far departures (2)" in text and "PC's far departures on sub-VP" in text
+  overlapping = dict(tied, edm=(0.004, 0.011))     # the lowest mean, not both seeds lower
+  text = pg.conclusions(_processes_results(overlapping), exact, (0, 1))
+  assert "none is, at this budget" in text, text
