@@ -2,6 +2,7 @@
 import importlib
 import re
 
+import numpy as np
 import pytest
 
 from experiments import common
@@ -59,3 +60,29 @@ def test_processes_gmm_conclusions_follow_the_numbers():
   overlapping = dict(tied, edm=(0.004, 0.011))     # the lowest mean, not both seeds lower
   text = pg.conclusions(_processes_results(overlapping), exact, (0, 1))
   assert "none is, at this budget" in text, text
+
+
+def test_q4_slopes_carry_the_paired_standard_error():
+  """Per-draw values delta^2 u with the same draws u in every row: the slope is 2 with SE 0
+  (an unpaired SE would add the rows' own ~7% SEs, ~0.07 here); a first row with a 26% SE
+  gives the slope an SE of 0.26 / ln(delta ratio)."""
+  from experiments import q4_score_accuracy as q4
+  u = np.random.default_rng(0).exponential(size=200)
+  assert q4.log_log_slopes([0.1, 1.0], [0.01 * u, u]) == ["-", "2.00 ± 0.00"]
+  z = np.random.default_rng(1).normal(size=4000)
+  noisy = 1.0 + 0.26 * np.sqrt(4000) * (z - z.mean()) / z.std(ddof=1)    # mean 1, SE 0.26
+  slope, se = q4.log_log_slopes([0.03, 0.1], [noisy, np.full(4000, 10.0)])[1].split(" ± ")
+  assert float(slope) == pytest.approx(np.log(10.0) / np.log(0.1 / 0.03), abs=0.01)
+  assert float(se) == pytest.approx(0.26 / np.log(0.1 / 0.03), abs=0.01)
+
+
+def test_q4_compares_the_ode_kl_with_the_bound_by_its_standard_errors():
+  """Q4's delta = 1 row: ODE KL 10.5 ± 0.05 against the bound 10.9 ± 0.04 is below it, while
+  0.279 ± 0.02 against 0.109 ± 0.0004 is above and 2.01 ± 0.04 against 1.98 ± 0.04 within."""
+  from experiments import q4_score_accuracy as q4
+  verdicts = q4.compare_to_bound([0.0, 0.1, 0.3, 1.0], [1e-4, 0.279, 2.01, 10.5],
+                                 [1e-4, 0.02, 0.04, 0.05], [4e-6, 0.109, 1.98, 10.9],
+                                 [6e-6, 4e-4, 0.04, 0.04])
+  assert verdicts == [(0.1, "above"), (0.3, "within"), (1.0, "below")]
+  assert q4.describe_comparison(verdicts) == ("above it at delta = 0.1 and within 2 SE of it at "
+                                              "delta = 0.3 and below it at delta = 1")
