@@ -86,3 +86,12 @@ def test_q4_compares_the_ode_kl_with_the_bound_by_its_standard_errors():
   assert verdicts == [(0.1, "above"), (0.3, "within"), (1.0, "below")]
   assert q4.describe_comparison(verdicts) == ("above it at delta = 0.1 and within 2 SE of it at "
                                               "delta = 0.3 and below it at delta = 1")
+
+
+def test_log_log_slope_propagates_relative_standard_errors():
+  """Two points: slope = log(y2 / y1) / log(x2 / x1), SE = sqrt(r1^2 + r2^2) / log(x2 / x1)
+  with r = SE(y) / y, the SE of log y; a third point on the line leaves the slope."""
+  slope, se = common.log_log_slope([100, 10_000], [0.2, 0.02], [0.02, 0.001])
+  assert slope == pytest.approx(-0.5) and se == pytest.approx(np.hypot(0.1, 0.05) / np.log(100))
+  slope, _ = common.log_log_slope([100, 1000, 10_000], [0.2, 0.2 / np.sqrt(10), 0.02], [1, 1, 1])
+  assert slope == pytest.approx(-0.5)
