@@ -105,3 +105,13 @@ def test_q3_noise_scaling_says_how_constant_it_is():
   text = q3_dsm_noise.noise_scaling({64: column})
   assert "x1.80 at D = 64 (0.00486-0.00876)" in text and "2500-fold" in text
   assert "x1.22 at D = 64 without sigma = 0.5" in text and "not constant" in text
+
+
+def test_q6_gap_is_resolved_only_outside_its_t_interval():
+  """Three seeds whose gaps sit 3.5 SE from 0 are unresolved (the 95% t quantile with 2
+  degrees of freedom is 4.3); 21 SE is resolved; one seed resolves nothing."""
+  from experiments import q6_dae_vs_diffusion_energy as q6
+  text = q6.gap_findings([0.6, 1.2], [[0.01, 0.02, 0.03], [0.011, 0.012, 0.013]])
+  assert text == ("sigma 0.6: 0.02 ± 0.0058 nats, unresolved; "
+                  "sigma 1.2: 0.012 ± 0.00058 nats, resolved")
+  assert "unresolved" in q6.gap_findings([0.3], [[0.5]])
