@@ -372,7 +372,15 @@ def edm_heun_step(sde, score_fn, z, x, t, t_next, memory, gamma_max=0.0, s_tmin=
   sigma_hat(t) is in [s_tmin, s_tmax]), then Heun. Works in x_hat = x / alpha(t) with
   sigma_hat = sigma / alpha, where every linear SDE's probability-flow ODE is
   dx_hat / d sigma_hat = (x_hat - D(x_hat)) / sigma_hat with the denoiser
-  D = x_hat + sigma_hat^2 alpha s(alpha x_hat, t)."""
+  D = x_hat + sigma_hat^2 alpha s(alpha x_hat, t).
+
+  D is evaluated at the churned level, which can exceed sigma_hat(T) on the first steps
+  (by up to sqrt 2), at its time up to sde.max_time: exactly Algorithm 2 on VE and EDM.
+  VP, sub-VP and rectified flow end at T, so there D is evaluated at sigma_hat(T) while
+  x_hat carries the churned noise (VP: 152.2 instead of 215.2 at the first of 8 steps).
+  Measured cost (experiments/sampler_bias's exact KL, N(0, 0.5^2) data, churn 10, VP):
+  KL(p_eps || output) 0.1379 against 0.1325 for a VPSDE whose max_time is raised to 2T,
+  at N = 8; equal to 4 digits from N = 16."""
   b = lambda v: batch_broadcast(v, x)
   sigma_hat_of = lambda t: jnp.exp(-sde.log_snr(t))
 
@@ -383,7 +391,8 @@ def edm_heun_step(sde, score_fn, z, x, t, t_next, memory, gamma_max=0.0, s_tmin=
   s_cur, s_next = sigma_hat_of(t), sigma_hat_of(t_next)
   gamma = jnp.where((s_cur >= s_tmin) & (s_cur <= s_tmax), gamma_max, 0.0)
   s_churned = s_cur * (1.0 + gamma)
-  t_churned = sde.t_of_log_snr(-jnp.log(s_churned), 0.0) if gamma_max > 0 else t
+  t_churned = (sde.t_of_log_snr(-jnp.log(s_churned), 0.0, sde.max_time) if gamma_max > 0
+               else t)
   # sqrt(s_churned^2 - s_cur^2), written so that gamma = 0 gives exactly 0 (the
   # difference of squares can round to a negative number: NaN).
   added_std = s_cur * jnp.sqrt(gamma * (2.0 + gamma))

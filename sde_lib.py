@@ -122,9 +122,19 @@ class SDE(abc.ABC):
     alpha, sigma = self.marginal(t)
     return jnp.log(alpha) - jnp.log(sigma)
 
-  def t_of_log_snr(self, lam: jax.Array, t_min: float = 0.0) -> jax.Array:
-    """Inverse of `log_snr` on [t_min, T], by bisection (60 halvings: float64-exact)."""
-    return invert_decreasing(self.log_snr, lam, t_min, self.T)
+  def t_of_log_snr(self, lam: jax.Array, t_min: float = 0.0, t_max: float | None = None
+                   ) -> jax.Array:
+    """Inverse of `log_snr` on [t_min, t_max] (default T), by bisection (60 halvings:
+    float64-exact); lam outside the range gives the nearer end."""
+    return invert_decreasing(self.log_snr, lam, t_min, self.T if t_max is None else t_max)
+
+  @property
+  def max_time(self) -> float:
+    """The largest time at which samplers may evaluate the marginal and the score: T, where
+    the schedule ends there (VP, sub-VP, rectified flow). Processes whose noise level
+    continues past T (VE, EDM) raise it to where sigma / alpha is twice its value at T, so
+    that EDM's churn (at most sqrt(2) sigma(T) / alpha(T)) is evaluated where it lands."""
+    return self.T
 
   def reverse(self, score_fn: ScoreFn, probability_flow: bool = False) -> "ReverseSDE":
     return ReverseSDE(self, score_fn, probability_flow)
@@ -223,6 +233,11 @@ class VESDE(SDE):
 
   def marginal(self, t):
     return jnp.ones_like(t), self.sigma(t)
+
+  @property
+  def max_time(self) -> float:
+    """sigma(t) continues geometrically past T: twice sigma_max at T (1 + ln 2 / ln ratio)."""
+    return self.T * (1.0 + math.log(2.0) / math.log(self.sigma_max / self.sigma_min))
 
   def discretize(self, x, t, dt=None):
     dt = self.T / self.N if dt is None else dt
@@ -323,6 +338,11 @@ class EDMProcess(SDE):
 
   def marginal(self, t):
     return jnp.ones_like(t), t
+
+  @property
+  def max_time(self) -> float:
+    """t is sigma, defined for every t >= 0: 2 sigma_max."""
+    return 2.0 * self.sigma_max
 
   def discretize(self, x, t, dt=None):
     dt = self.T / self.N if dt is None else dt

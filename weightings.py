@@ -15,7 +15,8 @@ Weightings w (per unit lambda):
   "likelihood"  2 / (T - eps): g^2-weighted score loss (Song et al., 2021b), the ELBO's
                 weighting, flat in lambda;
   "min_snr"     min(1, gamma / SNR) times "sigma2" (Hang et al., 2023), SNR = e^(2 lambda);
-  "sigmoid"     sigmoid(b - lambda) times "likelihood" (Kingma & Gao, 2023; b a
+  "sigmoid"     sigmoid(b - 2 lambda) times "likelihood": Kingma & Gao (2023)'s
+                sigmoid(b - log SNR), their lambda being log SNR = 2 lambda here (b a
                 hyperparameter; b -> inf is "likelihood");
   "flow_matching"  g^4 / (4 sigma^2) times "sigma2": the uniform-t loss
                 ||u_hat - (alpha' x_0 + sigma' z)||^2 of a velocity u_hat = f x - g^2 s / 2
@@ -76,7 +77,7 @@ WEIGHTINGS: dict[str, Callable] = {   # (sde, lambda, t, options) -> w per unit 
     "likelihood": _likelihood,
     "min_snr": lambda sde, lam, t, o: (jnp.minimum(1.0, o.min_snr_gamma * jnp.exp(-2.0 * lam))
                                        * _uniform_t(sde, lam, t, o)),
-    "sigmoid": lambda sde, lam, t, o: (jax.nn.sigmoid(o.sigmoid_bias - lam)
+    "sigmoid": lambda sde, lam, t, o: (jax.nn.sigmoid(o.sigmoid_bias - 2.0 * lam)
                                        * _likelihood(sde, lam, t, o)),
     "flow_matching": lambda sde, lam, t, o: (sde.coefficients(t)[1] ** 4
                                              / (4.0 * sde.marginal(t)[1] ** 2)

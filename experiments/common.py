@@ -36,6 +36,14 @@ def markdown_table(header, rows, floatfmt=".3g"):
   return "\n".join(lines)
 
 
+def log_log_slope(x, y, y_se) -> tuple[float, float]:
+  """(slope, SE) of the least-squares line through (log x, log y) [k], the SE propagated
+  from independent standard errors y_se [k] of y (delta method: SE(log y) = y_se / y)."""
+  lx, ly = np.log(np.asarray(x, np.float64)), np.log(np.asarray(y, np.float64))
+  c = (lx - lx.mean()) / np.sum((lx - lx.mean()) ** 2)       # slope = sum c_i log y_i
+  return float(c @ ly), float(np.sqrt(np.sum((c * np.asarray(y_se) / np.exp(ly)) ** 2)))
+
+
 def write_outputs(name, title, setup, table, figure):
   """Writes <outdir>/<name>.md (title, setup, table, figure link) and <name>.png; prints the table."""
   os.makedirs(FLAGS.outdir, exist_ok=True)

@@ -31,9 +31,8 @@ FLAGS = common.FLAGS
 CONCLUSIONS = """**What the numbers show.** DSM's error is not its bias: at Q3's sigma = 0.05 the bias is
 1e-4 while DSM misses the data score by 0.51 / 0.32 / 0.33 (D = 2 / 16 / 64), and as
 sigma falls the bias vanishes (as sigma^4: 1.6e-7 at 0.01) while the error grows (1.0-1.4
-at 0.01). The gradient noise behind it grows as 1/sigma^2: noise/signal times sigma^2 is
-constant within each D to 0.12-0.15 (D = 2), 0.011-0.015 (16) and 0.005-0.009 (64) over a
-2500-fold range of 1/sigma^2. The control variate (same expected gradient) makes the noise
+at 0.01). The gradient noise behind it grows about as 1/sigma^2: {noise_scaling}
+The control variate (same expected gradient) makes the noise
 independent of sigma (0.06 / 0.19 / 0.69) and the error with it: 0.05-0.11 for every
 sigma <= 0.2, at the level of ISM and SSM with variance reduction in Q3's table (0.04-0.10),
 until the bias takes over at sigma = 0.5 (error 0.26-0.30 against a bias of 0.25). Plain
@@ -46,6 +45,24 @@ would shrink (its gradient is unbiased), so "DSM error" here is the error at thi
 Noise/signal is measured at initialization only. The D-dependence of the noise is offset
 by the signal's own growth with D; the column is not evidence for or against a D / sigma^2
 law across dimensions."""
+
+
+def noise_scaling(scaled) -> str:
+  """How constant noise/signal x sigma^2 / D is within each D: scaled {D: {sigma: value}}."""
+  def spread(values):
+    return max(values) / min(values), min(values), max(values)
+
+  parts = []
+  for dim, by_sigma in scaled.items():
+    ratio, lo, hi = spread(list(by_sigma.values()))
+    parts.append(f"x{ratio:.2f} at D = {dim} ({lo:.3g}-{hi:.3g})")
+  sigmas = sorted(next(iter(scaled.values())))
+  largest = max(scaled)
+  ratio_without, _, _ = spread([v for s, v in scaled[largest].items() if s != sigmas[-1]])
+  return (f"noise/signal x sigma^2 / D varies within each D by {', '.join(parts)} over a "
+          f"{(sigmas[-1] / sigmas[0]) ** 2:.0f}-fold range of 1/sigma^2, most of it at the "
+          f"largest sigma (x{ratio_without:.2f} at D = {largest} without sigma = {sigmas[-1]:g}):"
+          " close to 1/sigma^2, not constant.")
 
 
 def noise_to_signal(loss, params, draws=1024):
@@ -66,7 +83,7 @@ def main(_):
   steps = 50 if FLAGS.quick else 1000
   seeds = 1 if FLAGS.quick else 2
   batch = 128
-  rows, errors_at = [], {}
+  rows, errors_at, scaled = [], {}, {}
   for dim in dims:
     gmm = q3_objectives.mixture(dim)
     x_test = gmm.sample(jax.random.PRNGKey(7), 4000)
@@ -91,13 +108,15 @@ def main(_):
           errors.append(float(jnp.mean(jnp.sum((apply(trained, x_test) - true_score) ** 2, -1)))
                         / true_sq)
         errors_at[(dim, sigma, control_variate)] = np.mean(errors)
+        if not control_variate:
+          scaled.setdefault(dim, {})[sigma] = noise * sigma**2 / dim
         row += [f"{noise:.3g}", f"{noise * sigma**2 / dim:.3g}" if not control_variate else "",
                 f"{np.mean(errors):.3g} ± {np.std(errors):.2g}"]
       rows.append([v for v in row if v != ""])
   table = common.markdown_table(
       ["D", "sigma", "bias B(sigma)", "DSM: grad noise/signal", "x sigma^2 / D",
-       "DSM: final rel. error", "DSM + control variate: grad noise/signal",
-       "DSM + control variate: final rel. error"], rows)
+       "DSM: final rel. error (mean ± sd of seeds)", "DSM + control variate: grad noise/signal",
+       "DSM + control variate: final rel. error (mean ± sd of seeds)"], rows)
   fig, axes = plt.subplots(1, len(dims), figsize=(5 * len(dims), 4), squeeze=False)
   for ax, dim in zip(axes[0], dims):
     gmm = q3_objectives.mixture(dim)
@@ -110,14 +129,18 @@ def main(_):
   axes[0, 0].legend(fontsize=8)
   setup = (
       f"Q3's mixture of 4 Gaussians in D dimensions, residual MLP width 128, Adam 3e-3, batch "
-      f"{batch}, {steps} steps, {seeds} seeds (final error: mean ± sd over seeds). Bias: "
+      f"{batch}, {steps} steps, {seeds} seeds (final error: mean ± sd of the {seeds} seeds' "
+      "errors, np.std: with 2 seeds half their difference, a spread and not a standard "
+      "error). Bias: "
       "exact smoothed score against the data score at 4000 test points. Gradient "
       "noise/signal: trace of the covariance of the minibatch gradient over its squared "
       "mean, at initialization (zero output layer), from 1024 draws with the squared mean "
       "debiased (`noise_to_signal`; q3_objectives.py's 64-draw ratio without the "
       "correction is capped near 64 and understates DSM's).")
   common.write_outputs("q3_dsm_noise", "Q3, continued: DSM's error is gradient noise, not bias",
-                       setup, table if FLAGS.quick else table + "\n\n" + CONCLUSIONS, fig)
+                       setup, table if FLAGS.quick else
+                       table + "\n\n" + CONCLUSIONS.format(noise_scaling=noise_scaling(scaled)),
+                       fig)
 
 
 if __name__ == "__main__":

@@ -81,7 +81,7 @@ def main(_):
                    float(np.std(errors)), f"{diverged}/{seeds}"])
   table = common.markdown_table(
       ["D", "objective", "ms/step", "gradient noise/signal at init", "final rel. error (mean)",
-       "std over seeds", "diverged"], rows)
+       f"sd of the {seeds} seeds' errors", "diverged"], rows)
   fig, axes = plt.subplots(1, len(dims), figsize=(5 * len(dims), 4), squeeze=False)
   axes = axes[0]
   for ax, dim in zip(axes, dims):
@@ -93,7 +93,9 @@ def main(_):
     ax.set_xlabel("step")
   axes[0].legend(fontsize=7)
   setup = (f"Mixture of 4 Gaussians (std 0.5, weights 0.1-0.4) in D dimensions; residual MLP "
-           f"width 128; Adam 3e-3, batch {batch}, {steps} steps, {seeds} seeds. DSM learns the "
+           f"width 128; Adam 3e-3, batch {batch}, {steps} steps, {seeds} seeds (their errors' "
+           "sd is np.std, with 2 seeds half their difference: a spread, not a standard error). "
+           "DSM learns the "
            f"score of the data smoothed by sigma = {DSM_SIGMA}, a bias of only 1e-4 here: its "
            "error is gradient noise (q3_dsm_noise below); ISM/SSM/ESM target the data score itself. Gradient noise: 64 "
            "minibatch (and probe) draws at the initial parameters (zero output layer: s = 0). ESM needs the true score "

@@ -39,7 +39,8 @@ def perturbed_score(sde, delta):
 
 def bound(sde, delta, n, eps):
   """The bound's two terms, each (value, SE): (1/2) int g^2 E||s - s*||^2 dt by uniform-t
-  Monte Carlo, and KL(p_T || prior) by Monte Carlo over p_T (independent draws)."""
+  Monte Carlo, and KL(p_T || prior) by Monte Carlo over p_T (independent draws); then the
+  score term's per-draw values [n] (the same draws for every delta)."""
   k_t, k_x, k_z, k_T, k_zT = jax.random.split(jax.random.PRNGKey(5), 5)
   t = jax.random.uniform(k_t, (n,), minval=eps, maxval=sde.T)
   mean, std = sde.marginal_prob(GMM.sample(k_x, n), t)
@@ -51,17 +52,44 @@ def bound(sde, delta, n, eps):
   log_ratio = np.asarray(GMM.log_prob_t(sde, x_T, jnp.full((n,), sde.T)) - sde.prior_logp(x_T),
                          np.float64)
   return ((terms.mean(), terms.std() / np.sqrt(n)),
-          (log_ratio.mean(), log_ratio.std() / np.sqrt(n)))
+          (log_ratio.mean(), log_ratio.std() / np.sqrt(n)), terms)
 
 
-def log_log_slopes(deltas, values):
-  """d log(value) / d log(delta) between consecutive positive deltas ("-" for the first)."""
+def log_log_slopes(deltas, samples):
+  """d log(mean) / d log(delta) between consecutive positive deltas, "slope ± SE" ("-" for
+  the first). samples: per-delta arrays [n] of the same n paired draws (points or times),
+  so the SE is the delta method's on the paired per-draw differences
+  g_i / mean_i - g_(i-1) / mean_(i-1), their correlation included."""
   slopes = ["-"]
   for i in range(1, len(deltas)):
-    ok = deltas[i - 1] > 0 and values[i - 1] > 0 and values[i] > 0
-    slopes.append(f"{np.log(values[i] / values[i - 1]) / np.log(deltas[i] / deltas[i - 1]):.2f}"
-                  if ok else "-")
+    prev, cur = (np.asarray(samples[j], np.float64) for j in (i - 1, i))
+    if not (deltas[i - 1] > 0 and prev.mean() > 0 and cur.mean() > 0):
+      slopes.append("-")
+      continue
+    width = np.log(deltas[i] / deltas[i - 1])
+    slope = np.log(cur.mean() / prev.mean()) / width
+    se = np.std(cur / cur.mean() - prev / prev.mean(), ddof=1) / np.sqrt(len(cur)) / width
+    slopes.append(f"{slope:.2f} ± {se:.2f}")
   return slopes
+
+
+def compare_to_bound(deltas, kl, kl_se, bound, bound_se, z=2.0):
+  """For each delta > 0: "above", "below" or "within" (|KL - bound| <= z SE combined)."""
+  verdicts = []
+  for d, k, ks, b, bs in zip(deltas, kl, kl_se, bound, bound_se):
+    if d > 0:
+      gap = (k - b) / np.hypot(ks, bs)
+      verdicts.append((d, "above" if gap > z else "below" if gap < -z else "within"))
+  return verdicts
+
+
+def describe_comparison(verdicts) -> str:
+  """'above it at delta = 0.03, 0.1, 0.3 and below it at delta = 1' (2 combined SE)."""
+  groups = {}
+  for d, v in verdicts:
+    groups.setdefault(v, []).append(f"{d:g}")
+  words = {"above": "above it", "below": "below it", "within": "within 2 SE of it"}
+  return " and ".join(f"{words[v]} at delta = {', '.join(ds)}" for v, ds in groups.items())
 
 
 def weights(x):
@@ -77,10 +105,12 @@ def main(_):
   data = GMM.sample(jax.random.PRNGKey(9), n_samples)
   x_lik = GMM.sample(jax.random.PRNGKey(10), n_lik)
   rows, shown, deltas, score_terms, kl_odes = [], {}, [], [], []
+  bounds, bound_ses, kl_ses = [], [], []
   sw_by_delta, weight_off = [], []
   for delta in common.subset((0.0, 0.03, 0.1, 0.3, 1.0), 2):
     score_fn = perturbed_score(sde, delta)
-    (term, term_se), (kl_T, kl_T_se) = bound(sde, delta, 20_000 if FLAGS.quick else 400_000, eps)
+    (term, term_se), (kl_T, kl_T_se), term_draws = bound(sde, delta,
+                                                         20_000 if FLAGS.quick else 400_000, eps)
     sampler = sampling.get_pc_sampler(sde, (n_samples, 2), "reverse_diffusion", "none", eps=eps)
     x, _ = jax.jit(lambda k: sampler(k, score_fn))(jax.random.PRNGKey(0))
     sw = float(evaluation.sliced_wasserstein(jax.random.PRNGKey(1), x, data))
@@ -88,9 +118,12 @@ def main(_):
     logp, _, _ = jax.jit(lambda x: likelihood_fn(None, score_fn, x))(x_lik)
     gap = np.asarray(GMM.log_prob_t(sde, x_lik, jnp.full((n_lik,), eps)) - logp, np.float64)
     deltas.append(delta)
-    score_terms.append(term)
-    kl_odes.append(gap.mean())
+    score_terms.append(term_draws)
+    kl_odes.append(gap)
     bound_se = np.hypot(term_se, kl_T_se)
+    bounds.append(term + kl_T)
+    bound_ses.append(bound_se)
+    kl_ses.append(gap.std() / np.sqrt(n_lik))
     rows.append([delta, f"{term:.3g} ± {term_se:.1g}", f"{term + kl_T:.3g} ± {bound_se:.1g}",
                  f"{gap.mean():.3g} ± {gap.std() / np.sqrt(n_lik):.1g}",
                  100 * sw, np.array2string(weights(x), precision=3)])
@@ -106,6 +139,8 @@ def main(_):
   floor = 100 * float(evaluation.sliced_wasserstein(jax.random.PRNGKey(1), fresh, data))
   first_sw = next((f"{d:g}" for d, v in sw_by_delta if v > 2 * floor), "none")
   first_weight = next((f"{d:g}" for d, v in weight_off if v > 3), "none")
+  versus_bound = describe_comparison(compare_to_bound(
+      deltas, [g.mean() for g in kl_odes], kl_ses, bounds, bound_ses))
   table = common.markdown_table(
       ["delta", "score term (nats)", "bound on KL(p0||p_SDE)", "KL(p0||p_ODE), exact likelihood",
        "slope: score term", "slope: ODE KL", "SDE samples: SW x100",
@@ -122,10 +157,12 @@ def main(_):
       f"value is ± its Monte-Carlo SE. The bound is the score term plus KL(p_T || prior) = "
       f"{kl_T:.2g} ± {kl_T_se:.1g} nats (the same draws in every row). The ODE model's KL uses "
       f"the exact divergence on {n_lik} data points; the bound is for the reverse SDE and does "
-      "not cover the ODE model, whose KL exceeds it here. Slopes are d log / d log delta "
-      "between neighbouring rows. The score term is delta^2 times a constant by construction "
-      "(the error is delta u / sigma), so its slope 2 is no finding. The ODE model's exact KL is "
-      "the measurement: it grows as delta^2 while small and more slowly once it reaches nats; "
+      f"not cover the ODE model, whose KL is {versus_bound} (2 SE of the difference). "
+      "Slopes are d log / d log delta between neighbouring rows, ± the delta method's SE on "
+      "the paired draws (the same points and times in every row). The score term is delta^2 "
+      "times a constant by construction (the error is delta u / sigma), so its slope 2 is no "
+      "finding. The ODE model's exact KL is the measurement: it grows about as delta^2 while "
+      "small and more slowly once it reaches nats; "
       "its delta = 0 row is the ODE solver's and the prior's residual. Samples: the SW "
       f"distance is above twice its floor from delta = {first_sw}, and a recovered weight is "
       f"more than 3 binomial SE from the truth from delta = {first_weight}.")

@@ -5,7 +5,7 @@ r"""Runs every experiment and writes the results page.
 Writes <outdir>/<name>.md and .png for each experiment, and <outdir>/../results.md
 (docs/results.md by default): the seed report's questions in order, then the
 reproduced results. About two hours on 2 CPU cores at full size (q3 ~30 min,
-processes_gmm ~20 min, q7 ~17 min, likelihood_weighting ~8 min).
+processes_gmm ~20 min, q7 ~17 min, q6 ~8-14 min, likelihood_weighting ~8 min).
 """
 import importlib
 import os

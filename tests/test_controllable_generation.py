@@ -8,6 +8,7 @@ import controllable_generation as cg
 import densities
 import sampling
 import sde_lib
+from tests import stats
 
 GMM = densities.GaussianMixture(jnp.array([[0.0, -3.0], [0.0, 3.0], [3.0, 0.0]]),
                                 jnp.ones(3), jnp.array([0.2, 0.3, 0.5]))
@@ -109,6 +110,32 @@ def test_inpainting_against_the_exact_conditional():
   assert np.all(np.abs(repainted - reference) < 4 * se), (repainted, reference, se)
   corrected = run("replacement", 1, 1000, corrector="langevin")
   assert np.all(np.abs(corrected - reference) < 4 * se), (corrected, reference, se)
+
+
+@pytest.mark.parametrize("basis", [None, "colour"])
+def test_replacement_draws_the_known_part_diffused_to_t(basis):
+  """Where mask == 1 the state becomes alpha(t) x_known + sigma(t) z, z ~ N(0, I), in the
+  basis's coordinates (Song et al., 2021, Appendix I: a draw of p_0t(. | x_known)); the
+  rest is kept. At t = 0.3 on VP, 2^16 draws of 3 coordinates: the known coordinates'
+  mean within 4 SE of alpha x_known (SE sigma / sqrt(n)) and their variance within 4 SE of
+  sigma^2 (SE sigma^2 sqrt(2 / n)); a replacement without the sigma z term has variance 0.
+  Key None: the mean, exactly."""
+  n, t = 2**16, jnp.full((2**16,), 0.3)
+  b = None if basis is None else cg.color_basis()
+  x_known = jnp.broadcast_to(jnp.array([0.5, -1.0, 2.0]), (n, 3))
+  x = jax.random.normal(jax.random.PRNGKey(4), (n, 3))
+  mask = jnp.array([1.0, 0.0, 1.0])
+  to = (lambda v: v) if b is None else (lambda v: v @ b.T)
+  replaced = to(cg.Replacement(SDE, x_known, mask, b)(jax.random.PRNGKey(5), x, t))
+  alpha, sigma = (float(v[0]) for v in SDE.marginal(t))
+  known = np.asarray(replaced, np.float64)[:, [0, 2]]
+  want = alpha * np.asarray(to(x_known))[0, [0, 2]]
+  np.testing.assert_allclose(known.mean(0), want, atol=stats.Z * sigma / np.sqrt(n))
+  np.testing.assert_allclose(known.var(0), sigma**2, atol=stats.Z * sigma**2 * np.sqrt(2 / n))
+  np.testing.assert_allclose(replaced[:, 1], to(x)[:, 1], rtol=1e-6, atol=1e-6)
+  mean = to(cg.Replacement(SDE, x_known, mask, b)(None, x, t))
+  np.testing.assert_allclose(mean[:, [0, 2]], alpha * to(x_known)[:, [0, 2]], rtol=1e-5,
+                             atol=1e-6)
 
 
 def test_colorization_keeps_the_grey_level():

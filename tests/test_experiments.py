@@ -2,6 +2,7 @@
 import importlib
 import re
 
+import numpy as np
 import pytest
 
 from experiments import common
@@ -24,3 +25,93 @@ def test_experiment_runs_at_tiny_size(name, tmp_path):
   assert (tmp_path / f"{name}.png").stat().st_size > 1000
   table_rows = [line for line in text.splitlines() if line.startswith("| ") and re.search(r"\d", line)]
   assert len(table_rows) >= 1 and "nan" not in text.lower()
+
+
+def _processes_results(gaps, mmd2=0.5e-3, **cells):
+  """results[process, seed] for processes_gmm.conclusions: gaps {process: (seed 0, seed 1)},
+  every MMD^2 `mmd2` except cells {"sampler/process/seed": value}."""
+  from experiments import processes_gmm as pg
+  results = {(p, s): {"nll_gap": gaps[p][s], "nll_gap_se": 0.003,
+                      **{f"{m}/mmd2": mmd2 for m in pg.SAMPLERS}}
+             for p in pg.PROCESSES for s in (0, 1)}
+  for key, value in cells.items():
+    sampler, process, seed = key.split("/")
+    results[process, int(seed)][f"{sampler}/mmd2"] = value
+  return results
+
+
+def test_processes_gmm_conclusions_follow_the_numbers():
+  """The page's findings are computed by their stated rules: VE's ODE at 5.39e-3 against
+  exact samples' 1.02e-3 ± 0.77e-3 (5.7 sd) departs, and a process whose seeds both beat
+  every other's is named better, one with the lowest mean but overlapping seeds is not; a
+  typed paragraph would say the same whatever the numbers."""
+  from experiments import processes_gmm as pg
+  exact = {0: (0.11e-3, 0.44e-3), 1: (1.02e-3, 0.77e-3)}
+  tied = {p: (0.010, 0.012) for p in pg.PROCESSES}
+  text = pg.conclusions(_processes_results(tied, **{"ode/ve/1": 5.39e-3}), exact, (0, 1))
+  assert "none is, at this budget" in text
+  assert "49 of 50 cells agree" in text and "ode on ve, seed 1 (5.7 sd)" in text
+  assert "Far departures" not in text.replace("No far departures", "")
+  best = dict(tied, edm=(0.004, 0.005))
+  text = pg.conclusions(_processes_results(best, **{"pc/subvp/0": 0.1, "pc/subvp/1": 0.1}),
+                        exact, (0, 1))
+  assert "edm is by that rule" in text and "50 of 50" not in text
+  assert "Far departures (2)" in text and "PC's far departures on sub-VP" in text
+  overlapping = dict(tied, edm=(0.004, 0.011))     # the lowest mean, not both seeds lower
+  text = pg.conclusions(_processes_results(overlapping), exact, (0, 1))
+  assert "none is, at this budget" in text, text
+
+
+def test_q4_slopes_carry_the_paired_standard_error():
+  """Per-draw values delta^2 u with the same draws u in every row: the slope is 2 with SE 0
+  (an unpaired SE would add the rows' own ~7% SEs, ~0.07 here); a first row with a 26% SE
+  gives the slope an SE of 0.26 / ln(delta ratio)."""
+  from experiments import q4_score_accuracy as q4
+  u = np.random.default_rng(0).exponential(size=200)
+  assert q4.log_log_slopes([0.1, 1.0], [0.01 * u, u]) == ["-", "2.00 ± 0.00"]
+  z = np.random.default_rng(1).normal(size=4000)
+  noisy = 1.0 + 0.26 * np.sqrt(4000) * (z - z.mean()) / z.std(ddof=1)    # mean 1, SE 0.26
+  slope, se = q4.log_log_slopes([0.03, 0.1], [noisy, np.full(4000, 10.0)])[1].split(" ± ")
+  assert float(slope) == pytest.approx(np.log(10.0) / np.log(0.1 / 0.03), abs=0.01)
+  assert float(se) == pytest.approx(0.26 / np.log(0.1 / 0.03), abs=0.01)
+
+
+def test_q4_compares_the_ode_kl_with_the_bound_by_its_standard_errors():
+  """Q4's delta = 1 row: ODE KL 10.5 ± 0.05 against the bound 10.9 ± 0.04 is below it, while
+  0.279 ± 0.02 against 0.109 ± 0.0004 is above and 2.01 ± 0.04 against 1.98 ± 0.04 within."""
+  from experiments import q4_score_accuracy as q4
+  verdicts = q4.compare_to_bound([0.0, 0.1, 0.3, 1.0], [1e-4, 0.279, 2.01, 10.5],
+                                 [1e-4, 0.02, 0.04, 0.05], [4e-6, 0.109, 1.98, 10.9],
+                                 [6e-6, 4e-4, 0.04, 0.04])
+  assert verdicts == [(0.1, "above"), (0.3, "within"), (1.0, "below")]
+  assert q4.describe_comparison(verdicts) == ("above it at delta = 0.1 and within 2 SE of it at "
+                                              "delta = 0.3 and below it at delta = 1")
+
+
+def test_log_log_slope_propagates_relative_standard_errors():
+  """Two points: slope = log(y2 / y1) / log(x2 / x1), SE = sqrt(r1^2 + r2^2) / log(x2 / x1)
+  with r = SE(y) / y, the SE of log y; a third point on the line leaves the slope."""
+  slope, se = common.log_log_slope([100, 10_000], [0.2, 0.02], [0.02, 0.001])
+  assert slope == pytest.approx(-0.5) and se == pytest.approx(np.hypot(0.1, 0.05) / np.log(100))
+  slope, _ = common.log_log_slope([100, 1000, 10_000], [0.2, 0.2 / np.sqrt(10), 0.02], [1, 1, 1])
+  assert slope == pytest.approx(-0.5)
+
+
+def test_q3_noise_scaling_says_how_constant_it_is():
+  """Q3's D = 64 column, 0.00486-0.00876, is a 1.8-fold spread, reported as such."""
+  from experiments import q3_dsm_noise
+  column = dict(zip((0.01, 0.02, 0.05, 0.1, 0.2, 0.5),
+                    (0.00486, 0.00525, 0.00543, 0.00555, 0.00594, 0.00876)))
+  text = q3_dsm_noise.noise_scaling({64: column})
+  assert "x1.80 at D = 64 (0.00486-0.00876)" in text and "2500-fold" in text
+  assert "x1.22 at D = 64 without sigma = 0.5" in text and "not constant" in text
+
+
+def test_q6_gap_is_resolved_only_outside_its_t_interval():
+  """Three seeds whose gaps sit 3.5 SE from 0 are unresolved (the 95% t quantile with 2
+  degrees of freedom is 4.3); 21 SE is resolved; one seed resolves nothing."""
+  from experiments import q6_dae_vs_diffusion_energy as q6
+  text = q6.gap_findings([0.6, 1.2], [[0.01, 0.02, 0.03], [0.011, 0.012, 0.013]])
+  assert text == ("sigma 0.6: 0.02 ± 0.0058 nats, unresolved; "
+                  "sigma 1.2: 0.012 ± 0.00058 nats, resolved")
+  assert "unresolved" in q6.gap_findings([0.3], [[0.5]])
