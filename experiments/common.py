@@ -3,6 +3,7 @@ import os
 import time
 
 from absl import flags
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import matplotlib
@@ -115,3 +116,28 @@ def exact_sample_mmd(held_out: np.ndarray, draws: int = 10) -> tuple[float, floa
   values = [float(evaluation.mmd2_unbiased(gmm.sample(k, len(held_out)), held_out))
             for k in jax.random.split(jax.random.PRNGKey(7), draws)]
   return float(np.mean(values)), float(np.std(values, ddof=1))
+
+
+def mixture_nd(dim: int) -> densities.GaussianMixture:
+  """Q3's 4-component mixture in `dim` dimensions (component std 0.5, weights 0.1-0.4,
+  means of norm ~4 from a seed that depends on dim)."""
+  means = 2.0 * jax.random.normal(jax.random.PRNGKey(100 + dim), (4, dim)) / np.sqrt(dim) * 2
+  return densities.GaussianMixture(means, jnp.full((4,), 0.5), jnp.array([0.1, 0.2, 0.3, 0.4]))
+
+
+class TiedSigmoidDAE(nn.Module):
+  """r(x) = W^T sigmoid(W x + b) + c and its energy (Vincent, 2010/2011)."""
+
+  hidden: int = 64
+
+  def setup(self):
+    self.w = self.param("w", nn.initializers.normal(0.5), (self.hidden, 2))
+    self.b = self.param("b", nn.initializers.zeros, (self.hidden,))
+    self.c = self.param("c", nn.initializers.zeros, (2,))
+
+  def __call__(self, x):
+    return jax.nn.sigmoid(x @ self.w.T + self.b[None]) @ self.w + self.c[None]
+
+  def neg_energy_times_sigma2(self, x):
+    return (jnp.sum(jax.nn.softplus(x @ self.w.T + self.b[None]), -1) + x @ self.c
+            - 0.5 * jnp.sum(x**2, -1))

@@ -22,7 +22,6 @@ import numpy as np
 
 import losses
 from experiments import common
-from experiments import q3_objectives
 
 plt = common.plt
 FLAGS = common.FLAGS
@@ -85,7 +84,7 @@ def main(_):
   batch = 128
   rows, errors_at, scaled = [], {}, {}
   for dim in dims:
-    gmm = q3_objectives.mixture(dim)
+    gmm = common.mixture_nd(dim)
     x_test = gmm.sample(jax.random.PRNGKey(7), 4000)
     true_score = gmm.score(x_test)
     true_sq = float(jnp.mean(jnp.sum(true_score**2, -1)))
@@ -119,7 +118,7 @@ def main(_):
        "DSM + control variate: final rel. error (mean ± sd of seeds)"], rows)
   fig, axes = plt.subplots(1, len(dims), figsize=(5 * len(dims), 4), squeeze=False)
   for ax, dim in zip(axes[0], dims):
-    gmm = q3_objectives.mixture(dim)
+    gmm = common.mixture_nd(dim)
     ax.loglog(sigmas, [errors_at[(dim, s, False)] for s in sigmas], "o-", label="DSM")
     ax.loglog(sigmas, [errors_at[(dim, s, True)] for s in sigmas], "s-", label="DSM + control variate")
     ax.loglog(sigmas, [float(r[2]) for r in rows if r[0] == dim], "k--", label="bias B(sigma)")

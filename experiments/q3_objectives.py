@@ -17,17 +17,11 @@ import jax.numpy as jnp
 import matplotlib.pyplot as plt
 import numpy as np
 
-import densities
 import losses
 from experiments import common
 
 FLAGS = common.FLAGS
 DSM_SIGMA = 0.05
-
-
-def mixture(dim):
-  means = 2.0 * jax.random.normal(jax.random.PRNGKey(100 + dim), (4, dim)) / np.sqrt(dim) * 2
-  return densities.GaussianMixture(means, jnp.full((4,), 0.5), jnp.array([0.1, 0.2, 0.3, 0.4]))
 
 
 def objectives(gmm):
@@ -49,7 +43,7 @@ def main(_):
   batch = 128
   rows, curves = [], {}
   for dim in dims:
-    gmm = mixture(dim)
+    gmm = common.mixture_nd(dim)
     x_test = gmm.sample(jax.random.PRNGKey(7), 4000)
     true_sq = jnp.mean(jnp.sum(gmm.score(x_test) ** 2, -1))
     for name, objective in common.subset(objectives(gmm).items(), 2):

@@ -16,7 +16,6 @@ diffusion model gives every sigma from one network, with exact likelihoods via t
   python -m experiments.q6_dae_vs_diffusion_energy [--quick]     # 6 seeds, ~8 min (14 on loaded cores)
 """
 from absl import app
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import matplotlib.pyplot as plt
@@ -34,24 +33,6 @@ from models import parameterizations
 FLAGS = common.FLAGS
 GMM = datasets.gaussian_mixture()
 SIGMAS = (0.3, 0.6, 1.2)
-
-
-class TiedSigmoidDAE(nn.Module):
-  """r(x) = W^T sigmoid(W x + b) + c and its energy (Vincent, 2010/2011)."""
-
-  hidden: int = 64
-
-  def setup(self):
-    self.w = self.param("w", nn.initializers.normal(0.5), (self.hidden, 2))
-    self.b = self.param("b", nn.initializers.zeros, (self.hidden,))
-    self.c = self.param("c", nn.initializers.zeros, (2,))
-
-  def __call__(self, x):
-    return jax.nn.sigmoid(x @ self.w.T + self.b[None]) @ self.w + self.c[None]
-
-  def neg_energy_times_sigma2(self, x):
-    return (jnp.sum(jax.nn.softplus(x @ self.w.T + self.b[None]), -1) + x @ self.c
-            - 0.5 * jnp.sum(x**2, -1))
 
 
 def normalized_log_density(log_unnormalized, cell_area):
@@ -80,7 +61,7 @@ def train_diffusion(sde, seed, steps):
 
 def dae_log_density(sigma, seed, steps, grid, cell):
   """The normalized log-density [G] of a tied DAE trained at sigma, on the grid."""
-  dae = TiedSigmoidDAE()
+  dae = common.TiedSigmoidDAE()
   dae_params = dae.init(jax.random.PRNGKey(4 * seed + 2), jnp.zeros((1, 2)))
 
   def dae_loss(p, key):
@@ -91,7 +72,7 @@ def dae_log_density(sigma, seed, steps, grid, cell):
 
   dae_params, _ = common.fit(dae_loss, dae_params, steps, jax.random.PRNGKey(4 * seed + 3),
                               lr=1e-2)
-  neg_energy = dae.apply(dae_params, grid, method=TiedSigmoidDAE.neg_energy_times_sigma2)
+  neg_energy = dae.apply(dae_params, grid, method=common.TiedSigmoidDAE.neg_energy_times_sigma2)
   return normalized_log_density(np.asarray(neg_energy, np.float64) / sigma**2, cell)
 
 
@@ -153,10 +134,10 @@ def main(_):
     for ax, field, title in zip(row, fields, ("exact log p_sigma", "DAE energy", "diffusion log p_t")):
       ax.imshow(np.maximum(field.reshape(n_grid, n_grid), -12), origin="lower", extent=(-5, 5, -5, 5))
       ax.set_title(f"{title}, sigma = {sigma} (seed {seeds[0]})", fontsize=9)
-  dae_size = 3 * TiedSigmoidDAE.hidden + 2
+  dae_size = 3 * common.TiedSigmoidDAE.hidden + 2
   setup = (f"2-D mixture, seeds {seeds} (each its own initializations and training draws; "
            "values mean ± SE over seeds, the SE from "
-           f"{len(seeds)} seeds). DAE: {TiedSigmoidDAE.hidden} tied sigmoid hidden units "
+           f"{len(seeds)} seeds). DAE: {common.TiedSigmoidDAE.hidden} tied sigmoid hidden units "
            f"({dae_size} parameters), one network per sigma, {steps} Adam steps (batch 512) of "
            f"MSE denoising. Diffusion: VE SDE (sigma 0.01-8), residual MLP width 128 ({size} "
            f"parameters), {steps} steps of the continuous loss, log p_t from the probability-flow "

@@ -29,7 +29,6 @@ import numpy as np
 import datasets
 import losses
 from experiments import common
-from experiments.q6_dae_vs_diffusion_energy import TiedSigmoidDAE
 
 FLAGS = common.FLAGS
 SIGMA = 0.5
@@ -79,7 +78,7 @@ def main(_):
   chunk, stages = (20, 3) if FLAGS.quick else (1000, 4)
 
   rows, curves, z_scores = [], {}, []
-  for name, model in (("tied", TiedSigmoidDAE()), ("untied", UntiedSigmoidDAE())):
+  for name, model in (("tied", common.TiedSigmoidDAE()), ("untied", UntiedSigmoidDAE())):
     params = model.init(jax.random.PRNGKey(0), jnp.zeros((1, 2)))
 
     def train_loss(p, key, model=model):
