@@ -76,10 +76,15 @@ def test_families_cover_every_config():
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("objective", ["dsm", "ssm", "ism"])
 @pytest.mark.parametrize("path", FAMILIES)
-def test_one_config_per_network_family_runs_one_train_step(path):
-  """A real step per family (each config's network is built and shape-checked above)."""
-  exp = build.build(tiny(path))
+def test_one_config_per_network_family_runs_one_train_step(path, objective):
+  """A real step per family (each config's network is built and shape-checked above), with
+  each training.objective: the kernel-free ones take forward-mode JVPs through the network
+  (ISM: Hutchinson, the images having D > 16)."""
+  config = tiny(path)
+  config.training.objective = objective
+  exp = build.build(config)
   state = exp.init_state(jax.random.PRNGKey(0))
   batch = jax.random.uniform(jax.random.PRNGKey(0), (1, 2, *exp.data.example_shape))
   state, metrics = exp.train_step(state, batch, jax.random.PRNGKey(1))
