@@ -292,11 +292,12 @@ def test_eval_and_sample_modes(tmp_path):
                       out_dir)
 
 
-def _train_toy_vp(tmp_path, objective="dsm"):
+def _train_toy_vp(tmp_path, objective="dsm", batch_size=512):
   """The toy VP run (configs/toy/vp_gmm.py) for 3000 steps: its held-out metrics."""
   config = default_toy.get_default_configs()
   config.training.n_iters = 3000
   config.training.objective = objective
+  config.training.batch_size = batch_size
   config.model.ema_rate = 0.99
   config.training.snapshot_freq = config.training.snapshot_freq_for_preemption = 3000
   config.sampling.num_samples = config.sampling.batch_size = 2000
@@ -318,8 +319,13 @@ def test_trained_model_reaches_the_mixture_entropy(tmp_path):
 @pytest.mark.slow
 def test_sliced_score_matching_at_every_noise_level_reaches_the_mixture_entropy(tmp_path):
   """The same run with training.objective="ssm" (kernel-free: no z / sigma target in the
-  loss): held-out NLL within 0.05 nats of the mixture's, sample weights within 0.03."""
-  metrics, _ = _train_toy_vp(tmp_path, objective="ssm")
+  loss): held-out NLL within 0.05 nats of the mixture's, sample weights within 0.03.
+
+  At batch 2048 (measured, one seed: NLL gap 0.027 +- 0.005, weights within 0.004). At
+  the DSM test's batch 512 the gap was 0.078 after 3000 steps and 0.052 after 6000 (DSM:
+  0.015 after 3000; exact-trace ISM 0.044): same expected gradient, but far noisier per
+  example where t is large (docs/results/kernel_free_objectives.md). ~4 min on 2 cores."""
+  metrics, _ = _train_toy_vp(tmp_path, objective="ssm", batch_size=2048)
   assert -stats.Z * metrics["nll_gap_se"] < metrics["nll_gap"] < 0.05, metrics
   for w, w_true in zip(metrics["weights"], metrics["true_weights"]):
     assert abs(w - w_true) < 0.03, metrics
