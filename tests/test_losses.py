@@ -200,30 +200,39 @@ EXACT_VALUE_CASES = {
     "smld-ve": ("smld", "ve", None, False),
     "ddpm-vp": ("ddpm", "vp", None, True),             # DDPM's loss is a mean over pixels
 }
+# The kernel-free objectives (losses.Objective): D - sigma^2 J becomes -sigma^2 J.
+KERNEL_FREE_EXACT_VALUE_CASES = {"continuous-vp": "ssm", "continuous-ve": "ism",
+                                 "reduce_mean-subvp": "ism", "smld-ve": "ssm"}
 
 
-@pytest.mark.parametrize("case", sorted(EXACT_VALUE_CASES))
-def test_multi_level_loss_at_the_exact_score_has_its_exact_value(case):
+@pytest.mark.parametrize("case, objective", [
+    *((case, "dsm") for case in sorted(EXACT_VALUE_CASES)),
+    *sorted(KERNEL_FREE_EXACT_VALUE_CASES.items())])
+def test_multi_level_loss_at_the_exact_score_has_its_exact_value(case, objective):
   """At the exact score s*, E ||sigma s*(x_t) + z||^2 = D - sigma^2 J(t) (Tweedie:
   E[z | x_t] = -sigma s*), so each loss's expectation is its weighting and time
   distribution applied to D - sigma(t)^2 J(t), J(t) the Fisher information of p_t: a
   wrong weighting, level grid or normalization changes it (the zero-gradient test above
   holds for any of them). Continuous time: Gauss-Legendre in log t (48 nodes) over the
   uniform draw on [eps, T]; discrete grids: the mean over their levels. J by Monte Carlo;
-  the tolerance combines both standard errors (below 1% of the value in every case)."""
+  the tolerance combines both standard errors (below 1% of the value in every case). ISM /
+  SSM (at 400k points, one probe each): -sigma^2 J in place of D - sigma^2 J, the Fisher
+  information of the mixture under each SDE."""
   loss_name, sde_name, weight, reduce_mean = EXACT_VALUE_CASES[case]
   sde, dim = SDES[sde_name], 2
+  kernel_term = dim if objective == "dsm" else 0.0     # E ||z||^2: DSM's target, not theirs
   loss_fn = {**MULTI_LEVEL, "likelihood_weighting_eps": functools.partial(
       losses.sde_loss, likelihood_weighting=True, eps=1e-2)}[loss_name]
   x0 = GMM.sample(jax.random.PRNGKey(11), 400_000)
-  terms = np.asarray(jax.jit(lambda x: loss_fn(GMM.score_fn(sde), sde, x, jax.random.PRNGKey(12),
-                                                per_example=True))(x0), np.float64)
+  terms = np.asarray(jax.jit(lambda x: loss_fn(
+      GMM.score_fn(sde), sde, x, jax.random.PRNGKey(12), per_example=True,
+      objective=losses.Objective(objective)))(x0), np.float64)
   if weight is None:                                   # the discrete grids of losses.py
     times = (sde.T * np.arange(sde.N) / (sde.N - 1) if loss_name == "smld"
              else sde.T * (np.arange(sde.N) + 1) / sde.N)
     fisher, fisher_se = _fisher_information(sde, times, n=5_000)
     sigma2 = np.asarray(sde.marginal(jnp.asarray(times))[1], np.float64) ** 2
-    expected = np.mean(dim - sigma2 * fisher)
+    expected = np.mean(kernel_term - sigma2 * fisher)
     expected_se = np.sqrt(np.sum((sigma2 * fisher_se) ** 2)) / sde.N
   else:
     eps = 1e-2 if loss_name == "likelihood_weighting_eps" else 1e-5
@@ -235,7 +244,7 @@ def test_multi_level_loss_at_the_exact_score_has_its_exact_value(case):
     t = jnp.asarray(times)
     sigma2 = np.asarray(sde.marginal(t)[1], np.float64) ** 2
     w = np.broadcast_to(np.asarray(weight(sde, t), np.float64), times.shape)
-    expected = np.sum(dt * w * (dim - sigma2 * fisher)) / (sde.T - eps)
+    expected = np.sum(dt * w * (kernel_term - sigma2 * fisher)) / (sde.T - eps)
     expected_se = np.sqrt(np.sum((dt * w * sigma2 * fisher_se) ** 2)) / (sde.T - eps)
   if reduce_mean:
     expected, expected_se = expected / dim, expected_se / dim
@@ -350,8 +359,8 @@ DIM = 2
 # the mean weight (likelihood weighting: 2 (lambda(eps) - lambda(T)) / (T - eps)).
 _LIKELIHOOD_IS = functools.partial(losses.sde_loss, likelihood_weighting=True,
                                    importance_sampling=True)
-_MEAN_LIKELIHOOD_WEIGHT = lambda sde: float(2 * (sde.log_snr(jnp.asarray(1e-5))
-                                                 - sde.log_snr(jnp.asarray(sde.T))) / (sde.T - 1e-5))
+_MEAN_LIKELIHOOD_WEIGHT = lambda sde: float(
+    2 * (sde.log_snr(jnp.asarray(1e-5)) - sde.log_snr(jnp.asarray(sde.T))) / (sde.T - 1e-5))
 IDENTITY_CASES = {
     **{f"continuous-{name}": (losses.sde_loss, name, lambda sde: DIM) for name in SDES},
     "likelihood_is-vp": (_LIKELIHOOD_IS, "vp", lambda sde: DIM * _MEAN_LIKELIHOOD_WEIGHT(sde)),
@@ -369,9 +378,10 @@ KERNEL_FREE = {"ism": EXACT_ISM, "ssm": losses.Objective("ssm")}   # 2-D: "auto"
 @pytest.mark.parametrize("case", sorted(IDENTITY_CASES))
 def test_kernel_free_losses_are_the_dsm_loss_minus_a_constant(case):
   """Multi-level ISM / SSM = multi-level DSM - const, paired (the same key draws the same
-  t and x_t; only the probes differ): at the exact score, where each side is the mixture's
-  (the next test), and at a score 0.3 x + 0.1 + 0.2 sin x away from it (the identity holds
-  for every s). const = D times the mean weight, closed form; "weighted" min-SNR: the gap
+  t and x_t; only the probes differ): at the exact score (each side's value there, the
+  mixture's Fisher information integrated: the exact-value test above), and at a score
+  0.3 x + 0.1 + 0.2 sin x away from it (the identity holds for every s). const = D times
+  the mean weight, closed form; "weighted" min-SNR: the gap
   D w / p is per example, its mean checked against D min(1, 5 / SNR) / |d lambda/dt| / T
   by Gauss-Legendre quadrature over t."""
   loss_fn, sde_name, constant = IDENTITY_CASES[case]
