@@ -324,7 +324,8 @@ def test_sliced_score_matching_at_every_noise_level_reaches_the_mixture_entropy(
   At batch 2048 (measured, one seed: NLL gap 0.027 +- 0.005, weights within 0.004). At
   the DSM test's batch 512 the gap was 0.078 after 3000 steps and 0.052 after 6000 (DSM:
   0.015 after 3000; exact-trace ISM 0.044): same expected gradient, but far noisier per
-  example where t is large (docs/results/kernel_free_objectives.md). ~4 min on 2 cores."""
+  example where t is large (docs/results/kernel_free_objectives.md). 650 s measured with
+  other jobs sharing the 2 CPU cores (4x the DSM test's examples, a JVP each)."""
   metrics, _ = _train_toy_vp(tmp_path, objective="ssm", batch_size=2048)
   assert -stats.Z * metrics["nll_gap_se"] < metrics["nll_gap"] < 0.05, metrics
   for w, w_true in zip(metrics["weights"], metrics["true_weights"]):
