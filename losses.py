@@ -6,8 +6,11 @@ the per-example terms [B] instead of their mean (for standard errors).
 
 Single-noise-level objectives take `score_fn: x [B, ...] -> score [B, ...]`.
 The multi-noise-level objectives that train networks take `score_fn(x, t)` and an
-`sde_lib.SDE`, and perturb with its kernel x_t = alpha(t) x_0 + sigma(t) z.
+`sde_lib.SDE`, and perturb with its kernel x_t = alpha(t) x_0 + sigma(t) z. Their
+per-level term is an `Objective`: DSM (which needs the kernel's score) or, kernel-free
+on x_t ~ p_t, ISM or SSM; the time distribution and weighting are the loss's.
 """
+import dataclasses
 import math
 from typing import Any, Callable
 
@@ -127,14 +130,75 @@ def _perturbed_residual(score_fn, sde, x0, t, z):
   return std * score_fn(sde.perturb(x0, t, z), t) + z
 
 
-def _norm(residual, reduce_mean):
-  sq = _sum_per_example(residual**2)
-  return sq / math.prod(residual.shape[1:]) if reduce_mean else sq
+OBJECTIVES = ("dsm", "ism", "ssm")
+TRACE_ESTIMATORS = ("auto", "exact", "hutchinson")
+EXACT_TRACE_MAX_DIM = 16   # "auto": the exact trace (D JVPs) up to this dimension D
+
+
+@dataclasses.dataclass(frozen=True)
+class Objective:
+  """The per-noise-level term of the multi-level losses, sigma(t)^2 times a score-matching
+  loss at x_t = alpha(t) x0 + sigma(t) z, per example [B]:
+
+    "dsm"  ||sigma s(x_t, t) + z||^2 = sigma^2 ||s - grad log q(x_t | x0)||^2 (the kernel's score);
+    "ism"  sigma^2 [||s||^2 + 2 tr(ds/dx)] (`ism_loss`): the trace exact (D Jacobian-vector
+           products) or by Hutchinson (one Rademacher probe), `trace_estimator` "auto"
+           choosing exact for D <= EXACT_TRACE_MAX_DIM;
+    "ssm"  sigma^2 [||s||^2 + 2 v^T (ds/dx) v] (`ssm_loss` with variance reduction), averaged
+           over `n_projections` Gaussian v, each one forward-mode JVP (the network's value
+           comes with the first, and under vmap it is not recomputed per projection).
+
+  ISM and SSM need only x_t ~ p_t. For every s, in expectation at each t (Hyvarinen 2005,
+  Vincent 2011): DSM = sigma^2 (ESM + C), C = D / sigma^2 - J(t) Vincent's constant and
+  J(t) = E ||grad log p_t||^2; ISM = SSM = sigma^2 (ESM - J). So DSM - ISM = sigma^2 (C + J)
+  = D at every t: under any weighting the multi-level ISM / SSM loss is the DSM loss minus
+  D times the weighting's mean, the same minimizer and the same expected gradient.
+  """
+  name: str = "dsm"
+  n_projections: int = 1
+  trace_estimator: str = "auto"
+
+  def __post_init__(self):
+    for what, value, valid in (("objective", self.name, OBJECTIVES),
+                               ("trace_estimator", self.trace_estimator, TRACE_ESTIMATORS)):
+      if value not in valid:
+        raise ValueError(f"unknown {what} {value!r}; valid choices: {list(valid)}")
+    if self.n_projections < 1:
+      raise ValueError(f"n_projections={self.n_projections}: must be >= 1")
+
+  def __call__(self, score_fn, sde: sde_lib.SDE, x0, t, z, key) -> jax.Array:
+    """[B]: x0, z [B, ...], t [B]; `key` draws the probes of ISM (Hutchinson) and SSM."""
+    if self.name == "dsm":
+      return _sum_per_example(_perturbed_residual(score_fn, sde, x0, t, z) ** 2)
+    x_t = sde.perturb(x0, t, z)
+    at_t = lambda x: score_fn(x, t)
+    if self.name == "ssm":
+      terms = ssm_loss(at_t, x_t, key, self.n_projections, variance_reduction=True,
+                       per_example=True)
+    else:
+      terms = ism_loss(at_t, x_t, key, self.trace_method(x0.shape), per_example=True)
+    return sde.marginal(t)[1] ** 2 * terms
+
+  def trace_method(self, shape: tuple[int, ...]) -> str:
+    """ISM's trace estimator for examples [B, ...] of `shape`: "exact" or "hutchinson"."""
+    if self.trace_estimator != "auto":
+      return self.trace_estimator
+    return "exact" if math.prod(shape[1:]) <= EXACT_TRACE_MAX_DIM else "hutchinson"
+
+
+DSM = Objective()
+_PROBE_STREAM = 3   # the objective's probes: fold_in(loss key, 3) (run/build.py uses 1 and 2)
+
+
+def _level_terms(objective: Objective, score_fn, sde, x0, t, z, key, reduce_mean):
+  """The objective's per-example terms [B], over the data dimensions if `reduce_mean`."""
+  terms = objective(score_fn, sde, x0, t, z, jax.random.fold_in(key, _PROBE_STREAM))
+  return terms / math.prod(x0.shape[1:]) if reduce_mean else terms
 
 
 def sde_loss(score_fn, sde: sde_lib.SDE, x0, key, *, reduce_mean=False,
              likelihood_weighting=False, importance_sampling=False, eps=1e-5,
-             per_example=False):
+             objective: Objective = DSM, per_example=False):
   """Continuous-time DSM (Song et al., 2021, eq. 7), t ~ U(eps, T):
 
     weighting sigma(t)^2 (default):  E ||sigma s(x_t, t) + z||^2
@@ -144,7 +208,7 @@ def sde_loss(score_fn, sde: sde_lib.SDE, x0, key, *, reduce_mean=False,
   proportional to g^2 / sigma^2 = -2 d lambda / dt, i.e. uniformly in the log-SNR
   lambda(t) = log(alpha / sigma) (true for every linear SDE), and reweighted so the
   expectation equals the uniform-t one. `reduce_mean` averages over data dimensions
-  instead of summing.
+  instead of summing. `objective` replaces the DSM term ||sigma s + z||^2 (`Objective`).
   """
   if importance_sampling and not likelihood_weighting:
     raise ValueError("importance_sampling=True requires likelihood_weighting=True")
@@ -163,14 +227,14 @@ def sde_loss(score_fn, sde: sde_lib.SDE, x0, key, *, reduce_mean=False,
       weight = (g / sde.marginal(t)[1]) ** 2
     else:
       weight = jnp.ones((batch,))
-  terms = weight * _norm(_perturbed_residual(score_fn, sde, x0, t, z), reduce_mean)
+  terms = weight * _level_terms(objective, score_fn, sde, x0, t, z, key, reduce_mean)
   return _reduce(terms, per_example)
 
 
 def weighted_loss(score_fn, sde: sde_lib.SDE, x0, key, *, weighting="sigma2",
                   noise_levels="uniform", reduce_mean=False, eps=1e-5, p_mean=-1.2,
                   p_std=1.2, sigma_data=0.5, min_snr_gamma=5.0, sigmoid_bias=0.0,
-                  per_example=False):
+                  objective: Objective = DSM, per_example=False):
   """Continuous-time DSM with any weighting w(lambda) of weightings.WEIGHTINGS, its noise
   levels drawn from weightings.NOISE_LEVEL_DISTRIBUTIONS and reweighted by w / p:
 
@@ -178,7 +242,8 @@ def weighted_loss(score_fn, sde: sde_lib.SDE, x0, key, *, weighting="sigma2",
 
   (weightings.py states each). ("sigma2", "uniform") is `sde_loss`'s default estimator,
   ("likelihood", "uniform") its likelihood weighting and ("likelihood", "log_snr") its
-  importance sampling, draw for draw; ("edm", "log_normal") is EDM's loss."""
+  importance sampling, draw for draw; ("edm", "log_normal") is EDM's loss. `objective`
+  replaces the DSM term (`Objective`)."""
   if weighting not in weightings.WEIGHTINGS:
     raise ValueError(f"unknown weighting {weighting!r}; valid choices: "
                      f"{sorted(weightings.WEIGHTINGS)}")
@@ -187,32 +252,36 @@ def weighted_loss(score_fn, sde: sde_lib.SDE, x0, key, *, weighting="sigma2",
   lam, t, density = weightings.sample_noise_levels(noise_levels, k_t, x0.shape[0], sde, options)
   weight = weightings.WEIGHTINGS[weighting](sde, lam, t, options) / density
   z = jax.random.normal(k_z, x0.shape)
-  terms = weight * _norm(_perturbed_residual(score_fn, sde, x0, t, z), reduce_mean)
+  terms = weight * _level_terms(objective, score_fn, sde, x0, t, z, key, reduce_mean)
   return _reduce(terms, per_example)
 
 
-def _discrete_level_loss(score_fn, sde, x0, key, times, reduce_mean, per_example):
+def _discrete_level_loss(score_fn, sde, x0, key, times, reduce_mean, objective, per_example):
   k_i, k_z = jax.random.split(key)
   t = times[jax.random.randint(k_i, (x0.shape[0],), 0, times.shape[0])]
   z = jax.random.normal(k_z, x0.shape)
-  return _reduce(_norm(_perturbed_residual(score_fn, sde, x0, t, z), reduce_mean), per_example)
+  return _reduce(_level_terms(objective, score_fn, sde, x0, t, z, key, reduce_mean), per_example)
 
 
-def smld_loss(score_fn, sde: sde_lib.SDE, x0, key, *, reduce_mean=False, per_example=False):
+def smld_loss(score_fn, sde: sde_lib.SDE, x0, key, *, reduce_mean=False,
+              objective: Objective = DSM, per_example=False):
   """SMLD / NCSN loss (Song & Ermon, 2019) with sigma^2 weighting, on N levels.
 
   The levels are the SDE's marginals at t_i = T i / (N - 1), i = 0..N-1; for the VE
   SDE these are the geometric sigma_min ... sigma_max of NCSN.
   """
   times = sde.T * jnp.arange(sde.N) / max(sde.N - 1, 1)
-  return _discrete_level_loss(score_fn, sde, x0, key, times, reduce_mean, per_example)
+  return _discrete_level_loss(score_fn, sde, x0, key, times, reduce_mean, objective,
+                              per_example)
 
 
-def ddpm_loss(score_fn, sde: sde_lib.SDE, x0, key, *, reduce_mean=True, per_example=False):
+def ddpm_loss(score_fn, sde: sde_lib.SDE, x0, key, *, reduce_mean=True,
+              objective: Objective = DSM, per_example=False):
   """DDPM epsilon loss (Ho et al., 2020), E ||eps_hat - z||^2 with eps_hat = -sigma s,
   on the N steps t_i = T (i + 1) / N, i = 0..N-1 (the VP SDE's DDPM chain)."""
   times = sde.T * (jnp.arange(sde.N) + 1) / sde.N
-  return _discrete_level_loss(score_fn, sde, x0, key, times, reduce_mean, per_example)
+  return _discrete_level_loss(score_fn, sde, x0, key, times, reduce_mean, objective,
+                              per_example)
 
 
 MULTI_LEVEL_LOSSES = {"continuous": sde_loss, "weighted": weighted_loss, "smld": smld_loss,

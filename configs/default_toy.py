@@ -90,6 +90,11 @@ def _training():
   training.likelihood_weighting = False
   training.importance_sampling = False
   training.min_time = 1e-5        # smallest training time of the continuous loss
+  # The per-noise-level term (losses.Objective), under the loss's time distribution and
+  # weighting: "dsm" (denoising, needs the kernel), or kernel-free "ism" / "ssm".
+  training.objective = "dsm"      # losses.OBJECTIVES
+  training.n_projections = 1      # "ssm": Gaussian projections per example (one JVP each)
+  training.trace_estimator = "auto"   # "ism": "exact" (D JVPs), "hutchinson", "auto" (D <= 16)
   training.batch_size = 512       # global, split over all devices and processes
   training.n_iters = 6000
   training.n_jitted_steps = 10    # steps per device call (lax.scan)

@@ -57,7 +57,8 @@ def keys() -> dict:
       "training": ("loss", "reduce_mean", "likelihood_weighting", "importance_sampling",
                    "min_time", "batch_size", "n_iters", "n_jitted_steps", "log_freq",
                    "snapshot_freq", "snapshot_freq_for_preemption", "eval_freq",
-                   "label_dropout", "weighted", "posthoc_ema"),
+                   "label_dropout", "weighted", "posthoc_ema", "objective", "n_projections",
+                   "trace_estimator"),
       "training.posthoc_ema": ("sigma_rels", "snapshot_freq"),
       "optim": ("lr", "beta1", "adam_eps", "weight_decay", "warmup", "grad_clip"),
       "eval": ("enable_loss", "enable_likelihood", "enable_sampling", "num_loss_batches",
@@ -66,7 +67,8 @@ def keys() -> dict:
                "bpd_repeats", "posthoc_sigma_rel"),
       "eval.likelihood": _arguments(likelihood.get_likelihood_fn, ("sde",)),
       "training.weighted": _arguments(losses.weighted_loss, (
-          "score_fn", "sde", "x0", "key", "reduce_mean", "eps", "sigma_data", "per_example")),
+          "score_fn", "sde", "x0", "key", "reduce_mean", "eps", "sigma_data", "objective",
+          "per_example")),
       "sampling": ("method", "batch_size", "num_samples", "class_label", "guidance_scale",
                    "guidance_interval", "classifier_scale", *sampling.SAMPLERS),
       "classifier": ("num_classes", "n_iters", "batch_size", "lr"),
@@ -92,7 +94,7 @@ DOMAINS = {
                      "eval.num_loss_batches", "eval.batch_size", "eval.likelihood_points",
                      "eval.bpd_repeats", "sampling.batch_size", "sampling.num_samples",
                      "classifier.n_iters", "classifier.batch_size",
-                     "controllable.resamplings"), AT_LEAST_1),
+                     "controllable.resamplings", "training.n_projections"), AT_LEAST_1),
     **dict.fromkeys(("training.eval_freq", "training.posthoc_ema.snapshot_freq"),
                     OFF_OR_AT_LEAST_1),
     **dict.fromkeys(("optim.warmup", "optim.weight_decay", "optim.grad_clip",
@@ -266,7 +268,11 @@ def _specs(config, sde) -> dict:
 def _loss(t, sigma_data):
   """The training loss `loss(score_fn, sde, x0, key)` of config.training."""
   loss = lookup(losses.MULTI_LEVEL_LOSSES, t.loss, "config.training.loss")
-  kwargs = dict(reduce_mean=t.reduce_mean)
+  for key, choices in (("objective", losses.OBJECTIVES),
+                       ("trace_estimator", losses.TRACE_ESTIMATORS)):
+    lookup(dict.fromkeys(choices), t[key], f"config.training.{key}")
+  kwargs = dict(reduce_mean=t.reduce_mean, objective=losses.Objective(
+      t.objective, t.n_projections, t.trace_estimator))
   if t.loss == "continuous":
     kwargs.update(likelihood_weighting=t.likelihood_weighting,
                   importance_sampling=t.importance_sampling, eps=t.min_time)

@@ -76,10 +76,16 @@ def test_families_cover_every_config():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("path", FAMILIES)
-def test_one_config_per_network_family_runs_one_train_step(path):
-  """A real step per family (each config's network is built and shape-checked above)."""
-  exp = build.build(tiny(path))
+@pytest.mark.parametrize("path, objective", [
+    *((p, objective) for objective in ("dsm", "ssm") for p in FAMILIES),
+    ("configs/fashion_mnist/edm_ddpm_cpu.py", "ism")])   # ~100 s each on 2 CPU cores
+def test_one_config_per_network_family_runs_one_train_step(path, objective):
+  """A real step per family (each config's network is built and shape-checked above), with
+  DSM and SSM (forward-mode JVPs through each network), and ISM (Hutchinson: D > 16) on
+  one (the same JVP path)."""
+  config = tiny(path)
+  config.training.objective = objective
+  exp = build.build(config)
   state = exp.init_state(jax.random.PRNGKey(0))
   batch = jax.random.uniform(jax.random.PRNGKey(0), (1, 2, *exp.data.example_shape))
   state, metrics = exp.train_step(state, batch, jax.random.PRNGKey(1))

@@ -200,30 +200,39 @@ EXACT_VALUE_CASES = {
     "smld-ve": ("smld", "ve", None, False),
     "ddpm-vp": ("ddpm", "vp", None, True),             # DDPM's loss is a mean over pixels
 }
+# The kernel-free objectives (losses.Objective): D - sigma^2 J becomes -sigma^2 J.
+KERNEL_FREE_EXACT_VALUE_CASES = {"continuous-vp": "ssm", "continuous-ve": "ism",
+                                 "reduce_mean-subvp": "ism", "smld-ve": "ssm"}
 
 
-@pytest.mark.parametrize("case", sorted(EXACT_VALUE_CASES))
-def test_multi_level_loss_at_the_exact_score_has_its_exact_value(case):
+@pytest.mark.parametrize("case, objective", [
+    *((case, "dsm") for case in sorted(EXACT_VALUE_CASES)),
+    *sorted(KERNEL_FREE_EXACT_VALUE_CASES.items())])
+def test_multi_level_loss_at_the_exact_score_has_its_exact_value(case, objective):
   """At the exact score s*, E ||sigma s*(x_t) + z||^2 = D - sigma^2 J(t) (Tweedie:
   E[z | x_t] = -sigma s*), so each loss's expectation is its weighting and time
   distribution applied to D - sigma(t)^2 J(t), J(t) the Fisher information of p_t: a
   wrong weighting, level grid or normalization changes it (the zero-gradient test above
   holds for any of them). Continuous time: Gauss-Legendre in log t (48 nodes) over the
   uniform draw on [eps, T]; discrete grids: the mean over their levels. J by Monte Carlo;
-  the tolerance combines both standard errors (below 1% of the value in every case)."""
+  the tolerance combines both standard errors (below 1% of the value in every case). ISM /
+  SSM (at 400k points, one probe each): -sigma^2 J in place of D - sigma^2 J, the Fisher
+  information of the mixture under each SDE."""
   loss_name, sde_name, weight, reduce_mean = EXACT_VALUE_CASES[case]
   sde, dim = SDES[sde_name], 2
+  kernel_term = dim if objective == "dsm" else 0.0     # E ||z||^2: DSM's target, not theirs
   loss_fn = {**MULTI_LEVEL, "likelihood_weighting_eps": functools.partial(
       losses.sde_loss, likelihood_weighting=True, eps=1e-2)}[loss_name]
   x0 = GMM.sample(jax.random.PRNGKey(11), 400_000)
-  terms = np.asarray(jax.jit(lambda x: loss_fn(GMM.score_fn(sde), sde, x, jax.random.PRNGKey(12),
-                                                per_example=True))(x0), np.float64)
+  terms = np.asarray(jax.jit(lambda x: loss_fn(
+      GMM.score_fn(sde), sde, x, jax.random.PRNGKey(12), per_example=True,
+      objective=losses.Objective(objective)))(x0), np.float64)
   if weight is None:                                   # the discrete grids of losses.py
     times = (sde.T * np.arange(sde.N) / (sde.N - 1) if loss_name == "smld"
              else sde.T * (np.arange(sde.N) + 1) / sde.N)
     fisher, fisher_se = _fisher_information(sde, times, n=5_000)
     sigma2 = np.asarray(sde.marginal(jnp.asarray(times))[1], np.float64) ** 2
-    expected = np.mean(dim - sigma2 * fisher)
+    expected = np.mean(kernel_term - sigma2 * fisher)
     expected_se = np.sqrt(np.sum((sigma2 * fisher_se) ** 2)) / sde.N
   else:
     eps = 1e-2 if loss_name == "likelihood_weighting_eps" else 1e-5
@@ -235,7 +244,7 @@ def test_multi_level_loss_at_the_exact_score_has_its_exact_value(case):
     t = jnp.asarray(times)
     sigma2 = np.asarray(sde.marginal(t)[1], np.float64) ** 2
     w = np.broadcast_to(np.asarray(weight(sde, t), np.float64), times.shape)
-    expected = np.sum(dt * w * (dim - sigma2 * fisher)) / (sde.T - eps)
+    expected = np.sum(dt * w * (kernel_term - sigma2 * fisher)) / (sde.T - eps)
     expected_se = np.sqrt(np.sum((dt * w * sigma2 * fisher_se) ** 2)) / (sde.T - eps)
   if reduce_mean:
     expected, expected_se = expected / dim, expected_se / dim
@@ -340,3 +349,115 @@ def test_unrolled_train_steps_equal_the_scanned_ones_without_a_loop():
   assert len(convolutions[0]) == 5 and len(convolutions[1]) == 3 * 5
   if jax.default_backend() == "cpu":
     assert not any("outer_dimension_partitions" in line for line in convolutions[1])
+
+
+# --- Kernel-free objectives at every noise level (losses.Objective). ---------------
+
+DIM = 2
+# (loss, SDE, the weight's mean over the loss's time draw, per data dimension if reduce_mean):
+# DSM - ISM = sigma^2 (C + J) = D at every t for every s, so the multi-level gap is D times
+# the mean weight (likelihood weighting: 2 (lambda(eps) - lambda(T)) / (T - eps)).
+_LIKELIHOOD_IS = functools.partial(losses.sde_loss, likelihood_weighting=True,
+                                   importance_sampling=True)
+_MEAN_LIKELIHOOD_WEIGHT = lambda sde: float(
+    2 * (sde.log_snr(jnp.asarray(1e-5)) - sde.log_snr(jnp.asarray(sde.T))) / (sde.T - 1e-5))
+IDENTITY_CASES = {
+    **{f"continuous-{name}": (losses.sde_loss, name, lambda sde: DIM) for name in SDES},
+    "likelihood_is-vp": (_LIKELIHOOD_IS, "vp", lambda sde: DIM * _MEAN_LIKELIHOOD_WEIGHT(sde)),
+    "reduce_mean-subvp": (functools.partial(losses.sde_loss, reduce_mean=True), "subvp",
+                          lambda sde: 1.0),
+    "weighted_min_snr-vp": (functools.partial(losses.weighted_loss, weighting="min_snr",
+                                              noise_levels="log_snr"), "vp", None),
+    "smld-ve": (losses.smld_loss, "ve", lambda sde: DIM),
+    "ddpm-vp": (losses.ddpm_loss, "vp", lambda sde: 1.0),
+}
+EXACT_ISM = losses.Objective("ism", trace_estimator="exact")
+KERNEL_FREE = {"ism": EXACT_ISM, "ssm": losses.Objective("ssm")}   # 2-D: "auto" ISM is exact
+
+
+@pytest.mark.parametrize("case", sorted(IDENTITY_CASES))
+def test_kernel_free_losses_are_the_dsm_loss_minus_a_constant(case):
+  """Multi-level ISM / SSM = multi-level DSM - const, paired (the same key draws the same
+  t and x_t; only the probes differ): at the exact score (each side's value there, the
+  mixture's Fisher information integrated: the exact-value test above), and at a score
+  0.3 x + 0.1 + 0.2 sin x away from it (the identity holds for every s). const = D times
+  the mean weight, closed form; "weighted" min-SNR: the gap
+  D w / p is per example, its mean checked against D min(1, 5 / SNR) / |d lambda/dt| / T
+  by Gauss-Legendre quadrature over t."""
+  loss_fn, sde_name, constant = IDENTITY_CASES[case]
+  sde = SDES[sde_name]
+  if constant is None:
+    nodes, quad_weights = np.polynomial.legendre.leggauss(64)
+    log_lo, log_hi = np.log(1e-5), np.log(sde.T)
+    t = jnp.asarray(np.exp(log_lo + (nodes + 1) / 2 * (log_hi - log_lo)))
+    w = np.asarray(jnp.minimum(1.0, 5.0 * jnp.exp(-2.0 * sde.log_snr(t))), np.float64)
+    constant = lambda sde: DIM * np.sum(quad_weights * (log_hi - log_lo) / 2 * np.asarray(t)
+                                        * w) / (sde.T - 1e-5)
+  x0 = GMM.sample(jax.random.PRNGKey(20), 20_000)
+
+  @jax.jit
+  def gaps(theta):        # [objectives, B]: DSM - each kernel-free objective, per example
+    terms = lambda objective: loss_fn(_perturbed_score_fn(sde, theta), sde, x0,
+                                      jax.random.PRNGKey(21), objective=objective,
+                                      per_example=True)
+    dsm = terms(losses.DSM)
+    return jnp.stack([dsm - terms(objective) for objective in KERNEL_FREE.values()])
+
+  for theta in (jnp.zeros(3), jnp.array([0.3, 0.1, 0.2])):
+    for name, gap in zip(KERNEL_FREE, np.asarray(gaps(theta), np.float64)):
+      stats.assert_mean_close(gap, constant(sde), what=f"{case} {name} theta={np.asarray(theta)}")
+
+
+
+ESTIMATORS = {"ism_hutchinson": losses.Objective("ism", trace_estimator="hutchinson"),
+              "ssm": losses.Objective("ssm"),
+              "ssm_3_projections": losses.Objective("ssm", n_projections=3),
+              "dsm": losses.DSM}
+
+
+@pytest.mark.parametrize("sde_name", ["vp", "ve"])
+def test_kernel_free_gradients_are_unbiased_for_the_exact_trace_objective(sde_name):
+  """d loss / d theta of the multi-level loss (uniform t, 64 points) at the score
+  s* + 0.3 x + 0.1 tanh(x A) + 0.2 sin x (A mixes the coordinates, so that a Rademacher
+  probe is not exact on the theta_1 term: its Jacobian is not diagonal): each estimator's
+  minus the
+  exact-trace ISM's, paired on the same key (the same t and z; only the probes differ, and
+  for DSM the kernel's target), has mean zero within 4 SE over 4000 keys. DSM is here
+  because DSM - ISM is a constant: the same expected gradient."""
+  sde, mix = SDES[sde_name], jnp.array([[0.6, -1.1], [0.9, 0.4]])
+  x0 = GMM.sample(jax.random.PRNGKey(32), 64)
+  score_fn = lambda th: lambda x, t: (GMM.score_fn(sde)(x, t) + th[0] * x
+                                      + th[1] * jnp.tanh(x @ mix) + th[2] * jnp.sin(x))
+
+  def grad(objective, key):                                         # [3]
+    return jax.grad(lambda th: losses.sde_loss(score_fn(th), sde, x0, key, objective=objective))(
+        jnp.array([0.3, 0.1, 0.2]))
+
+  paired = jax.jit(jax.vmap(lambda k: jnp.stack(
+      [grad(objective, k) - grad(EXACT_ISM, k) for objective in ESTIMATORS.values()])))
+  differences = np.asarray(paired(jax.random.split(jax.random.PRNGKey(33), 4000)), np.float64)
+  for i, name in enumerate(ESTIMATORS):
+    for j in range(3):
+      stats.assert_mean_close(differences[:, i, j], 0.0, what=f"{name}, d / d theta_{j}")
+    assert np.std(differences[:, i, 1]) > 0   # a random estimate, not the exact trace again
+
+
+@pytest.mark.parametrize("parameterization", sorted(parameterizations.PARAMETERIZATIONS))
+def test_kernel_free_objectives_through_every_parameterization(parameterization):
+  """A network at initialization, read through each parameterization: the forward-mode
+  JVPs of ISM / SSM go through it, and DSM - ISM = DSM - SSM = D holds (paired, as above)."""
+  sde = SDES["vp"]
+  model = mlp.MLP(mlp.MLPConfig(hidden=32, depth=2))
+  params = model.init(jax.random.PRNGKey(40), jnp.zeros((1, 2)), jnp.zeros((1,)))
+  score_fn = parameterizations.get_score_fn(model.apply, params, sde, parameterization,
+                                            sigma_data=1.0)
+  x0 = GMM.sample(jax.random.PRNGKey(41), 8192)
+
+  @jax.jit
+  def gaps():
+    terms = lambda objective: losses.sde_loss(score_fn, sde, x0, jax.random.PRNGKey(42),
+                                              objective=objective, per_example=True)
+    return jnp.stack([terms(losses.DSM) - terms(objective) for objective in KERNEL_FREE.values()])
+
+  for name, gap in zip(KERNEL_FREE, np.asarray(gaps(), np.float64)):
+    stats.assert_mean_close(gap, DIM, what=f"{parameterization} {name}")
