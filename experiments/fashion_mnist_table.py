@@ -1,120 +1,263 @@
-r"""Song et al. (2021) Tables 2-3 in miniature: the CPU Fashion-MNIST network trained under
-the VP, VE and sub-VP SDEs, EDM's process (with its loss) and rectified flow (flow
-matching), same budget, each scored by bits/dim (probability-flow ODE) and, per sampler,
-by FID / KID / precision / recall / IS of the Fashion-MNIST feature network on the
-project's FID protocol (evaluation.PROTOCOLS; the default: uint8 samples against the
-training split), with the NFE; the table's caption states the protocol and set sizes.
+r"""Song et al. (2021) Tables 2-3 in miniature, with its rankings resolved or said to be
+unresolved: the CPU Fashion-MNIST network trained under the VP, VE and sub-VP SDEs, EDM's
+process (with its loss) and rectified flow (flow matching), same budget, several training
+seeds each; bits/dim (probability-flow ODE) and, per sampler, FID / KID / precision /
+recall of the Fashion-MNIST feature network on the project's FID protocol (uint8 samples
+against the training split) over several sampling seeds.
 
-Train the runs first (about 20 min each on 2 quiet cores), then:
+Two standard errors are reported per cell: over sampling seeds of one network (the
+yardstick of a single run) and over training seeds (the one a ranking of processes
+needs). A ranking is stated only where the gap exceeds twice its standard error; the
+page's sentences are computed from the numbers (`conclusions`). Each FID is also taken
+on the float protocol (the same samples, not rounded to uint8), and the difference given.
 
-  python -m experiments.fashion_mnist_table \
-      --runs vp=runs/fmnist_cpu,ve=runs/fmnist_ve_cpu,subvp=runs/fmnist_subvp_cpu,\
-edm=runs/fmnist_edm_cpu,rf=runs/fmnist_rf_cpu
+  python -m experiments.fashion_mnist_table [--processes vp,rf] [--train_seeds 3]
 
-Everything is resumable: samples and likelihood batches are kept under
-<workdir>/table/step_<step>_<settings>/. Writes docs/results/fashion_mnist_table.{md,png}.
+Needs the prepared dataset and the trained feature network (`make feature-net`). Trains
+every missing run (about 20 min each on 2 quiet cores: 5 processes x 3 seeds = 5 h),
+then evaluates (about 1.5 h at 2,000 samples x 3 sampling seeds). Everything resumes:
+runs in <runs_root>/<process>_seed<s>/, samples and likelihood batches under each run's
+table/ folder. Writes <outdir>/fashion_mnist_table.{md,png}. --quick: a tiny network,
+two steps, VP only, 16 samples: checks that the script runs, nothing more.
 """
+import dataclasses
 import json
 import os
+import time
 
 from absl import app
 from absl import flags
 import jax
-import matplotlib
+import matplotlib.pyplot as plt
 import numpy as np
 
-from infra import figures
-from run import build
-from run import evaluate
-from run import workdir as run_workdir
+import feature_nets
 from configs.fashion_mnist import edm_ddpm_cpu
 from configs.fashion_mnist import rf_ddpm_cpu
 from configs.fashion_mnist import subvp_ddpm_cpu
 from configs.fashion_mnist import ve_ddpm_cpu
 from configs.fashion_mnist import vp_ddpm_cpu
+from experiments import common
+from run import build
+from run import evaluate
+from run import train
+from run import workdir as run_workdir
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
-
-flags.DEFINE_list("runs", [], "name=workdir pairs; names: vp, ve, subvp, edm, rf.")
-flags.DEFINE_integer("num_samples", 1000, "Samples per sampler.")
+flags.DEFINE_list("processes", ["vp", "ve", "subvp", "edm", "rf"], "Processes to train and score.")
+flags.DEFINE_integer("train_seeds", 3, "Training seeds per process (config.seed 0, 1, ...).")
+flags.DEFINE_integer("sampling_seeds", 3, "Sampling seeds per network and sampler.")
+flags.DEFINE_integer("num_samples", 2000, "Samples per sampler and sampling seed.")
 flags.DEFINE_integer("bpd_images", 1000, "Test images for bits/dim (one dequantization each).")
-flags.DEFINE_integer("pc_steps", 250, "Predictor steps of the PC sampler (one corrector each).")
-flags.DEFINE_string("outdir", "docs/results", "Where the table and figure go.")
-FLAGS = flags.FLAGS
+flags.DEFINE_string("runs_root", "runs/fashion_mnist_table", "Where the trained runs live.")
+flags.DEFINE_string("data_dir", "data/tfds", "The prepared dataset and feature network.")
+FLAGS = common.FLAGS
 
 CONFIGS = {"vp": vp_ddpm_cpu, "ve": ve_ddpm_cpu, "subvp": subvp_ddpm_cpu, "edm": edm_ddpm_cpu,
            "rf": rf_ddpm_cpu}
-SAMPLERS = ("pc", "ode", "ddim", "dpm_solver_2m", "edm_heun")
-LABELS = {"pc": "PC (reverse diffusion + Langevin, {pc} steps)", "ode": "ODE (Dopri5, rtol 1e-3)",
-          "ddim": "DDIM eta 1, 100 steps", "dpm_solver_2m": "DPM-Solver++(2M), 20 steps",
-          "edm_heun": "EDM Heun, 18 steps"}
+SAMPLERS = {"pc": "PC (reverse diffusion + Langevin)", "ode": "ODE (Dopri5, rtol 1e-3)",
+            "ddim": "DDIM eta 1", "dpm_solver_2m": "DPM-Solver++(2M)", "edm_heun": "EDM Heun"}
+QUICK_SAMPLERS = ("ddim", "dpm_solver_2m")
+METRICS = ("fid", "kid", "precision", "recall")
 
 
-def table_config(name: str):
-  config = CONFIGS[name].get_config()
+def table_config(process: str, seed: int):
+  """The process's CPU config (its training budget) with the table's evaluation settings."""
+  config = CONFIGS[process].get_config()
+  config.seed = seed
+  config.data.data_dir = FLAGS.data_dir
   e, s = config.eval, config.sampling
-  e.samplers = SAMPLERS
-  e.enable_loss = False
-  e.likelihood_points = FLAGS.bpd_images
-  e.batch_size = 128
+  e.feature_net, e.fid_protocol, e.fid_reference = "auto", "uint8", "train"
+  e.samplers = QUICK_SAMPLERS if FLAGS.quick else tuple(SAMPLERS)
+  e.enable_loss, e.enable_sampling = False, False
+  e.likelihood_points, e.batch_size = FLAGS.bpd_images, 128
   s.num_samples, s.batch_size = FLAGS.num_samples, min(200, FLAGS.num_samples)
-  s.pc.predictor, s.pc.corrector, s.pc.num_steps = "reverse_diffusion", "langevin", FLAGS.pc_steps
+  s.pc.predictor, s.pc.corrector, s.pc.num_steps = "reverse_diffusion", "langevin", 250
   s.ode.rtol = s.ode.atol = 1e-3
-  s.dpm_solver_2m.num_steps, s.edm_heun.num_steps = 20, 18
   s.ode.denoise = True
+  s.dpm_solver_2m.num_steps, s.edm_heun.num_steps = 20, 18
+  if FLAGS.quick:
+    m, t = config.model, config.training
+    m.nf, m.num_groups, m.ch_mult, m.attn_resolutions = 8, 4, (1, 2), (14,)
+    t.batch_size, t.n_iters, t.snapshot_freq, t.snapshot_freq_for_preemption = 16, 2, 2, 2
+    e.fid_reference_size, e.likelihood.rtol, e.likelihood.atol = 64, 1e-2, 1e-2
+    s.ddim.num_steps, s.dpm_solver_2m.num_steps, s.batch_size = 5, 3, 16
   return config
 
 
-def evaluate_run(name: str, workdir: str) -> dict:
-  exp = build.build(table_config(name))
+def trained_run(process: str, seed: int):
+  """(Experiment, EMA parameters, training seconds) of the run, trained here if missing."""
+  exp = build.build(table_config(process, seed))
+  workdir = os.path.join(FLAGS.runs_root, f"{process}_seed{seed}")
+  clock = os.path.join(workdir, "train_seconds.json")    # summed over invocations
+  start = time.time()
+  train.train(exp, workdir)
+  seconds = time.time() - start
+  if os.path.exists(clock):
+    with open(clock) as f:
+      seconds += json.load(f)["seconds"]
+  run_workdir.write_or_fail(clock, json.dumps({"seconds": seconds}).encode())
   state, step = run_workdir.load_state(exp, workdir)
-  out_dir = os.path.join(workdir, "table", f"step_{step}_n{FLAGS.num_samples}_"
-                         f"bpd{FLAGS.bpd_images}_pc{FLAGS.pc_steps}")
-  metrics, _ = evaluate.evaluate_params(exp, state.ema_params, step, out_dir)
-  with open(os.path.join(out_dir, "metrics.json"), "w") as f:
-    json.dump(metrics, f, indent=2)
-  grids = {}
-  for sampler in SAMPLERS:
-    x, _ = evaluate.generate(exp, state.ema_params, jax.random.PRNGKey(exp.seed + 30_000), 16,
-                             os.path.join(out_dir, "samples", sampler), sampler)
-    grids[sampler] = figures.image_grid(np.asarray(exp.data.unscale(x[:16])))
-  return metrics, grids
+  return exp, state.ema_params, os.path.join(workdir, "table", f"step_{step}"), seconds
+
+
+def score_run(exp, params, out_dir: str, samplers) -> dict:
+  """{"bits_per_dim", "sigma_eps", (sampler, metric): [sampling seeds]} of one network;
+  metric "fid_float" is the FID of the same samples on the float protocol."""
+  eps = exp.record["eval"]["likelihood"]["eps"]
+  scores, _ = evaluate.evaluate_params(exp, params, 0, out_dir)
+  scores["sigma_eps"] = float(exp.sde.marginal(np.float32(eps))[1])
+  float_data = dataclasses.replace(exp.data, fid_protocol="float")
+  for sampler in samplers:
+    for k in range(FLAGS.sampling_seeds):
+      x, nfe = evaluate.generate(exp, params, jax.random.PRNGKey(30_000 + k), FLAGS.num_samples,
+                                 os.path.join(out_dir, f"{sampler}_seed{k}"), sampler)
+      metrics = exp.data.sample_metrics(x)
+      metrics["fid_float"] = float_data.sample_metrics(x)["fid"]
+      scores[sampler, "nfe"] = nfe
+      for name in (*METRICS, "fid_float"):
+        scores.setdefault((sampler, name), []).append(metrics[name])
+  scores["protocol"] = metrics["fid_protocol"]
+  return scores
+
+
+def cell(runs: list, sampler: str, metric: str) -> dict:
+  """Mean over training seeds of each network's mean over sampling seeds; "se_train": the
+  SE of that mean from the spread between training seeds (nan with one seed); "se_sample":
+  the SE over sampling seeds of one network (pooled variance over networks)."""
+  values = np.array([run[sampler, metric] for run in runs], np.float64)    # [S, K]
+  per_network = values.mean(axis=1)
+  s, k = values.shape
+  return {"mean": float(per_network.mean()), "per_network": per_network,
+          "se_train": float(per_network.std(ddof=1) / np.sqrt(s)) if s > 1 else float("nan"),
+          "se_sample": float(np.sqrt(values.var(axis=1, ddof=1).mean() / k)) if k > 1
+                       else float("nan")}
+
+
+def _pm(mean: float, se: float, fmt: str = ".2f") -> str:
+  """"mean ± se", or just the mean where there is no SE (one seed)."""
+  return f"{mean:{fmt}} ± {se:{fmt}}" if np.isfinite(se) else f"{mean:{fmt}}"
+
+
+def _resolved(gap: float, se: float) -> bool:
+  return bool(np.isfinite(se) and gap > 2.0 * se)
+
+
+def conclusions(fid: dict) -> list:
+  """Sentences computed from fid[process][sampler] = cell(...): per sampler, whether the
+  lowest-FID process beats every other by more than twice the SE of the gap (training
+  seeds, unpaired); per process, whether its best sampler beats every other by more than
+  twice the SE of the paired per-network gap."""
+  lines = []
+  processes = list(fid)
+  for sampler in fid[processes[0]]:
+    order = sorted(processes, key=lambda p: fid[p][sampler]["mean"])
+    best, gaps = order[0], []
+    for other in order[1:]:
+      a, b = fid[best][sampler], fid[other][sampler]
+      gaps.append((other, b["mean"] - a["mean"], float(np.hypot(a["se_train"], b["se_train"]))))
+    if not gaps:
+      continue
+    unresolved = [f"{p} ({_pm(g, se)})" for p, g, se in gaps if not _resolved(g, se)]
+    verdict = ("resolved: every gap exceeds twice its SE" if not unresolved else
+               "not resolved against " + ", ".join(unresolved))
+    lines.append(f"{SAMPLERS[sampler]}: lowest FID {best}; {verdict}.")
+  for process in processes:
+    cells = fid[process]
+    order = sorted(cells, key=lambda m: cells[m]["mean"])
+    best, unresolved = order[0], []
+    for other in order[1:]:
+      diff = cells[other]["per_network"] - cells[best]["per_network"]
+      se = diff.std(ddof=1) / np.sqrt(len(diff)) if len(diff) > 1 else float("nan")
+      if not _resolved(float(diff.mean()), float(se)):
+        unresolved.append(f"{other} ({_pm(float(diff.mean()), float(se))})")
+    if len(order) > 1:
+      verdict = ("resolved against every other sampler" if not unresolved else
+                 "not resolved against " + ", ".join(unresolved))
+      lines.append(f"{process}: lowest FID with {best}; {verdict} (paired over training seeds).")
+  return lines
+
+
+def _table(results: dict, samplers) -> str:
+  rows = []
+  for process, runs in results.items():
+    bpd = np.array([run["bits_per_dim"] for run in runs])
+    for i, sampler in enumerate(samplers):
+      c = {m: cell(runs, sampler, m) for m in (*METRICS, "fid_float")}
+      first = i == 0
+      rows.append([
+          process if first else "", f"{runs[0]['sigma_eps']:.1e}" if first else "",
+          _pm(bpd.mean(), bpd.std(ddof=1) / np.sqrt(len(bpd)) if len(bpd) > 1 else np.nan,
+              ".3f") if first else "",
+          SAMPLERS[sampler], runs[0][sampler, "nfe"],
+          _pm(c["fid"]["mean"], c["fid"]["se_train"]) + (
+              f" [{c['fid']['se_sample']:.2f}]" if np.isfinite(c["fid"]["se_sample"]) else ""),
+          _pm(c["kid"]["mean"], c["kid"]["se_train"]),
+          f"{c['precision']['mean']:.3f}", f"{c['recall']['mean']:.3f}",
+          f"{c['fid']['mean'] - c['fid_float']['mean']:+.3f}"])
+  return common.markdown_table(
+      ["process", "σ(ε)", "bits/dim", "sampler", "NFE", "FID ± SE train [SE sampling]",
+       "KID ± SE", "precision", "recall", "FID uint8 − float"], rows)
+
+
+def check_ready():
+  """A one-line UsageError naming the command that makes the missing feature network (it
+  needs the prepared dataset too), before anything is trained."""
+  try:
+    feature_nets.check_available("fashion_mnist_cnn", FLAGS.data_dir)
+  except (ValueError, FileNotFoundError) as e:
+    raise app.UsageError(f"fashion_mnist_table: {e}") from None
 
 
 def main(_):
-  runs = dict(pair.split("=", 1) for pair in FLAGS.runs)
-  results = {name: evaluate_run(name, workdir) for name, workdir in runs.items()}
-  lines = ["| process | bits/dim (ODE) | sampler | NFE | FID | KID | precision | recall | IS |",
-           "|---|---|---|---|---|---|---|---|---|"]
-  for name, (m, _) in results.items():
-    for i, sampler in enumerate(SAMPLERS):
-      bpd = f"{m['bits_per_dim']:.3f} ± {m['bits_per_dim_se']:.3f}" if i == 0 else ""
-      label = LABELS[sampler].format(pc=FLAGS.pc_steps)
-      lines.append(f"| {name if i == 0 else ''} | {bpd} | {label} "
-                   f"| {m[sampler + '/nfe']} | {m[sampler + '/fid']:.2f} "
-                   f"| {m[sampler + '/kid']:.2f} ± {m[sampler + '/kid_std']:.2f} "
-                   f"| {m[sampler + '/precision']:.3f} | {m[sampler + '/recall']:.3f} "
-                   f"| {m[sampler + '/is']:.2f} ± {m[sampler + '/is_std']:.2f} |")
-  protocols = sorted({m[f"{sampler}/fid_protocol"] for m, _ in results.values()
-                      for sampler in SAMPLERS})
-  table = "FID protocol: " + "; ".join(protocols) + ".\n\n" + "\n".join(lines)
-  print(table)
-  os.makedirs(FLAGS.outdir, exist_ok=True)
-  with open(os.path.join(FLAGS.outdir, "fashion_mnist_table.md"), "w") as f:
-    f.write(table + "\n")
-  fig, axes = plt.subplots(len(results), len(SAMPLERS), figsize=(2.2 * len(SAMPLERS),
-                                                                  2.4 * len(results)),
-                           squeeze=False)
-  for row, (name, (m, grids)) in enumerate(results.items()):
-    for col, sampler in enumerate(SAMPLERS):
-      ax = axes[row, col]
-      ax.imshow(grids[sampler][..., 0], cmap="gray", vmin=0, vmax=1)
-      ax.set_xticks([])
-      ax.set_yticks([])
-      ax.set_title(f"{name}, {sampler}\nFID {m[sampler + '/fid']:.1f}", fontsize=8)
-  fig.savefig(os.path.join(FLAGS.outdir, "fashion_mnist_table.png"), dpi=120,
-              bbox_inches="tight")
+  check_ready()
+  unknown = sorted(set(FLAGS.processes) - set(CONFIGS))
+  if unknown:
+    raise app.UsageError(f"--processes {unknown}: valid choices are {sorted(CONFIGS)}")
+  processes = ("vp",) if FLAGS.quick else FLAGS.processes
+  seeds = 2 if FLAGS.quick else FLAGS.train_seeds
+  samplers = QUICK_SAMPLERS if FLAGS.quick else tuple(SAMPLERS)
+  if FLAGS.quick:
+    FLAGS.num_samples, FLAGS.bpd_images, FLAGS.sampling_seeds = 16, 4, 2
+  results, train_seconds, train_seconds_here, start = {}, 0.0, 0.0, time.time()
+  for process in processes:
+    results[process] = []
+    for seed in range(seeds):
+      began = time.time()
+      exp, params, out_dir, seconds = trained_run(process, seed)
+      train_seconds += seconds
+      train_seconds_here += time.time() - began
+      results[process].append(score_run(exp, params, out_dir, samplers))
+  fid = {p: {m: cell(runs, m, "fid") for m in samplers} for p, runs in results.items()}
+  first = results[processes[0]][0]
+  setup = (
+      f"FID protocol: {first['protocol']}; {FLAGS.sampling_seeds} sampling seeds x "
+      f"{FLAGS.num_samples} samples per network, {seeds} training seeds per process. FID: "
+      "the mean over training seeds ± its SE from their spread [the SE over sampling seeds "
+      "of one network]; KID ± its SE over training seeds. bits/dim: "
+      f"{FLAGS.bpd_images} test images, mean ± SE over training seeds. The processes stop "
+      "at different σ(ε) (column), which smooths the data by different amounts: their "
+      "bits/dim are not compared here. Last column: the same samples scored as floats "
+      f"(not rounded to uint8). Wall time on this machine: training {train_seconds / 3600:.2f} "
+      f"h (summed over the invocations that trained), scoring "
+      f"{(time.time() - start - train_seconds_here) / 3600:.2f} h."
+      "\n\n" + "\n".join(f"- {line}" for line in conclusions(fid)))
+  figure = _figure(results, fid, samplers)
+  common.write_outputs("fashion_mnist_table", "Song et al. Tables 2-3 on Fashion-MNIST "
+                       "(CPU budget)", setup, _table(results, samplers), figure)
+
+
+def _figure(results, fid, samplers):
+  """FID per process and sampler, with twice the SE over training seeds."""
+  fig, ax = plt.subplots(figsize=(1.4 + 1.2 * len(samplers) * len(results) / 3, 3.2))
+  width = 0.8 / len(results)
+  for j, process in enumerate(results):
+    means = [fid[process][m]["mean"] for m in samplers]
+    ax.bar(np.arange(len(samplers)) + j * width, means, width, label=process,
+           yerr=[np.nan_to_num(fid[process][m]["se_train"]) * 2 for m in samplers], capsize=2)
+  ax.set_xticks(np.arange(len(samplers)) + 0.4 - width / 2, samplers, fontsize=8)
+  ax.set_ylabel("FID (± 2 SE over training seeds)")
+  ax.legend(fontsize=7)
+  return fig
 
 
 if __name__ == "__main__":

@@ -1,7 +1,9 @@
 """Every experiment runs end to end at a tiny size and writes its table and figure."""
 import importlib
+import os
 import re
 
+import jax
 import numpy as np
 import pytest
 
@@ -15,16 +17,60 @@ FAST = {"r1_annealed_langevin", "r3_hyvarinen_consistency", "inpainting_bias"}
 
 @pytest.mark.parametrize("name", [
     pytest.param(name, marks=[] if name in FAST else pytest.mark.slow) for name in run_all.EXPERIMENTS])
-def test_experiment_runs_at_tiny_size(name, tmp_path):
+def test_experiment_runs_at_tiny_size(name, tmp_path, request):
   flags = common.FLAGS
   if not flags.is_parsed():
     flags(["experiments"])
+  module = importlib.import_module(f"experiments.{name}")        # defines its flags
   flags.quick, flags.outdir = True, str(tmp_path)
-  importlib.import_module(f"experiments.{name}").main(None)
+  if name == "fashion_mnist_table":      # trains its runs: the dataset and a feature net
+    flags.data_dir = _data_dir_with_random_feature_net(request.getfixturevalue(
+        "fashion_mnist_dir"), tmp_path)
+    flags.runs_root = str(tmp_path / "runs")
+  module.main(None)
   text = (tmp_path / f"{name}.md").read_text()
   assert (tmp_path / f"{name}.png").stat().st_size > 1000
   table_rows = [line for line in text.splitlines() if line.startswith("| ") and re.search(r"\d", line)]
   assert len(table_rows) >= 1 and "nan" not in text.lower()
+
+
+def _data_dir_with_random_feature_net(fashion_mnist_dir, tmp_path) -> str:
+  """The prepared dataset beside a random-weight feature net: the wiring is under test."""
+  import feature_nets
+  from models import classifier
+  data_dir = tmp_path / "data"
+  data_dir.mkdir()
+  os.symlink(os.path.join(fashion_mnist_dir, "fashion_mnist"), data_dir / "fashion_mnist")
+  params = classifier.SmallCNN().init(jax.random.PRNGKey(0), np.zeros((1, 28, 28, 1)))["params"]
+  feature_nets.save("fashion_mnist_cnn", str(data_dir), params, {"random": True})
+  return str(data_dir)
+
+
+def test_fashion_mnist_table_ranks_only_what_its_standard_errors_resolve():
+  """Per sampler, the lowest-FID process is called resolved only if every gap exceeds twice
+  the unpaired SE over training seeds; per process, the best sampler only if every paired
+  per-network gap exceeds twice its SE. Hand-made cells: 3 networks, 2 sampling seeds."""
+  from experiments import fashion_mnist_table as table
+  def runs(fids):        # fids {sampler: [3 networks] of per-network FIDs}
+    return [{(m, "fid"): [f[i] - 0.1, f[i] + 0.1] for m, f in fids.items()} for i in range(3)]
+  results = {"vp": runs({"ddim": [30, 31, 32], "pc": [20, 21, 22]}),      # pc: paired gap 10 ± 0
+             "rf": runs({"ddim": [26, 30, 34], "pc": [25, 29, 27]}),      # ddim: 30 ± 2.3
+             "ve": runs({"ddim": [50, 51, 52], "pc": [40, 41, 42]})}
+  fid = {p: {m: table.cell(r, m, "fid") for m in ("ddim", "pc")} for p, r in results.items()}
+  np.testing.assert_allclose(fid["rf"]["ddim"]["se_train"], 4 / np.sqrt(3))
+  np.testing.assert_allclose(fid["vp"]["ddim"]["se_sample"], np.sqrt(0.02 / 2))
+  lines = table.conclusions(fid)
+  # DDIM: rf 30 ± 2.31 against vp 31 ± 0.58 (gap SE hypot = 2.38) and ve 51.
+  assert lines[0] == "DDIM eta 1: lowest FID rf; not resolved against vp (1.00 ± 2.38)."
+  # PC: vp 21 against rf 27 ± 1.15 (gap 6 > 2 x 1.29) and ve 41.
+  assert lines[1] == ("PC (reverse diffusion + Langevin): lowest FID vp; resolved: every gap "
+                      "exceeds twice its SE.")
+  assert lines[2] == ("vp: lowest FID with pc; resolved against every other sampler "
+                      "(paired over training seeds).")
+  # rf: ddim - pc per network = 1, 1, 7: 3 ± 2 (unpaired, 3 ± 2.31 would say the same).
+  assert lines[3] == ("rf: lowest FID with pc; not resolved against ddim (3.00 ± 2.00) "
+                      "(paired over training seeds).")
+  assert lines[4].startswith("ve: lowest FID with pc; resolved")
 
 
 def _processes_results(gaps, mmd2=0.5e-3, **cells):
