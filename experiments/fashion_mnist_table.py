@@ -44,6 +44,8 @@ from run import train
 from run import workdir as run_workdir
 
 flags.DEFINE_list("processes", ["vp", "ve", "subvp", "edm", "rf"], "Processes to train and score.")
+flags.DEFINE_list("samplers", ["pc", "ode", "ddim", "dpm_solver_2m", "edm_heun"],
+                  "Samplers to score.")
 flags.DEFINE_integer("train_seeds", 3, "Training seeds per process (config.seed 0, 1, ...).")
 flags.DEFINE_integer("sampling_seeds", 3, "Sampling seeds per network and sampler.")
 flags.DEFINE_integer("num_samples", 2000, "Samples per sampler and sampling seed.")
@@ -67,7 +69,7 @@ def table_config(process: str, seed: int):
   config.data.data_dir = FLAGS.data_dir
   e, s = config.eval, config.sampling
   e.feature_net, e.fid_protocol, e.fid_reference = "auto", "uint8", "train"
-  e.samplers = QUICK_SAMPLERS if FLAGS.quick else tuple(SAMPLERS)
+  e.samplers = QUICK_SAMPLERS if FLAGS.quick else tuple(FLAGS.samplers)
   e.enable_loss, e.enable_sampling = False, False
   e.likelihood_points, e.batch_size = FLAGS.bpd_images, 128
   s.num_samples, s.batch_size = FLAGS.num_samples, min(200, FLAGS.num_samples)
@@ -210,12 +212,14 @@ def check_ready():
 
 def main(_):
   check_ready()
-  unknown = sorted(set(FLAGS.processes) - set(CONFIGS))
-  if unknown:
-    raise app.UsageError(f"--processes {unknown}: valid choices are {sorted(CONFIGS)}")
+  for name, given, valid in (("processes", FLAGS.processes, CONFIGS),
+                             ("samplers", FLAGS.samplers, SAMPLERS)):
+    if set(given) - set(valid):
+      raise app.UsageError(f"--{name} {sorted(set(given) - set(valid))}: valid choices are "
+                           f"{sorted(valid)}")
   processes = ("vp",) if FLAGS.quick else FLAGS.processes
   seeds = 2 if FLAGS.quick else FLAGS.train_seeds
-  samplers = QUICK_SAMPLERS if FLAGS.quick else tuple(SAMPLERS)
+  samplers = QUICK_SAMPLERS if FLAGS.quick else tuple(FLAGS.samplers)
   if FLAGS.quick:
     FLAGS.num_samples, FLAGS.bpd_images, FLAGS.sampling_seeds = 16, 4, 2
   results, train_seconds, train_seconds_here, start = {}, 0.0, 0.0, time.time()
