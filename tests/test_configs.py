@@ -47,7 +47,10 @@ def test_the_published_set_is_complete():
                    "configs/ve/celeba_ncsnpp.py", "configs/ve/church_ncsnpp_continuous.py",
                    "configs/ve/celebahq_256_ncsnpp_continuous.py",
                    "configs/ve/ffhq_ncsnpp_continuous.py",
-                   "configs/fashion_mnist/vp_ddpm_cpu.py", "configs/fashion_mnist/vp_ddpm_gpu.py"]:
+                   "configs/fashion_mnist/vp_ddpm_cpu.py", "configs/fashion_mnist/vp_ddpm_gpu.py",
+                   *(f"configs/ve/ncsn/{data}_{techniques}.py" for data in ("cifar10", "celeba")
+                     for techniques in ("124", "1245", "5")),
+                   "configs/vp/ddpm/cifar10_unconditional.py"]:
     assert expected in names
 
 
