@@ -3,10 +3,11 @@
 the files under configs/ve, configs/vp and configs/subvp apply.
 
 Mapping from the published configs: `training.continuous=True` is loss "continuous";
-discrete training is "smld" (VE) or "ddpm" (VP); `model.scale_by_sigma` and the VP
-epsilon output are parameterization "noise"; Fourier features see log sigma, positional
-embeddings see the timestep 999 t ("time", whatever N). The published networks map [0, 1] data
-to [-1, 1] inside the model when `data.centered` is False; here the input is given as is.
+discrete training is "smld" (VE) or "ddpm" on the DDPM chain (VP: sde "ddpm_chain");
+`model.scale_by_sigma` and the VP epsilon output are parameterization "noise"; Fourier
+features see log sigma, positional embeddings see the timestep 999 t ("time", whatever
+N). The published networks map [0, 1] data to [-1, 1] inside the model when
+`data.centered` is False; here the input is given as is.
 
 Typos of the published set, fixed here: ve/ncsnv2/bedroom set `training.continuouse`
 (ignored; the run was discrete anyway), ve/ncsn/celeba set `training.loss = 'vesde'` for
@@ -176,8 +177,10 @@ def ncsnv2_techniques(config, *, sigma_max, num_scales, snr):
 
 
 def vp(config, *, continuous=True):
-  """VP SDE (beta 0.1 -> 20), centred data, mean-reduced loss, EMA 0.9999."""
-  config.sde.name = "vpsde"
+  """VP SDE (beta 0.1 -> 20), centred data, mean-reduced loss, EMA 0.9999; not
+  `continuous`: the DDPM chain of N levels (sde_lib.DDPMChain, score_sde's discrete VP)
+  with DDPM's epsilon loss and ancestral sampling."""
+  config.sde.name = "vpsde" if continuous else "ddpm_chain"
   config.data.centered = True
   config.training.reduce_mean = True
   config.training.loss = "continuous" if continuous else "ddpm"
