@@ -294,3 +294,8 @@ def test_edm_bounds_the_x0_error_where_noise_prediction_amplifies_it():
   assert errors["edm"] <= 0.5 * delta * (1 + 1e-5)
   np.testing.assert_allclose(errors["noise"], float(sigma[0] / alpha[0]) * delta, rtol=1e-5)
   assert errors["noise"] > 100 * errors["edm"]
+
+
+def test_class_labels_need_a_conditional_ddpm():
+  with pytest.raises(ValueError, match="num_label_classes=10 .* model.conditional=True"):
+    ddpm.DDPMConfig(num_label_classes=10, conditional=False)
