@@ -99,18 +99,24 @@ def _reference(name):
     return tree, ref["x"], ref["t"], ref["score"]
 
 
-def test_imported_checkpoint_restores_and_samples(tmp_path):
-  tree, x, t, score = _reference("ve_cifar10_ncsnpp_continuous")
+@pytest.mark.parametrize("name, method, options", [
+    ("ve/cifar10_ncsnpp_continuous", "ddim", dict(num_steps=3)),
+    pytest.param("vp/ddpm/cifar10", "pc", dict(num_steps=3), marks=pytest.mark.slow)])
+def test_imported_checkpoint_restores_and_samples(tmp_path, name, method, options):
+  """Import, restore, the scores of the reference, and the config's sampler (the discrete
+  VP DDPM: ancestral steps on the DDPM chain, levels 1000, 500, 1 and the data)."""
+  tree, x, t, score = _reference(name.replace("/", "_"))
   _write_checkpoint(tmp_path / "checkpoint_7", tree)
-  config = score_sde_config.get_config("ve/cifar10_ncsnpp_continuous,tiny")
+  config = score_sde_config.get_config(f"{name},tiny")
   workdir = str(tmp_path / "work")
   assert import_score_sde.import_checkpoint(str(tmp_path / "checkpoint_7"), config, workdir) == 7
   exp = build.build(config)
   state = run_workdir.load_state(exp, workdir)[0]
   assert int(state.step) == 7
+  tolerance = CHAIN_TOLERANCE if config.sde.name == "ddpm_chain" else 1e-5
   np.testing.assert_allclose(exp.score_fn(state.ema_params)(x, t), score, rtol=1e-4,
-                             atol=1e-5 * np.abs(score).max())
-  sampler = exp.make_sampler("ddim", (2, 16, 16, 3), num_steps=3)
+                             atol=tolerance * np.abs(score).max())
+  sampler = exp.make_sampler(method, (2, 16, 16, 3), **options)
   samples, nfe = jax.jit(sampler, static_argnums=1)(jax.random.PRNGKey(0),
                                                      exp.sampling_score_fn(state.ema_params))
   assert samples.shape == (2, 16, 16, 3) and bool(jnp.all(jnp.isfinite(samples))) and nfe > 0
