@@ -157,10 +157,12 @@ def ddpm_256(config):
 
 
 def ncsn(config):
-  """NCSN (Song & Ermon, 2019): 10 levels from sigma 1 to 0.01, lr 1e-3, no EMA, ALD with
-  100 steps per level."""
-  ncsnv2(config, conditional=True)
+  """NCSN (Song & Ermon, 2019) as published: its RefineNet ("ncsn" levels) with one row of
+  conditional InstanceNorm++ per noise level, looked up at the level's index; 10 levels
+  from sigma 1 to 0.01, lr 1e-3, no EMA, ALD with 100 steps per level."""
+  ncsnv2(config, levels="ncsn", conditional=True)
   _set(config.sde, sigma_max=1.0, num_scales=10)
+  _set(config.model, noise_levels=10, noise_conditioning="level_index")
   config.optim.lr = 1e-3
   config.model.ema_rate = 0.0
   _set(config.sampling.pc, n_steps=100, snr=0.316)
@@ -172,7 +174,7 @@ def ncsnv2_techniques(config, *, sigma_max, num_scales, snr):
   `num_scales` levels, and ALD with 5 steps per level at step size `snr`. The ablations
   with technique 5 set EMA 0.999 besides; technique 3 (no noise conditioning) is NCSNv2."""
   config.sde.sigma_max = sigma_max
-  config.sde.num_scales = num_scales
+  config.sde.num_scales = config.model.noise_levels = num_scales
   _set(config.sampling.pc, n_steps=5, snr=snr)
 
 

@@ -112,3 +112,15 @@ def test_steps_of_networks_with_convolutions_are_unrolled_on_the_cpu():
     jaxpr = exp.train_step.trace(exp.abstract_state, batch, jax.random.PRNGKey(0)).jaxpr
     (scan,) = [eqn for eqn in jaxpr.eqns if eqn.primitive.name == "scan"]
     assert scan.params["unroll"] == (2 if convolutional else 1), config.model.name
+
+
+def test_ncsn_needs_a_table_row_per_noise_level():
+  from configs.ve.ncsn import cifar10  # pylint: disable=g-import-not-at-top
+  config = cifar10.get_config()
+  config.sde.num_scales = 11
+  with pytest.raises(build.RunError, match="noise_levels=10 must equal config.sde.num_scales=11"):
+    build.build(config)
+  config = cifar10.get_config()
+  config.model.noise_conditioning = "log_sigma"
+  with pytest.raises(build.RunError, match="needs config.model.noise_conditioning='level_index'"):
+    build.build(config)
