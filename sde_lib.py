@@ -14,11 +14,13 @@ Shapes: `x` is a batch `[B, ...]`, `t` is `[B]`; scalar-coefficient methods acce
 """
 import abc
 import dataclasses
+import functools
 import math
 from typing import Callable
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 ScoreFn = Callable[[jax.Array, jax.Array], jax.Array]
 
@@ -283,6 +285,91 @@ class VPSDE(SDE):
 
 
 @dataclasses.dataclass(frozen=True)
+class DDPMChain(SDE):
+  """The discrete DDPM chain (Ho et al., 2020) on which score_sde trains its discrete VP
+  networks (`training.continuous = False`), as a process of continuous time.
+
+  Its N steps x_n = sqrt(1 - beta_n) x_{n-1} + sqrt(beta_n) z, n = 1..N, from the data
+  x_0, have score_sde's betas beta_n = beta_min / N + (n - 1) (beta_max - beta_min) /
+  (N (N - 1)) (linspace(beta_min / N, beta_max / N, N); 1e-4 ... 0.02 for N = 1000), so
+  x_n | x_0 ~ N(sqrt(abar_n) x_0, (1 - abar_n) I), abar_n = prod_{k <= n} (1 - beta_k).
+  Time t in (0, T] is on level
+
+      n(t) = floor((N - 1) t / T) + 1      (n(T) = N; n(0) = 0: the data),
+
+  score_sde's rule: its discrete VP score divides the network's epsilon by
+  sqrt_1m_alphas_cumprod[int(t (N - 1))], which is 1-based level n(t) (and the network
+  sees the label t (N - 1), for N = 1000 the "time" conditioning 999 t). `marginal` is
+  the chain's (sqrt(abar_n(t)), sqrt(1 - abar_n(t))), piecewise constant, and
+  `transition` (hence the ancestral predictors, Langevin's alpha_i) and `discretize` are
+  the chain's exact kernels between the levels of two times. On score_sde's sampling grid
+  [linspace(T, eps, N), 0] the levels are N, N - 1, ..., 1, 0: N steps of DDPM's chain,
+  each from level n to n - 1, with a = sqrt(1 - beta_n) and v = beta_n, the last onto the
+  data. What needs a derivative in t (Euler-Maruyama, the probability-flow ODE and the
+  likelihood) uses `coefficients`, those of the VP SDE with beta(t) = beta_min + (beta_max
+  - beta_min) t / T, of which the chain is the discretization (beta_n = beta(t_{n-1}) / N,
+  t_j = j T / (N - 1)).
+
+  The tables are computed in float64 (abar_n through sums of log(1 - beta_k)) and stored
+  in float32; score_sde's float32 cumprod differs from them by up to 8e-5 (relative, at n =
+  1) in sqrt(1 - abar_n).
+  """
+
+  beta_min: float = 0.1
+  beta_max: float = 20.0
+  N: int = 1000
+  T: float = 1.0
+
+  def __post_init__(self):
+    _check_common(self.T, self.N)
+    _check(self.N >= 2, f"DDPMChain needs N >= 2 levels, got N={self.N}")
+    _check_betas("DDPMChain", self.beta_min, self.beta_max)
+    _check(self.beta_max < self.N, f"DDPMChain needs beta_max / N < 1, got "
+           f"beta_max={self.beta_max}, N={self.N}")
+
+  @functools.cached_property
+  def _tables(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(beta_n, sqrt(abar_n), sqrt(1 - abar_n)) for n = 0..N (level 0: the data), float32."""
+    betas = np.concatenate([[0.0], np.linspace(self.beta_min / self.N, self.beta_max / self.N,
+                                               self.N)])
+    log_abar = np.cumsum(np.log1p(-betas))
+    return tuple(np.float32(v) for v in (betas, np.exp(0.5 * log_abar),
+                                         np.sqrt(-np.expm1(log_abar))))
+
+  @property
+  def betas(self) -> np.ndarray:
+    """beta_n [N + 1], n = 0..N (beta_0 = 0: level 0 is the data)."""
+    return self._tables[0]
+
+  def level(self, t: jax.Array) -> jax.Array:
+    """n(t) = floor((N - 1) t / T) + 1 in 1..N for t > 0, 0 for t <= 0 (int32, t's shape)."""
+    n = jnp.clip(jnp.floor(t * (self.N - 1) / self.T).astype(jnp.int32) + 1, 1, self.N)
+    return jnp.where(t > 0, n, 0)
+
+  @property
+  def prior_std(self) -> float:
+    return 1.0
+
+  def coefficients(self, t):
+    beta, _ = _linear_beta(t, self.beta_min, self.beta_max, self.T)
+    return -0.5 * beta, jnp.sqrt(beta)
+
+  def marginal(self, t):
+    n = self.level(t)
+    _, sqrt_abar, sqrt_1m_abar = self._tables
+    return jnp.asarray(sqrt_abar)[n], jnp.asarray(sqrt_1m_abar)[n]
+
+  def discretize(self, x, t, dt=None):
+    """The chain's step from the level of t - dt to that of t (dt defaults to T / N):
+    x <- a x + sqrt(v) z, (a, v) = transition(t, t - dt); DDPM's sqrt(1 - beta_n) and
+    beta_n across one level. a - 1 is written -v / (1 + a) (a^2 + v = 1 on the chain),
+    without cancellation."""
+    dt = self.T / self.N if dt is None else dt
+    a, v = self.transition(t, t - dt)
+    return batch_broadcast(-v / (1.0 + a), x) * x, jnp.sqrt(v)
+
+
+@dataclasses.dataclass(frozen=True)
 class subVPSDE(SDE):  # pylint: disable=invalid-name  (the published name)
   """Sub-VP SDE: dx = -beta(t) x / 2 dt + sqrt(beta(t) (1 - exp(-2 B(t)))) dW.
 
@@ -374,8 +461,8 @@ class RectifiedFlow(SDE):
     return 1.0 - t, t
 
 
-SDES = {"vesde": VESDE, "vpsde": VPSDE, "subvpsde": subVPSDE, "edm": EDMProcess,
-        "rectified_flow": RectifiedFlow}
+SDES = {"vesde": VESDE, "vpsde": VPSDE, "ddpm_chain": DDPMChain, "subvpsde": subVPSDE,
+        "edm": EDMProcess, "rectified_flow": RectifiedFlow}
 
 
 def get_sde(name: str, **kwargs) -> SDE:

@@ -3,10 +3,11 @@
 the files under configs/ve, configs/vp and configs/subvp apply.
 
 Mapping from the published configs: `training.continuous=True` is loss "continuous";
-discrete training is "smld" (VE) or "ddpm" (VP); `model.scale_by_sigma` and the VP
-epsilon output are parameterization "noise"; Fourier features see log sigma, positional
-embeddings see the timestep 999 t ("time", whatever N). The published networks map [0, 1] data
-to [-1, 1] inside the model when `data.centered` is False; here the input is given as is.
+discrete training is "smld" (VE) or "ddpm" on the DDPM chain (VP: sde "ddpm_chain");
+`model.scale_by_sigma` and the VP epsilon output are parameterization "noise"; Fourier
+features see log sigma, positional embeddings see the timestep 999 t ("time", whatever
+N). The published networks map [0, 1] data to [-1, 1] inside the model when
+`data.centered` is False; here the input is given as is.
 
 Typos of the published set, fixed here: ve/ncsnv2/bedroom set `training.continuouse`
 (ignored; the run was discrete anyway), ve/ncsn/celeba set `training.loss = 'vesde'` for
@@ -156,18 +157,32 @@ def ddpm_256(config):
 
 
 def ncsn(config):
-  """NCSN (Song & Ermon, 2019): 10 levels from sigma 1 to 0.01, lr 1e-3, no EMA, ALD with
-  100 steps per level."""
-  ncsnv2(config, conditional=True)
+  """NCSN (Song & Ermon, 2019) as published: its RefineNet ("ncsn" levels) with one row of
+  conditional InstanceNorm++ per noise level, looked up at the level's index; 10 levels
+  from sigma 1 to 0.01, lr 1e-3, no EMA, ALD with 100 steps per level."""
+  ncsnv2(config, levels="ncsn", conditional=True)
   _set(config.sde, sigma_max=1.0, num_scales=10)
+  _set(config.model, noise_levels=10, noise_conditioning="level_index")
   config.optim.lr = 1e-3
   config.model.ema_rate = 0.0
   _set(config.sampling.pc, n_steps=100, snr=0.316)
 
 
+def ncsnv2_techniques(config, *, sigma_max, num_scales, snr):
+  """NCSN with techniques 1, 2 and 4 of NCSNv2 (Song & Ermon, 2020, its ablation): the
+  dataset's initial noise scale `sigma_max` (the base's: 50 CIFAR-10, 90 CelebA),
+  `num_scales` levels, and ALD with 5 steps per level at step size `snr`. The ablations
+  with technique 5 set EMA 0.999 besides; technique 3 (no noise conditioning) is NCSNv2."""
+  config.sde.sigma_max = sigma_max
+  config.sde.num_scales = config.model.noise_levels = num_scales
+  _set(config.sampling.pc, n_steps=5, snr=snr)
+
+
 def vp(config, *, continuous=True):
-  """VP SDE (beta 0.1 -> 20), centred data, mean-reduced loss, EMA 0.9999."""
-  config.sde.name = "vpsde"
+  """VP SDE (beta 0.1 -> 20), centred data, mean-reduced loss, EMA 0.9999; not
+  `continuous`: the DDPM chain of N levels (sde_lib.DDPMChain, score_sde's discrete VP)
+  with DDPM's epsilon loss and ancestral sampling."""
+  config.sde.name = "vpsde" if continuous else "ddpm_chain"
   config.data.centered = True
   config.training.reduce_mean = True
   config.training.loss = "continuous" if continuous else "ddpm"

@@ -13,13 +13,18 @@ loads configs/<name>.py (the same settings as score_sde's configs/<name>.py) and
   the output is sigma times the score; this codebase's own VE configs train "noise",
   its negative), "noise" for VP / sub-VP (the output is epsilon, as here).
 Noise conditioning needs nothing: Fourier features see log sigma and positional embeddings
-the label 999 t, in both. Discretely trained VE networks (ve/cifar10_ncsnpp,
-ve/celeba_ncsnpp, ve/cifar10_ddpm) see the index of the noise level, counting down
-(model.noise_conditioning = "level_index"). NCSNv2 (ve/ncsnv2/*, trained on N discrete
-levels) sees no noise level; score_sde divides its output by sigma_i, i = round((1 - t)
-(N - 1)), here by sigma(t), which is the same at the grid times t_i = 1 - i / (N - 1) its
-samplers use and the continuous interpolation between them. "<name>,tiny" shrinks the network (nf 16, ch_mult
-(1, 2), one block, 16 px; NCSNv2: nf 8) like tools/score_sde_reference.py --tiny, for tests.
+the label 999 t, in both. Discretely trained VP networks (vp/cifar10_ddpmpp,
+vp/cifar10_ncsnpp, vp/ddpm/{cifar10,cifar10_unconditional,bedroom,church,celebahq}) live
+on the DDPM chain (config.sde.name = "ddpm_chain", sde_lib.DDPMChain): they see the same
+label t (N - 1) = 999 t ("time") and output epsilon ("noise"), which score_sde divides by
+the chain's sqrt(1 - abar) at level floor(999 t) + 1, the chain's sigma(t) here.
+Discretely trained VE networks (ve/cifar10_ncsnpp, ve/celeba_ncsnpp, ve/cifar10_ddpm) see
+the index of the noise level, counting down (model.noise_conditioning = "level_index").
+NCSNv2 (ve/ncsnv2/*, trained on N discrete levels) sees no noise level; score_sde divides
+its output by sigma_i, i = round((1 - t) (N - 1)), here by sigma(t), which is the same at
+the grid times t_i = 1 - i / (N - 1) its samplers use and the continuous interpolation
+between them. "<name>,tiny" shrinks the network (nf 16, ch_mult (1, 2), one block, 16 px;
+NCSNv2: nf 8) like tools/score_sde_reference.py --tiny, for tests.
 """
 import importlib
 
@@ -31,12 +36,11 @@ def get_config(name: str):
   config = importlib.import_module("configs." + name.replace("/", ".")).get_config()
   ncsnv2 = config.model.name == "ncsnv2" and not config.model.conditional
   discrete_ve = config.training.loss == "smld" and config.model.name in ("ncsnpp", "ddpm")
-  if not (ncsnv2 or discrete_ve or (config.training.loss == "continuous"
+  if not (ncsnv2 or discrete_ve or (config.training.loss in ("continuous", "ddpm")
                                     and config.model.name in ("ncsnpp", "ddpm"))):
-    raise ValueError(f"score_sde config {name!r}: not ported (ported: the continuously trained "
-                     "NCSN++ / DDPM++ / DDPM networks, the discretely trained VE ones and NCSNv2; "
-                     "discrete VP networks are trained on the DDPM chain's noise levels, NCSN "
-                     "on a lookup table per level)")
+    raise ValueError(f"score_sde config {name!r}: not ported (ported: the NCSN++ / DDPM++ / "
+                     "DDPM networks, continuous or discrete, and NCSNv2; NCSN conditions on a "
+                     "lookup table per level)")
   if discrete_ve:
     config.model.noise_conditioning = "level_index"
   if config.model.name == "ddpm":

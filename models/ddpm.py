@@ -30,12 +30,19 @@ class DDPMConfig:
   dtype: str = "float32"       # compute dtype ("bfloat16"); parameters stay float32
   num_label_classes: int = 0   # > 0: class-conditional (labels 0 .. n - 1, n = null)
   attention_every_up_block: bool = True   # False: once per up level (score_sde's, 35.2M)
+  conditional: bool = True     # False: no timestep embedding, c_noise unused (NCSNv2's technique 3)
+
+  def __post_init__(self):
+    if self.num_label_classes and not self.conditional:
+      raise ValueError(f"model.num_label_classes={self.num_label_classes} needs the embedding "
+                       "of a conditional DDPM; set model.conditional=True")
 
 
 class DDPM(nn.Module):
   """(x [B, H, W, C], c_noise [B], train, labels [B] or None) -> [B, H, W, C]. c_noise
-  enters through DDPM's positional embedding (with c_noise = 999 t, the timestep index);
-  labels, if the network is class-conditional, through an embedding added to it."""
+  enters through DDPM's positional embedding (with c_noise = 999 t, the timestep index),
+  unless not `conditional`; labels, if the network is class-conditional, through an
+  embedding added to it."""
 
   config: DDPMConfig
 
@@ -51,10 +58,12 @@ class DDPM(nn.Module):
                                        num_groups=cfg.num_groups, dtype=dtype, name=next(names))
     attention = lambda: layers.AttnBlock(num_groups=cfg.num_groups, dtype=dtype)
 
-    temb = layers.sinusoidal_embedding(c_noise, cfg.nf, freq_shift=1.0)
-    temb = layers.dense(4 * cfg.nf)(temb)
-    temb = layers.dense(4 * cfg.nf)(act(temb))
-    temb = layers.add_label_embedding(temb, labels, cfg.num_label_classes).astype(dtype)
+    temb = None
+    if cfg.conditional:
+      temb = layers.sinusoidal_embedding(c_noise, cfg.nf, freq_shift=1.0)
+      temb = layers.dense(4 * cfg.nf)(temb)
+      temb = layers.dense(4 * cfg.nf)(act(temb))
+      temb = layers.add_label_embedding(temb, labels, cfg.num_label_classes).astype(dtype)
 
     hs = [layers.conv(cfg.nf, dtype=dtype)(x.astype(dtype))]
     for level, mult in enumerate(cfg.ch_mult):

@@ -4,12 +4,17 @@ RefineNet decoder with InstanceNorm++.
 NCSNv2 (`conditional=False`) is noise-unconditional: the network never sees the noise
 level and its output is divided by sigma, which is the "noise" parameterization of
 models/parameterizations.py. NCSN (`conditional=True`) conditions every normalization on the noise
-level (conditional InstanceNorm++ on Fourier features of c_noise = log sigma). With
+level: as published (`noise_levels` = N > 0), by a table of one row of conditional
+InstanceNorm++ parameters per level, looked up at round(c_noise), the level's index
+(model.noise_conditioning = "level_index"); or (`noise_levels` = 0) by a Dense layer of
+Fourier features of c_noise = log sigma, defined at every noise level. With
 `num_label_classes`, a class label (embedding) conditions every normalization, added to
-the noise features in NCSN.
+the noise features in the Fourier NCSN.
 
 The published depths are the `LEVELS` rows: at 32-64 px (CIFAR-10, CelebA), 128 px
-(LSUN) and 256 px, with nf = 128 they have the reference models' parameter counts.
+(LSUN) and 256 px, with nf = 128 they have the reference models' parameter counts; "ncsn"
+is NCSN's (Song & Ermon, 2019, github.com/ermongroup/ncsn `CondRefineNetDilated`: its third
+RefineBlock is nf wide, not 2 nf as in NCSNv2 and score_sde's re-implementation).
 """
 import dataclasses
 from typing import Any, Callable, Optional, Sequence
@@ -27,6 +32,7 @@ LEVELS = {
     "64": ((1, 2, 2, 2), (1, 1, 2, 4), (1, 2, 2, 2)),
     "128": ((1, 2, 2, 4, 4), (1, 1, 1, 2, 4), (1, 1, 2, 2, 4)),
     "256": ((1, 2, 2, 2, 4, 4), (1, 1, 1, 1, 2, 4), (1, 1, 2, 2, 2, 4)),
+    "ncsn": ((1, 2, 2, 2), (1, 1, 2, 4), (1, 1, 2, 2)),
 }
 
 
@@ -35,6 +41,7 @@ class NCSNv2Config:
   nf: int = 128
   levels: str = "64"            # LEVELS: "64" up to 64 px, "128" for 96-128 px, "256"
   conditional: bool = False     # True: NCSN (v1), noise-conditional normalization
+  noise_levels: int = 0         # NCSN: > 0, one row per level (as published); 0: Fourier
   num_label_classes: int = 0    # > 0: class-conditional normalization (n = the null label)
   nonlinearity: str = "elu"
   interpolation: str = "bilinear"
@@ -43,6 +50,9 @@ class NCSNv2Config:
   def __post_init__(self):
     if self.levels not in LEVELS:
       raise ValueError(f"unknown model.levels {self.levels!r}; valid choices: {sorted(LEVELS)}")
+    if self.noise_levels and (not self.conditional or self.num_label_classes):
+      raise ValueError(f"model.noise_levels={self.noise_levels} (a table row per noise level) "
+                       "needs model.conditional=True and model.num_label_classes=0")
 
 
 def conv3x3(features, dilation=1, use_bias=True, dtype=jnp.float32):
@@ -151,7 +161,9 @@ class NCSNv2(nn.Module):
     act = layers.get_activation(cfg.nonlinearity)
     ch_mult, dilations, refine_mult = LEVELS[cfg.levels]
     cond: Optional[jax.Array] = None
-    if cfg.conditional:
+    if cfg.conditional and cfg.noise_levels:     # the level's index: a table row
+      cond = jnp.clip(jnp.round(c_noise), 0, cfg.noise_levels - 1).astype(jnp.int32)
+    elif cfg.conditional:
       cond = layers.GaussianFourierProjection(cfg.nf, 16.0)(c_noise)
     if cfg.num_label_classes:   # the label conditions every normalization
       cond = layers.add_label_embedding(
@@ -161,6 +173,8 @@ class NCSNv2(nn.Module):
       raise ValueError("labels given to an unconditional network (model.num_label_classes = 0)")
     if cond is None:
       norm = lambda: normalization.InstanceNormPlus(dtype=dtype)
+    elif cfg.noise_levels:
+      norm = lambda: normalization.LevelInstanceNormPlus(cfg.noise_levels, dtype=dtype)
     else:
       norm = lambda: normalization.ConditionalInstanceNormPlus(dtype=dtype)
     block = lambda features, **kw: ResidualBlock(features, norm, act, dtype=dtype, **kw)

@@ -93,3 +93,24 @@ class ConditionalInstanceNormPlus(nn.Module):
     gamma, alpha = gamma + 1.0, alpha + 1.0
     out = gamma[:, None, None, :] * (h + alpha[:, None, None, :] * means_plus)
     return (out + beta[:, None, None, :]).astype(self.dtype)
+
+
+class LevelInstanceNormPlus(nn.Module):
+  """NCSN's conditional InstanceNorm++ as published (Song & Ermon, 2019): gamma, alpha,
+  beta are row `level` [B] (int) of a table of `num_levels` rows, one per noise level
+  (gamma, alpha initialized at N(1, 0.02^2), beta at 0, as there)."""
+  num_levels: int
+  dtype: jnp.dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: jax.Array, level: jax.Array) -> jax.Array:
+    c = x.shape[-1]
+    h, means_plus = _instance_norm_plus(x.astype(jnp.float32))
+
+    def init(key, shape, dtype=jnp.float32):
+      scales = 1.0 + 0.02 * jax.random.normal(key, (shape[0], 2 * c), dtype)
+      return jnp.concatenate([scales, jnp.zeros((shape[0], c), dtype)], axis=-1)
+
+    table = self.param("embedding", init, (self.num_levels, 3 * c))
+    gamma, alpha, beta = (v[:, None, None, :] for v in jnp.split(table[level], 3, axis=-1))
+    return (gamma * (h + alpha * means_plus) + beta).astype(self.dtype)

@@ -191,6 +191,17 @@ def _check_labels(config, labelled: bool):
                    "(t_lo, t_hi), or () for every t")
 
 
+def _check_noise_levels(config):
+  """A network with a table row per noise level (NCSN as published) has one per level."""
+  levels = config.model.get("noise_levels", 0)
+  if levels and levels != config.sde.num_scales:
+    raise RunError(f"config.model.noise_levels={levels} must equal config.sde.num_scales="
+                   f"{config.sde.num_scales} (one table row per noise level)")
+  if levels and config.model.noise_conditioning != "level_index":
+    raise RunError(f"config.model.noise_levels={levels} needs config.model.noise_conditioning="
+                   f"'level_index' (the row's index), got {config.model.noise_conditioning!r}")
+
+
 def _check_divisibility(config):
   t, n_dev = config.training, jax.device_count()
   frequencies = {f"training.{name}": t[name] for name in (
@@ -371,6 +382,7 @@ def build(config) -> experiment.Experiment:
   """Checks the config, reads it once, builds every object and jits every function."""
   check_config(config)
   _check_divisibility(config)
+  _check_noise_levels(config)
   t, num_classes = config.training, config.model.get("num_label_classes", 0)
   mesh = jax.make_mesh((jax.device_count(),), ("data",), axis_types=(jax.sharding.AxisType.Auto,))
   replicated, split = (jax.sharding.NamedSharding(mesh, spec) for spec in (P(), P("data")))

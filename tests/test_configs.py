@@ -47,11 +47,26 @@ def test_the_published_set_is_complete():
                    "configs/ve/celeba_ncsnpp.py", "configs/ve/church_ncsnpp_continuous.py",
                    "configs/ve/celebahq_256_ncsnpp_continuous.py",
                    "configs/ve/ffhq_ncsnpp_continuous.py",
-                   "configs/fashion_mnist/vp_ddpm_cpu.py", "configs/fashion_mnist/vp_ddpm_gpu.py"]:
+                   "configs/fashion_mnist/vp_ddpm_cpu.py", "configs/fashion_mnist/vp_ddpm_gpu.py",
+                   *(f"configs/ve/ncsn/{data}_{techniques}.py" for data in ("cifar10", "celeba")
+                     for techniques in ("124", "1245", "5")),
+                   "configs/vp/ddpm/cifar10_unconditional.py"]:
     assert expected in names
 
 
-@pytest.mark.parametrize("path", IMAGE_CONFIGS)
+# NCSN's six NCSNv2-technique ablations have ve/ncsn/{cifar10,celeba}'s network with other
+# level counts (their settings: test_ncsn_ablations_have_score_sdes_settings): slow tier.
+NCSN_ABLATIONS = {f"configs/ve/ncsn/{data}_{techniques}.py": (levels, sigma_max, n_steps, snr, ema)
+                  for data, levels, sigma_max, snr in (("cifar10", 232, 50.0, 0.176),
+                                                       ("celeba", 500, 90.0, 0.128))
+                  for techniques, levels, sigma_max, n_steps, snr, ema in (
+                      ("124", levels, sigma_max, 5, snr, 0.0),
+                      ("1245", levels, sigma_max, 5, snr, 0.999),
+                      ("5", 10, 1.0, 100, 0.316, 0.999))}
+
+
+@pytest.mark.parametrize("path", [pytest.param(p, marks=pytest.mark.slow)
+                                  if p in NCSN_ABLATIONS else p for p in IMAGE_CONFIGS])
 def test_image_config_builds_and_maps_images_to_images(path):
   exp = build.build(tiny(path))
   x = jnp.zeros((2, *exp.data.example_shape))
@@ -109,3 +124,27 @@ def test_steps_of_networks_with_convolutions_are_unrolled_on_the_cpu():
     jaxpr = exp.train_step.trace(exp.abstract_state, batch, jax.random.PRNGKey(0)).jaxpr
     (scan,) = [eqn for eqn in jaxpr.eqns if eqn.primitive.name == "scan"]
     assert scan.params["unroll"] == (2 if convolutional else 1), config.model.name
+
+
+def test_ncsn_needs_a_table_row_per_noise_level():
+  from configs.ve.ncsn import cifar10  # pylint: disable=g-import-not-at-top
+  config = cifar10.get_config()
+  config.sde.num_scales = 11
+  with pytest.raises(build.RunError, match="noise_levels=10 must equal config.sde.num_scales=11"):
+    build.build(config)
+  config = cifar10.get_config()
+  config.model.noise_conditioning = "log_sigma"
+  with pytest.raises(build.RunError, match="needs config.model.noise_conditioning='level_index'"):
+    build.build(config)
+
+
+@pytest.mark.parametrize("path", sorted(NCSN_ABLATIONS))
+def test_ncsn_ablations_have_score_sdes_settings(path):
+  """score_sde's ve/ncsn/<data>_{124,1245,5}.py: levels, sigma_max, ALD steps per level,
+  snr and EMA (sigma_min 0.01, lr 1e-3 as NCSN's); a table row per level."""
+  import importlib  # pylint: disable=g-import-not-at-top
+  c = importlib.import_module(path[:-3].replace("/", ".")).get_config()
+  assert (c.sde.num_scales, c.sde.sigma_max, c.sampling.pc.n_steps, c.sampling.pc.snr,
+          c.model.ema_rate) == NCSN_ABLATIONS[path]
+  assert (c.sde.sigma_min, c.optim.lr, c.model.noise_levels, c.sampling.pc.corrector) == (
+      0.01, 1e-3, c.sde.num_scales, "ald")

@@ -31,6 +31,9 @@ from models import parameterizations
 #   [S]  the reference implementation yang-song/score_sde (JAX), its `models/` at the same
 #        config file, counted with jax.eval_shape (GaussianFourierProjection's fixed W
 #        included, as it is a parameter there).
+#   [N]  Song & Ermon (2019)'s own code, ermongroup/ncsn `models/cond_refinenet_dilated.py`
+#        CondRefineNetDilated (ngf 128, 10 levels, 3 channels), counted with torch
+#        (score_sde's NCSN cannot be initialized: docs/score_sde_port.md).
 PUBLISHED_COUNTS = {
     "vp/ddpm/cifar10.py": 35_746_307,                     # [D]
     "vp/ddpm/bedroom.py": 113_673_219,                    # [D] "114M"
@@ -44,6 +47,7 @@ PUBLISHED_COUNTS = {
     "ve/ffhq_ncsnpp_continuous.py": 105_785_896,          # [S] (1024 px)
     "ve/ncsnv2/cifar10.py": 33_970_563,                   # [S]
     "ve/ncsnv2/bedroom.py": 83_445_379,                   # [S] (128 px)
+    "ve/ncsn/cifar10.py": 30_117_635,                     # [N]
 }
 
 
@@ -294,3 +298,30 @@ def test_edm_bounds_the_x0_error_where_noise_prediction_amplifies_it():
   assert errors["edm"] <= 0.5 * delta * (1 + 1e-5)
   np.testing.assert_allclose(errors["noise"], float(sigma[0] / alpha[0]) * delta, rtol=1e-5)
   assert errors["noise"] > 100 * errors["edm"]
+
+
+def test_class_labels_need_a_conditional_ddpm():
+  with pytest.raises(ValueError, match="num_label_classes=10 .* model.conditional=True"):
+    ddpm.DDPMConfig(num_label_classes=10, conditional=False)
+
+
+def test_ncsn_normalization_uses_the_row_of_its_noise_level():
+  """NCSN's conditional InstanceNorm++ as published: gamma (h + alpha means_plus) + beta
+  with (gamma, alpha, beta) the table row of each example's level."""
+  x = jax.random.normal(jax.random.PRNGKey(0), (3, 4, 4, 5)) * jnp.arange(1.0, 6.0)[None, None, None]
+  level = jnp.array([2, 0, 6])
+  norm = normalization.LevelInstanceNormPlus(num_levels=7)
+  params = {"params": {"embedding": 1.0 + jax.random.normal(jax.random.PRNGKey(1), (7, 15))}}
+  assert jax.tree_util.tree_map(jnp.shape, jax.eval_shape(norm.init, jax.random.PRNGKey(1), x,
+                                                          level)) == \
+      jax.tree_util.tree_map(jnp.shape, params)
+  out = jax.jit(norm.apply)(params, x, level)
+  table = np.asarray(params["params"]["embedding"])[np.asarray(level)]
+  gamma, alpha, beta = (v[:, None, None, :] for v in np.split(table, 3, axis=-1))
+  xn = np.asarray(x, np.float64)
+  means = xn.mean(axis=(1, 2))
+  means_plus = (means - means.mean(-1, keepdims=True)) / np.sqrt(means.var(-1, keepdims=True)
+                                                                  + 1e-5)
+  h = (xn - means[:, None, None, :]) / np.sqrt(xn.var(axis=(1, 2), keepdims=True) + 1e-5)
+  np.testing.assert_allclose(out, gamma * (h + alpha * means_plus[:, None, None, :]) + beta,
+                             rtol=1e-4, atol=1e-5)

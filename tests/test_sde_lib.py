@@ -11,6 +11,7 @@ from scipy import stats as scipy_stats
 
 import datasets
 import densities
+import sampling
 import sde_lib
 from tests import stats
 
@@ -190,7 +191,80 @@ def test_t_of_log_snr_inverts_log_snr(name):
     (lambda: sde_lib.get_sde("vesd"), "vesde"),
     (lambda: sde_lib.RectifiedFlow(T=1.0), "T=1.0"),
     (lambda: sde_lib.EDMProcess(sigma_max=0.0), "sigma_max=0.0"),
+    (lambda: sde_lib.DDPMChain(beta_max=20.0, N=10), "beta_max=20.0, N=10"),
+    (lambda: sde_lib.DDPMChain(N=1), "N=1"),
 ])
 def test_invalid_arguments_fail_with_the_bad_value(make, bad):
   with pytest.raises(ValueError, match=bad):
     make()
+
+
+# --- The DDPM chain (score_sde's discrete VP). ----------------------------------------
+
+def _chain_closed_form(n_levels=1000, beta_min=0.1, beta_max=20.0):
+  """float64 beta_n and abar_n = prod_{k <= n} (1 - beta_k), n = 0..N (level 0: the data),
+  with score_sde's betas linspace(beta_min / N, beta_max / N, N)."""
+  betas = np.concatenate([[0.0], np.linspace(beta_min / n_levels, beta_max / n_levels,
+                                             n_levels)])
+  return betas, np.cumprod(1.0 - betas)
+
+
+def test_ddpm_chain_marginal_is_the_chains_at_score_sdes_level():
+  """Level n(t) = int(t (N - 1)) + 1 (score_sde's std lookup sqrt_1m_alphas_cumprod[int(t
+  (N - 1))], 0-based), 0 at t = 0; the marginal there is (sqrt(abar_n), sqrt(1 - abar_n)),
+  at every level."""
+  chain = sde_lib.DDPMChain()
+  _, abar = _chain_closed_form()
+  t = np.array([0.0, 1e-4, 0.01, 0.2, 0.5, 0.9, 1 - 1e-4, 1.0])
+  np.testing.assert_array_equal(chain.level(jnp.asarray(t, jnp.float32)),
+                                [0, 1, 10, 200, 500, 900, 999, 1000])
+  levels = np.arange(1001)
+  t = np.concatenate([[0.0], (levels[1:-1] - 0.5) / 999, [1.0]])   # inside each level's cell
+  np.testing.assert_array_equal(chain.level(jnp.asarray(t, jnp.float32)), levels)
+  alpha, sigma = chain.marginal(jnp.asarray(t, jnp.float32))
+  np.testing.assert_allclose(alpha, np.sqrt(abar), rtol=1e-6)
+  np.testing.assert_allclose(sigma, np.sqrt(1.0 - abar), rtol=1e-6)
+  assert float(sigma[1]) == pytest.approx(0.01, rel=1e-6)   # sqrt(beta_1), not VP's sigma(0) = 0
+
+
+def test_ddpm_chain_steps_on_score_sdes_grid_are_ddpms():
+  """On the PC sampler's grid [linspace(T, eps, N), 0] the levels are N, ..., 1, 0, and
+  each step's exact kernel (transition, discretize) is DDPM's x_n = sqrt(1 - beta_n)
+  x_{n-1} + sqrt(beta_n) z."""
+  chain = sde_lib.DDPMChain()
+  betas, _ = _chain_closed_form()
+  times = jnp.concatenate([sampling.time_grid(chain, 999, "uniform", 1e-3), jnp.zeros(1)])
+  np.testing.assert_array_equal(chain.level(times), np.arange(1000, -1, -1))
+  n = np.arange(1000, 0, -1)
+  a, v = chain.transition(times[:-1], times[1:])
+  np.testing.assert_allclose(a, np.sqrt(1.0 - betas[n]), rtol=1e-6)
+  np.testing.assert_allclose(v, betas[n], rtol=1e-4)
+  f, G = chain.discretize(jnp.ones((1000, 2)), times[:-1], times[:-1] - times[1:])
+  np.testing.assert_allclose(f[:, 0], np.sqrt(1.0 - betas[n]) - 1.0, rtol=1e-4, atol=1e-8)
+  np.testing.assert_allclose(G**2, betas[n], rtol=1e-4)
+
+
+@pytest.mark.parametrize("predictor, posterior", [("ancestral_sampling", False),
+                                                  ("ancestral_transition", False),
+                                                  ("ancestral_posterior", True)])
+def test_ddpm_chain_ancestral_steps_are_ho_et_als(predictor, posterior):
+  """From level n to n - 1: mean (x + beta_n s(x, t)) / sqrt(1 - beta_n), and noise of
+  variance beta_n (Ho et al.'s sigma_t^2 = beta_t, score_sde's ancestral sampling on VP) or
+  beta-tilde_n = beta_n (1 - abar_{n-1}) / (1 - abar_n) (the posterior's; 0 at n = 1)."""
+  chain = sde_lib.DDPMChain()
+  betas, abar = _chain_closed_form()
+  levels = np.array([1000, 700, 2, 1])
+  t = jnp.asarray((levels - 0.5) / 999, jnp.float32).at[0].set(1.0)
+  t_next = jnp.asarray((levels - 1.5) / 999, jnp.float32).at[-1].set(0.0)
+  np.testing.assert_array_equal(chain.level(t_next), levels - 1)
+  x = jax.random.normal(jax.random.PRNGKey(0), (4, 3))
+  score_fn = lambda x, t: -0.7 * x + t[:, None]
+  key = jax.random.PRNGKey(1)
+  x_new, x_mean = sampling.PREDICTORS[predictor](chain.reverse(score_fn), key, x, t, t_next)
+  beta = betas[levels][:, None]
+  np.testing.assert_allclose(x_mean, (x + beta * score_fn(x, t)) / np.sqrt(1.0 - beta),
+                             rtol=1e-5, atol=1e-6)
+  variance = beta * (1.0 - abar[levels - 1][:, None]) / (1.0 - abar[levels][:, None]) \
+      if posterior else beta
+  z = jax.random.normal(key, x.shape)
+  np.testing.assert_allclose(x_new - x_mean, np.sqrt(variance) * z, rtol=1e-3, atol=1e-6)

@@ -7,7 +7,8 @@ names: its residual blocks are ResnetBlockBigGANpp_i / ResnetBlockDDPMpp_i /
 ResnetBlockDDPM_i (here ResnetBlock_i), its attention blocks AttnBlockpp_i (AttnBlock_i)
 with 1x1 layers NIN_j {W, b} (Dense_j {kernel, bias}), and its resampling layers keep their
 convolution in a Conv2d_0 {weight, bias} (here the layer's own {kernel, bias}); the 1x1
-shortcut of a DDPM block is its NIN_0 (here Dense_1). Its NCSNv2 nests each RefineBlock's
+shortcut of a DDPM block is its NIN_0 (here Dense_1; Dense_0 in a DDPM without noise
+conditioning, `unembedded_ddpm_shortcuts`). Its NCSNv2 nests each RefineBlock's
 convolutions in RCUBlock / MSFBlock / CRPBlock submodules, which models/ncsnv2.py creates in
 the same order inline (`sequential_refine_blocks` numbers them through), and keeps
 InstanceNorm++ parameters as [1, 1, 1, C] (here [C]; leading axes of size 1 are dropped).
@@ -34,6 +35,7 @@ RULES = (   # applied in order
     (r"InstanceNorm2dPlus_(\d+)", r"InstanceNormPlus_\1"),
 )
 REFINE_BLOCK = re.compile(r"RefineBlock_\d+$")
+DDPM_BLOCK = re.compile(r"ResnetBlockDDPM_\d+$")
 
 
 def _index(name: str) -> int:
@@ -56,6 +58,24 @@ def sequential_refine_blocks(tree: dict) -> dict:
       out[key] = {f"Conv_{i}": conv for i, conv in enumerate(convs)}
     elif isinstance(value, dict):
       out[key] = sequential_refine_blocks(value)
+    else:
+      out[key] = value
+  return out
+
+
+def unembedded_ddpm_shortcuts(tree: dict) -> dict:
+  """A DDPM block without a noise projection (score_sde's `model.conditional = False`)
+  creates its 1x1 shortcut NIN_0 first: ResnetBlockDDPM_i {NIN_0 {W, b}} with no Dense_0
+  -> {Dense_0 {kernel, bias}} (with the projection it is Dense_1, by RULES)."""
+  out = {}
+  for key, value in tree.items():
+    if (isinstance(value, dict) and DDPM_BLOCK.match(key) and "NIN_0" in value
+        and "Dense_0" not in value):
+      nin = value["NIN_0"]
+      out[key] = {**{k: v for k, v in value.items() if k != "NIN_0"},
+                  "Dense_0": {"kernel": nin["W"], "bias": nin["b"]}}
+    elif isinstance(value, dict):
+      out[key] = unembedded_ddpm_shortcuts(value)
     else:
       out[key] = value
   return out
@@ -102,7 +122,8 @@ def convert(theirs: dict, target_shapes: dict) -> dict:
   empty, or a shape that differs."""
   targets = {path: tuple(shape) for path, shape in flatten(target_shapes["params"]).items()}
   converted = {}
-  for path, value in flatten(sequential_refine_blocks(theirs)).items():
+  theirs = unembedded_ddpm_shortcuts(sequential_refine_blocks(theirs))
+  for path, value in flatten(theirs).items():
     name = our_name(path)
     if name not in targets:
       raise ConversionError(f"score_sde leaf {path!r} (as {name!r}) has no counterpart in the "

@@ -20,7 +20,9 @@ a type annotation and never uses), and bias initializers of two arguments (key, 
 
 Discretely trained VE networks (NCSNv2; NCSN++ and DDPM trained with SMLD) take integer
 labels: the times are moved to the nearest point of the N-level grid, t_i = 1 - i / (N - 1),
-where score_sde's sigma_i equals sigma(t_i) of the continuous schedule.
+where score_sde's sigma_i equals sigma(t_i) of the continuous schedule. Discretely trained
+VP networks (the DDPM chain) are evaluated at the times as they are: score_sde gives them
+the float label t (N - 1) and divides by the std of the chain's level int(t (N - 1)).
 """
 import importlib
 import inspect

@@ -20,15 +20,16 @@ from tools import score_sde_port
 FLAGS = flags.FLAGS
 
 
-def compare(reference_path: str) -> dict:
-  """{"config", "max_abs_diff", "max_abs_score", "relative"} of one reference file."""
+def compare(reference_path: str, config=None) -> dict:
+  """{"config", "max_abs_diff", "max_abs_score", "relative"} of one reference file, with
+  configs/score_sde.py's config of its network (or `config`, e.g. a wrong convention)."""
   with np.load(reference_path) as ref:
     info = json.loads(str(ref["info"]))
     theirs = score_sde_port.unflatten({k[len("param:"):]: ref[k] for k in ref.files
                                        if k.startswith("param:")})
     x, t, score = ref["x"], ref["t"], ref["score"]
   name = info["config"] + (",tiny" if info["tiny"] else "")
-  exp = build.build(score_sde_config.get_config(name))
+  exp = build.build(score_sde_config.get_config(name) if config is None else config)
   target = jax.tree_util.tree_map(lambda a: a.shape, exp.abstract_state.params)
   params = score_sde_port.convert(theirs, target)
   ours = np.asarray(jax.jit(exp.score_fn(params))(x, t))
