@@ -52,6 +52,9 @@ def get_default_configs():
   optim.weight_decay = 0.0
   optim.warmup = 200
   optim.grad_clip = 1.0
+  optim.schedule = "constant"     # after the warmup: schedules.SCHEDULES
+  optim.decay_steps = 100_000     # "cosine": steps from the peak rate to 0
+  optim.t_ref = 70_000            # "inverse_sqrt": lr / sqrt(max(step / t_ref, 1)) (EDM2)
 
   config.sampling = sampling = sampler_settings()
   sampling.method = "pc"          # a key of sampling.SAMPLERS; its settings: sampling.<method>

@@ -24,6 +24,7 @@ import likelihood
 import losses
 import models
 import sampling
+import schedules
 import sde_lib
 import weightings
 from models import parameterizations
@@ -60,7 +61,8 @@ def keys() -> dict:
                    "label_dropout", "weighted", "posthoc_ema", "objective", "n_projections",
                    "trace_estimator"),
       "training.posthoc_ema": ("sigma_rels", "snapshot_freq"),
-      "optim": ("lr", "beta1", "adam_eps", "weight_decay", "warmup", "grad_clip"),
+      "optim": ("lr", "beta1", "adam_eps", "weight_decay", "warmup", "grad_clip", "schedule",
+                "decay_steps", "t_ref"),
       "eval": ("enable_loss", "enable_likelihood", "enable_sampling", "num_loss_batches",
                "batch_size", "likelihood_points", "likelihood", "checkpoint_step", "samplers",
                "feature_net", "fid_protocol", "fid_reference", "fid_reference_size",
@@ -94,13 +96,14 @@ DOMAINS = {
                      "eval.num_loss_batches", "eval.batch_size", "eval.likelihood_points",
                      "eval.bpd_repeats", "sampling.batch_size", "sampling.num_samples",
                      "classifier.n_iters", "classifier.batch_size",
-                     "controllable.resamplings", "training.n_projections"), AT_LEAST_1),
+                     "controllable.resamplings", "training.n_projections",
+                     "optim.decay_steps"), AT_LEAST_1),
     **dict.fromkeys(("training.eval_freq", "training.posthoc_ema.snapshot_freq"),
                     OFF_OR_AT_LEAST_1),
     **dict.fromkeys(("optim.warmup", "optim.weight_decay", "optim.grad_clip",
                      "eval.fid_reference_size",
                      "sampling.guidance_scale", "sampling.classifier_scale"), AT_LEAST_0),
-    **dict.fromkeys(("optim.lr", "optim.adam_eps", "classifier.lr", "training.min_time",
+    **dict.fromkeys(("optim.lr", "optim.adam_eps", "optim.t_ref", "classifier.lr", "training.min_time",
                      "model.sigma_data"), POSITIVE),
     **dict.fromkeys(("optim.beta1", "model.ema_rate"), UNIT),
     "training.label_dropout": (_number(lambda v: 0 <= v < 1), "in [0, 1)"),
@@ -215,12 +218,11 @@ def build_sde(c) -> sde_lib.SDE:
 
 
 def build_optimizer(o, posthoc_sigma_rels=()) -> optax.GradientTransformation:
-  """Adam(W) with linear warmup to a constant rate and global-norm clipping, then the
-  power EMAs of post-hoc EMA if posthoc_sigma_rels. The rate comes from the config at
-  every start, never from a checkpoint."""
-  warmup = max(o.warmup, 1)
-  schedule = optax.join_schedules(
-      [optax.linear_schedule(0.0, o.lr, warmup), optax.constant_schedule(o.lr)], [warmup])
+  """Adam(W) with global-norm clipping at the rate of schedules.learning_rate (linear
+  warmup, then optim.schedule), then the power EMAs of post-hoc EMA if posthoc_sigma_rels.
+  The rate comes from the config at every start, never from a checkpoint."""
+  lookup(schedules.SCHEDULES, o.schedule, "config.optim.schedule")
+  schedule = schedules.learning_rate(o.lr, o.warmup, o.schedule, o.decay_steps, o.t_ref)
   optimizer = optax.adamw(schedule, b1=o.beta1, eps=o.adam_eps, weight_decay=o.weight_decay)
   if o.grad_clip > 0:
     optimizer = optax.chain(optax.clip_by_global_norm(o.grad_clip), optimizer)

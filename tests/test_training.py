@@ -223,6 +223,9 @@ def test_bad_input_exits_non_zero_with_one_line(flag, expected, tmp_path):
     ("training", "trace_estimator", "sobol", ["config.training.trace_estimator='sobol'",
                                                "'hutchinson'"]),
     ("training", "n_projections", 0, ["config.training.n_projections=0", ">= 1"]),
+    ("optim", "schedule", "linear", ["config.optim.schedule='linear'",
+                                     "['constant', 'cosine', 'inverse_sqrt']"]),
+    ("optim", "t_ref", 0, ["config.optim.t_ref=0", "> 0"]),
 ])
 def test_bad_names_fail_before_anything_runs(section, key, value, expected, tmp_path):
   """main.py prints RunError messages as its one-line error (see the test above)."""
