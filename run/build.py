@@ -59,7 +59,7 @@ def keys() -> dict:
                    "min_time", "batch_size", "n_iters", "n_jitted_steps", "log_freq",
                    "snapshot_freq", "snapshot_freq_for_preemption", "eval_freq",
                    "label_dropout", "weighted", "posthoc_ema", "objective", "n_projections",
-                   "trace_estimator"),
+                   "trace_estimator", "accumulation_steps"),
       "training.posthoc_ema": ("sigma_rels", "snapshot_freq"),
       "optim": ("lr", "beta1", "adam_eps", "weight_decay", "warmup", "grad_clip", "schedule",
                 "decay_steps", "t_ref"),
@@ -97,7 +97,7 @@ DOMAINS = {
                      "eval.bpd_repeats", "sampling.batch_size", "sampling.num_samples",
                      "classifier.n_iters", "classifier.batch_size",
                      "controllable.resamplings", "training.n_projections",
-                     "optim.decay_steps"), AT_LEAST_1),
+                     "optim.decay_steps", "training.accumulation_steps"), AT_LEAST_1),
     **dict.fromkeys(("training.eval_freq", "training.posthoc_ema.snapshot_freq"),
                     OFF_OR_AT_LEAST_1),
     **dict.fromkeys(("optim.warmup", "optim.weight_decay", "optim.grad_clip",
@@ -206,6 +206,10 @@ def _check_divisibility(config):
   if t.posthoc_ema.sigma_rels and t.posthoc_ema.snapshot_freq <= 0:
     raise RunError(f"config.training.posthoc_ema.snapshot_freq={t.posthoc_ema.snapshot_freq} "
                    "must be > 0 when posthoc_ema.sigma_rels is set")
+  if t.batch_size % (t.accumulation_steps * n_dev):
+    raise RunError(f"config.training.batch_size={t.batch_size} must be divisible by "
+                   f"config.training.accumulation_steps={t.accumulation_steps} x the {n_dev} "
+                   f"devices ({jax.process_count()} processes) = {t.accumulation_steps * n_dev}")
   for name in ("training.batch_size", "sampling.batch_size", "eval.batch_size"):
     if _get(config, name) % n_dev:
       raise RunError(f"config.{name}={_get(config, name)} must be divisible by the "
@@ -420,7 +424,8 @@ def build(config) -> experiment.Experiment:
       score_fn=score_fn, sampling_score_fn=sampling_score_fn,
       class_log_prob_fn=class_log_prob_fn,
       train_step=jax.jit(
-          losses.get_train_step(loss_fn, optimizer, ema_decay, unroll=unroll),
+          losses.get_train_step(loss_fn, optimizer, ema_decay, unroll=unroll,
+                                accumulation_steps=t.accumulation_steps),
           in_shardings=(replicated, jax.sharding.NamedSharding(mesh, P(None, "data")),
                         replicated),
           out_shardings=(replicated, replicated), donate_argnums=(0,)),

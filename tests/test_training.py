@@ -226,6 +226,8 @@ def test_bad_input_exits_non_zero_with_one_line(flag, expected, tmp_path):
     ("optim", "schedule", "linear", ["config.optim.schedule='linear'",
                                      "['constant', 'cosine', 'inverse_sqrt']"]),
     ("optim", "t_ref", 0, ["config.optim.t_ref=0", "> 0"]),
+    ("training", "accumulation_steps", 3, ["config.training.batch_size=512",
+                                           "config.training.accumulation_steps=3", "= 3"]),
 ])
 def test_bad_names_fail_before_anything_runs(section, key, value, expected, tmp_path):
   """main.py prints RunError messages as its one-line error (see the test above)."""
