@@ -102,6 +102,7 @@ def _training():
   training.n_iters = 6000
   training.n_jitted_steps = 10    # steps per device call (lax.scan)
   training.accumulation_steps = 1 # k: each step's gradient from k microbatches of batch_size / k
+  training.model_axis_size = 1    # > 1: train state sharded over groups of this many devices
   training.log_freq = 500
   training.snapshot_freq = 2000   # kept for evaluation
   training.snapshot_freq_for_preemption = 500   # overwritten (keeps 2)
