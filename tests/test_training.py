@@ -386,3 +386,26 @@ def test_model_axis_two_on_four_devices_equals_the_replicated_run():
   # biases, the 2-wide input/output kernels and the step counts are not.
   assert n_split >= 3 * 8 and split_size > 0.8 * total_size, (n_leaves, n_split, split_size,
                                                               total_size)
+
+
+@pytest.mark.slow
+def test_a_sharded_accumulating_run_resumes_on_fewer_devices(tmp_path):
+  """From the command line: 10 steps on 4 devices with model axis 2 and accumulation 2,
+  stopped, then continued to 20 on 2 devices with neither (Orbax restores the checkpoint
+  into the new mesh's shardings); its final state, loaded on 1 device, equals an
+  uninterrupted plain 4-device run's up to float summation order."""
+  flags = ["--mode=train", "--config.training.n_jitted_steps=5",
+           "--config.training.snapshot_freq=10", "--config.training.snapshot_freq_for_preemption=10"]
+  devices = lambda n: dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={n}")
+  resumed, reference = tmp_path / "resumed", tmp_path / "reference"
+  run_main(resumed, *flags, "--config.training.n_iters=10", "--config.training.model_axis_size=2",
+           "--config.training.accumulation_steps=2", env=devices(4))
+  run_main(resumed, *flags, "--config.training.n_iters=20", env=devices(2))
+  run_main(reference, *flags, "--config.training.n_iters=20", env=devices(4))
+  config = load_config(CONFIG)
+  config.model.hidden = 32
+  step_res, leaves_res = final_params(str(resumed), config)
+  step_ref, leaves_ref = final_params(str(reference), config)
+  assert step_res == step_ref == 20
+  for a, b in zip(leaves_res, leaves_ref):
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
