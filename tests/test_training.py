@@ -172,21 +172,26 @@ def test_one_and_four_devices_give_the_same_loss_trajectory(tmp_path):
 
 
 @pytest.mark.slow
-def test_two_processes_train_and_write_one_checkpoint(tmp_path):
+@pytest.mark.parametrize("model_axis_size", [1, 2])
+def test_two_processes_train_and_write_one_checkpoint(model_axis_size, tmp_path):
+  """With model axis 2, each process holds 2 devices, one 'model' group (4 in all)."""
   with socket.socket() as s:
     s.bind(("127.0.0.1", 0))
     port = s.getsockname()[1]
   flags = ["--mode=train", "--config.training.n_iters=20", "--config.training.n_jitted_steps=5",
            "--config.training.snapshot_freq_for_preemption=20", "--config.training.snapshot_freq=20",
-           f"--coordinator_address=127.0.0.1:{port}", "--num_processes=2"]
+           f"--coordinator_address=127.0.0.1:{port}", "--num_processes=2",
+           f"--config.training.model_axis_size={model_axis_size}"]
+  env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={model_axis_size}")
   cmds = [[sys.executable, os.path.join(ROOT, "main.py"), f"--config={CONFIG}",
            f"--workdir={tmp_path}", *TINY, *flags, f"--process_id={i}"] for i in range(2)]
   processes = [subprocess.Popen(c, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                text=True) for c in cmds]
+                                text=True, env=env) for c in cmds]
   outputs = [p.communicate(timeout=300) for p in processes]
   for p, (_, err) in zip(processes, outputs):
     assert p.returncode == 0, err[-3000:]
   assert "process 0/2" in outputs[0][1] and "process 1/2" in outputs[1][1]
+  assert f"{2 * model_axis_size} global devices" in outputs[0][1]
   assert sorted(p for p in os.listdir(tmp_path / "checkpoints") if p.isdigit()) == ["20"]
 
 
