@@ -400,7 +400,8 @@ def test_a_sharded_accumulating_run_resumes_on_fewer_devices(tmp_path):
   into the new mesh's shardings); its final state, loaded on 1 device, equals an
   uninterrupted plain 4-device run's up to float summation order."""
   flags = ["--mode=train", "--config.training.n_jitted_steps=5",
-           "--config.training.snapshot_freq=10", "--config.training.snapshot_freq_for_preemption=10"]
+           "--config.training.snapshot_freq=10",
+           "--config.training.snapshot_freq_for_preemption=10"]
   devices = lambda n: dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={n}")
   resumed, reference = tmp_path / "resumed", tmp_path / "reference"
   run_main(resumed, *flags, "--config.training.n_iters=10", "--config.training.model_axis_size=2",
