@@ -353,6 +353,7 @@ from tests.test_training import shrink
 def run(model_axis_size):
   config = shrink(default_toy.get_default_configs(), n_iters=10)
   config.training.model_axis_size = model_axis_size
+  config.training.posthoc_ema = dict(sigma_rels=(0.05,), snapshot_freq=10)
   exp = build.build(config)
   state = exp.init_state(jax.random.PRNGKey(0))
   batches = exp.data.train_batches(0, 5, 64, exp.sharding(None, "data"))
@@ -371,6 +372,8 @@ for a, b in zip(jax.tree_util.tree_leaves(plain), jax.tree_util.tree_leaves(shar
     assert all(s.data.shape[axis] == b.shape[axis] // 2 for s in b.addressable_shards)
     split.append(b.size)
 np.testing.assert_allclose(x_sharded, x_plain, rtol=1e-4, atol=1e-4)
+posthoc = jax.tree_util.tree_leaves(sharded.opt_state[-1].averages)   # ema.track_power_emas
+assert sum("model" in a.sharding.spec for a in posthoc) == 8
 print(json.dumps([len(jax.tree_util.tree_leaves(sharded)), len(split), sum(split),
                   sum(l.size for l in jax.tree_util.tree_leaves(sharded))]))
 """
@@ -379,7 +382,7 @@ print(json.dumps([len(jax.tree_util.tree_leaves(sharded)), len(split), sum(split
 @pytest.mark.slow
 def test_model_axis_two_on_four_devices_equals_the_replicated_run():
   """training.model_axis_size=2 on 4 devices: a (2, 2) mesh whose train state (params, Adam
-  moments, EMA) is split along 'model' by run/mesh.py's rule; 10 steps and one round of
+  moments, EMA, a post-hoc EMA) is split along 'model' by run/mesh.py's rule; 10 steps and one round of
   samples equal the replicated run's up to float summation order, and the large arrays
   really are split (each device holds half of each such axis)."""
   env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4")
@@ -387,9 +390,9 @@ def test_model_axis_two_on_four_devices_equals_the_replicated_run():
                           text=True, cwd=ROOT, env=env, timeout=600)
   assert result.returncode == 0, result.stderr[-3000:]
   n_leaves, n_split, split_size, total_size = json.loads(result.stdout.strip().splitlines()[-1])
-  # The toy MLP's 32 x 32 kernels (x3: params, Adam's mu and nu, EMA) are split; its
-  # biases, the 2-wide input/output kernels and the step counts are not.
-  assert n_split >= 3 * 8 and split_size > 0.8 * total_size, (n_leaves, n_split, split_size,
+  # The toy MLP's 8 32 x 32 kernels (in params, Adam's mu and nu, EMA, post-hoc EMA) are
+  # split; its biases, the 2-wide input/output kernels and the step counts are not.
+  assert n_split == 5 * 8 and split_size > 0.8 * total_size, (n_leaves, n_split, split_size,
                                                               total_size)
 
 
