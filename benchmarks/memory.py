@@ -12,7 +12,7 @@ device's activations are those of one example whatever m. Columns, per device:
   temp     XLA's temporaries (activations, gradients, gathered weights)
   total    args + temp + outputs - outputs aliased to donated arguments
 
-  python -m benchmarks.memory                          # all three configs (~N min on 2 cores)
+  python -m benchmarks.memory          # 12 compiles, ~30 min on 2 cores (deep CIFAR-10: ~5 each)
   python -m benchmarks.memory --configs configs/vp/cifar10_ddpmpp_deep_continuous.py
 """
 import os
