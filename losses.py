@@ -306,21 +306,51 @@ class TrainState:
 
 
 def get_train_step(loss_fn: Callable, optimizer: optax.GradientTransformation,
-                   ema_decay: Callable, unroll: bool = False):
+                   ema_decay: Callable, unroll: bool = False, accumulation_steps: int = 1):
   """Returns train_step(state, batch, base_key) -> (state, metrics).
 
   `loss_fn(params, x0, key) -> scalar`; `batch` is [n_steps, B, ...] (or a pytree of
   such arrays, e.g. (images, labels)): n_steps optimizer steps run under `lax.scan` (one
   step runs without a loop), or one after another without a loop if `unroll` (n_steps
   copies of the step to compile: XLA:CPU compiles convolution gradients inside a loop
-  body to slow generic loops, see benchmarks/README.md). Step s draws its noise from
-  fold_in(base_key, s), so a run resumed from a checkpoint continues exactly. The EMA
-  decay of step s is `ema_decay(s)` (ema.decay_fn). Pure; devices are the caller's.
+  body to slow generic loops, see benchmarks/README.md).
+
+  Example i of step s is `loss_fn` of that example alone (a batch of one, under vmap)
+  with key fold_in(fold_in(base_key, s), i): its noise depends on the step and its index
+  in the step's batch only, so a run resumed from a checkpoint continues exactly, and a
+  step's value does not depend on how its batch is split. With `accumulation_steps = k`
+  (B divisible by k) the step's gradient is the mean of k microbatch gradients, the
+  examples i = m mod k for m = 0 ... k - 1 taken one microbatch at a time under
+  `lax.scan` (the memory of B / k examples): the full-batch gradient up to the order of
+  float sums. (Strided microbatches keep each device's share of a batch split along its
+  first axis on that device.) The EMA decay of step s is `ema_decay(s)` (ema.decay_fn).
+  Pure; devices are the caller's.
   """
+  def mean_loss(params, examples, keys):
+    one = lambda x, key: loss_fn(params, jax.tree_util.tree_map(lambda a: a[None], x), key)
+    return jnp.mean(jax.vmap(one)(examples, keys))
+
+  def loss_and_grads(params, x0, key):
+    n = jax.tree_util.tree_leaves(x0)[0].shape[0]
+    keys = jax.vmap(jax.random.fold_in, (None, 0))(key, jnp.arange(n))
+    if accumulation_steps == 1:
+      return jax.value_and_grad(mean_loss)(params, x0, keys)
+    k = accumulation_steps
+    microbatches = jax.tree_util.tree_map(          # [k, B / k, ...]: examples m, m + k, ...
+        lambda a: jnp.swapaxes(a.reshape(n // k, k, *a.shape[1:]), 0, 1), (x0, keys))
+
+    def add_microbatch(total, microbatch):
+      value_and_grads = jax.value_and_grad(mean_loss)(params, *microbatch)
+      return jax.tree_util.tree_map(jnp.add, total, value_and_grads), None
+
+    zeros = jax.tree_util.tree_map(jnp.zeros_like, (jnp.zeros(()), params))
+    total, _ = jax.lax.scan(add_microbatch, zeros, microbatches, unroll=unroll)
+    return jax.tree_util.tree_map(lambda v: v / k, total)
+
   def train_step(state: TrainState, batch, base_key):
     def one_step(state: TrainState, x0):
       key = jax.random.fold_in(base_key, state.step)
-      loss, grads = jax.value_and_grad(loss_fn)(state.params, x0, key)
+      loss, grads = loss_and_grads(state.params, x0, key)
       updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
       params = optax.apply_updates(state.params, updates)
       decay = ema_decay(state.step)

@@ -52,6 +52,9 @@ def get_default_configs():
   optim.weight_decay = 0.0
   optim.warmup = 200
   optim.grad_clip = 1.0
+  optim.schedule = "constant"     # after the warmup: schedules.SCHEDULES
+  optim.decay_steps = 100_000     # "cosine": steps from the peak rate to 0
+  optim.t_ref = 70_000            # "inverse_sqrt": lr / sqrt(max(step / t_ref, 1)) (EDM2)
 
   config.sampling = sampling = sampler_settings()
   sampling.method = "pc"          # a key of sampling.SAMPLERS; its settings: sampling.<method>
@@ -98,6 +101,8 @@ def _training():
   training.batch_size = 512       # global, split over all devices and processes
   training.n_iters = 6000
   training.n_jitted_steps = 10    # steps per device call (lax.scan)
+  training.accumulation_steps = 1 # k: each step's gradient from k microbatches of batch_size / k
+  training.model_axis_size = 1    # > 1: train state sharded over groups of this many devices
   training.log_freq = 500
   training.snapshot_freq = 2000   # kept for evaluation
   training.snapshot_freq_for_preemption = 500   # overwritten (keeps 2)

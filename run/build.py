@@ -24,12 +24,14 @@ import likelihood
 import losses
 import models
 import sampling
+import schedules
 import sde_lib
 import weightings
 from models import parameterizations
 import run
 from run import data as data_lib
 from run import experiment
+from run import mesh as mesh_lib
 from models import classifier as classifier_lib
 
 P = jax.sharding.PartitionSpec
@@ -58,9 +60,10 @@ def keys() -> dict:
                    "min_time", "batch_size", "n_iters", "n_jitted_steps", "log_freq",
                    "snapshot_freq", "snapshot_freq_for_preemption", "eval_freq",
                    "label_dropout", "weighted", "posthoc_ema", "objective", "n_projections",
-                   "trace_estimator"),
+                   "trace_estimator", "accumulation_steps", "model_axis_size"),
       "training.posthoc_ema": ("sigma_rels", "snapshot_freq"),
-      "optim": ("lr", "beta1", "adam_eps", "weight_decay", "warmup", "grad_clip"),
+      "optim": ("lr", "beta1", "adam_eps", "weight_decay", "warmup", "grad_clip", "schedule",
+                "decay_steps", "t_ref"),
       "eval": ("enable_loss", "enable_likelihood", "enable_sampling", "num_loss_batches",
                "batch_size", "likelihood_points", "likelihood", "checkpoint_step", "samplers",
                "feature_net", "fid_protocol", "fid_reference", "fid_reference_size",
@@ -94,14 +97,16 @@ DOMAINS = {
                      "eval.num_loss_batches", "eval.batch_size", "eval.likelihood_points",
                      "eval.bpd_repeats", "sampling.batch_size", "sampling.num_samples",
                      "classifier.n_iters", "classifier.batch_size",
-                     "controllable.resamplings", "training.n_projections"), AT_LEAST_1),
+                     "controllable.resamplings", "training.n_projections",
+                     "optim.decay_steps", "training.accumulation_steps",
+                     "training.model_axis_size"), AT_LEAST_1),
     **dict.fromkeys(("training.eval_freq", "training.posthoc_ema.snapshot_freq"),
                     OFF_OR_AT_LEAST_1),
     **dict.fromkeys(("optim.warmup", "optim.weight_decay", "optim.grad_clip",
                      "eval.fid_reference_size",
                      "sampling.guidance_scale", "sampling.classifier_scale"), AT_LEAST_0),
-    **dict.fromkeys(("optim.lr", "optim.adam_eps", "classifier.lr", "training.min_time",
-                     "model.sigma_data"), POSITIVE),
+    **dict.fromkeys(("optim.lr", "optim.adam_eps", "optim.t_ref", "classifier.lr",
+                     "training.min_time", "model.sigma_data"), POSITIVE),
     **dict.fromkeys(("optim.beta1", "model.ema_rate"), UNIT),
     "training.label_dropout": (_number(lambda v: 0 <= v < 1), "in [0, 1)"),
     "eval.checkpoint_step": (_number(lambda v: v >= -1), ">= 0, or -1 for the latest"),
@@ -203,7 +208,11 @@ def _check_noise_levels(config):
 
 
 def _check_divisibility(config):
-  t, n_dev = config.training, jax.device_count()
+  t, n_dev, m = config.training, jax.device_count(), config.training.model_axis_size
+  if n_dev % m or jax.local_device_count() % m:
+    raise RunError(f"config.training.model_axis_size={m} must divide the {n_dev} devices "
+                   f"and each process's {jax.local_device_count()}")
+  data_axis = f"the data axis of {n_dev // m} devices ({n_dev} / model_axis_size {m})"
   frequencies = {f"training.{name}": t[name] for name in (
       "log_freq", "snapshot_freq", "snapshot_freq_for_preemption", "n_iters", "eval_freq")}
   frequencies["training.posthoc_ema.snapshot_freq"] = t.posthoc_ema.snapshot_freq
@@ -214,10 +223,13 @@ def _check_divisibility(config):
   if t.posthoc_ema.sigma_rels and t.posthoc_ema.snapshot_freq <= 0:
     raise RunError(f"config.training.posthoc_ema.snapshot_freq={t.posthoc_ema.snapshot_freq} "
                    "must be > 0 when posthoc_ema.sigma_rels is set")
+  if t.batch_size % (t.accumulation_steps * n_dev // m):
+    raise RunError(f"config.training.batch_size={t.batch_size} must be divisible by "
+                   f"config.training.accumulation_steps={t.accumulation_steps} x {data_axis}"
+                   f" = {t.accumulation_steps * n_dev // m}")
   for name in ("training.batch_size", "sampling.batch_size", "eval.batch_size"):
-    if _get(config, name) % n_dev:
-      raise RunError(f"config.{name}={_get(config, name)} must be divisible by the "
-                     f"{n_dev} devices ({jax.process_count()} processes)")
+    if _get(config, name) % (n_dev // m):
+      raise RunError(f"config.{name}={_get(config, name)} must be divisible by {data_axis}")
 
 
 def build_sde(c) -> sde_lib.SDE:
@@ -226,12 +238,11 @@ def build_sde(c) -> sde_lib.SDE:
 
 
 def build_optimizer(o, posthoc_sigma_rels=()) -> optax.GradientTransformation:
-  """Adam(W) with linear warmup to a constant rate and global-norm clipping, then the
-  power EMAs of post-hoc EMA if posthoc_sigma_rels. The rate comes from the config at
-  every start, never from a checkpoint."""
-  warmup = max(o.warmup, 1)
-  schedule = optax.join_schedules(
-      [optax.linear_schedule(0.0, o.lr, warmup), optax.constant_schedule(o.lr)], [warmup])
+  """Adam(W) with global-norm clipping at the rate of schedules.learning_rate (linear
+  warmup, then optim.schedule), then the power EMAs of post-hoc EMA if posthoc_sigma_rels.
+  The rate comes from the config at every start, never from a checkpoint."""
+  lookup(schedules.SCHEDULES, o.schedule, "config.optim.schedule")
+  schedule = schedules.learning_rate(o.lr, o.warmup, o.schedule, o.decay_steps, o.t_ref)
   optimizer = optax.adamw(schedule, b1=o.beta1, eps=o.adam_eps, weight_decay=o.weight_decay)
   if o.grad_clip > 0:
     optimizer = optax.chain(optax.clip_by_global_norm(o.grad_clip), optimizer)
@@ -348,7 +359,7 @@ def _loss_fn(loss, score_fn, sde, num_classes: int, label_dropout: float):
   return loss_fn
 
 
-def _compile_options(abstract_state, n_jitted_steps: int):
+def _compile_options(abstract_state, n_jitted_steps: int, accumulation_steps: int):
   """(compiler options of init_state, whether the train step unrolls its steps)."""
   # Run once, but on the CPU XLA's backend optimizations of its hundreds of random-number
   # calls make it slow to compile: 7.8 s for the tests' small U-Net, 2.3 s at level 0
@@ -356,9 +367,9 @@ def _compile_options(abstract_state, n_jitted_steps: int):
   cpu = jax.default_backend() == "cpu"
   options = {"xla_backend_optimization_level": 0} if cpu else {}
   # XLA:CPU compiles convolution gradients inside a loop body to generic loops, 25-150x
-  # slower (benchmarks/README.md): on the CPU, the n_jitted_steps steps of a network with
-  # convolution kernels (4-D parameters) are compiled one after another instead.
-  unroll = cpu and n_jitted_steps > 1 and any(
+  # slower (benchmarks/README.md): on the CPU, the n_jitted_steps steps (and microbatches)
+  # of a network with convolution kernels (4-D parameters) are compiled one after another.
+  unroll = cpu and (n_jitted_steps > 1 or accumulation_steps > 1) and any(
       len(p.shape) == 4 for p in jax.tree_util.tree_leaves(abstract_state.params))
   return options, unroll
 
@@ -384,7 +395,7 @@ def build(config) -> experiment.Experiment:
   _check_divisibility(config)
   _check_noise_levels(config)
   t, num_classes = config.training, config.model.get("num_label_classes", 0)
-  mesh = jax.make_mesh((jax.device_count(),), ("data",), axis_types=(jax.sharding.AxisType.Auto,))
+  mesh = mesh_lib.make_mesh(t.model_axis_size)
   replicated, split = (jax.sharding.NamedSharding(mesh, spec) for spec in (P(), P("data")))
   try:
     sde = build_sde(config.sde)
@@ -412,30 +423,39 @@ def build(config) -> experiment.Experiment:
     return losses.TrainState(step=jnp.zeros((), jnp.int32), params=params,
                              opt_state=optimizer.init(params), ema_params=params)
 
+  shapes = jax.eval_shape(init_state, jax.random.PRNGKey(0))
+  state_sharding = mesh_lib.shardings(mesh, shapes)
   abstract_state = jax.tree_util.tree_map(
-      lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=replicated),
-      jax.eval_shape(init_state, jax.random.PRNGKey(0)))
-  options, unroll = _compile_options(abstract_state, t.n_jitted_steps)
+      lambda s, sharding: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sharding),
+      shapes, state_sharding)
+  params_sharding = state_sharding.params
+  options, unroll = _compile_options(abstract_state, t.n_jitted_steps, t.accumulation_steps)
 
   def jit_sampler(sampler):
-    return jax.jit(lambda params, key, classifier_params=None, labels=None: sampler(
-        key, sampling_score_fn(params, classifier_params, labels)),
-                   in_shardings=replicated, out_shardings=(split, replicated))
+    # Called with 2 to 4 arguments, so no in_shardings (it must name every one passed):
+    # the parameters are laid out like the train state's inside.
+    def sample(params, key, classifier_params=None, labels=None):
+      params = jax.lax.with_sharding_constraint(params, params_sharding)
+      return sampler(key, sampling_score_fn(params, classifier_params, labels))
+    return jax.jit(sample, out_shardings=(split, replicated))
 
   return experiment.Experiment(
       record=json.loads(json.dumps(config.to_dict())), seed=config.seed, sde=sde, model=model,
       optimizer=optimizer, data=data, mesh=mesh, num_label_classes=num_classes, **specs,
       sampler_kwargs=sampler_kwargs, abstract_state=abstract_state,
-      init_state=jax.jit(init_state, out_shardings=replicated, compiler_options=options),
+      init_state=jax.jit(init_state, out_shardings=state_sharding, compiler_options=options),
       score_fn=score_fn, sampling_score_fn=sampling_score_fn,
       class_log_prob_fn=class_log_prob_fn,
       train_step=jax.jit(
-          losses.get_train_step(loss_fn, optimizer, ema_decay, unroll=unroll),
-          in_shardings=(replicated, jax.sharding.NamedSharding(mesh, P(None, "data")),
+          losses.get_train_step(loss_fn, optimizer, ema_decay, unroll=unroll,
+                                accumulation_steps=t.accumulation_steps),
+          in_shardings=(state_sharding, jax.sharding.NamedSharding(mesh, P(None, "data")),
                         replicated),
-          out_shardings=(replicated, replicated), donate_argnums=(0,)),
+          out_shardings=(state_sharding, replicated), donate_argnums=(0,)),
       samplers={name: jit_sampler(sampler) for name, sampler in samplers.items()},
       log_likelihood=jax.jit(lambda params, key, x: loglik_fn(key, score_fn(params), x)[0],
-                             in_shardings=(replicated, replicated, split), out_shardings=split),
+                             in_shardings=(params_sharding, replicated, split),
+                             out_shardings=split),
       eval_loss=jax.jit(lambda params, x0, key: loss_fn(params, x0, key, train=False),
-                        in_shardings=(replicated, split, replicated), out_shardings=replicated))
+                        in_shardings=(params_sharding, split, replicated),
+                        out_shardings=replicated))

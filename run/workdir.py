@@ -22,6 +22,7 @@ import socket
 from absl import logging
 import flax.serialization
 import jax
+from jax.experimental import multihost_utils
 import orbax.checkpoint as ocp
 
 import ema
@@ -241,6 +242,8 @@ def restore(mngr: ocp.CheckpointManager, abstract_state, record: dict, step=None
 def save_ema_snapshot(path: str, step: int, sigma_rels, averages):
   """The tracked power EMAs (one tree per sigma_rel) at `step`, to
   <path>/ema_snapshots/<step>.msgpack (process 0)."""
+  if jax.process_count() > 1:    # all processes: arrays sharded along 'model' gathered
+    averages = multihost_utils.process_allgather(averages, tiled=True)
   if jax.process_index() == 0:
     payload = {"step": step, "sigma_rels": {str(i): float(s) for i, s in enumerate(sigma_rels)},
                "averages": {str(i): jax.device_get(a) for i, a in enumerate(averages)}}
