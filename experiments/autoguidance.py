@@ -14,7 +14,7 @@ the VP SDE, DPM-Solver++(2M) with 50 steps on the log-SNR grid. Every score is e
   classifier-free guidance D_uncond + w (D_cond - D_uncond) with the main model's exact
   component scores as the conditionals and its mixture score as the unconditional
   (controllable_generation.classifier_free_guidance at guidance_scale w - 1), each sample's
-  class drawn from the true weights, so that at w = 1 both sample the main model.
+  class drawn from the main model's weights, so that at w = 1 both sample the main model.
 * Per seed, n samples; measured: the exact NLL of the samples under the true p minus its
   entropy H(p) (quality: below 0, the samples sit where p is high); a Kozachenko-Leonenko
   nearest-neighbour entropy estimate minus the same estimate on n exact draws of p
@@ -99,7 +99,7 @@ def make_draw(guidance: str, main: densities.GaussianMixture, n: int):
   @jax.jit
   def draw(key, weight):
     k_labels, k_sample = jax.random.split(key)
-    labels = jax.random.categorical(k_labels, jnp.log(TRUE.weights), shape=(n,))
+    labels = jax.random.categorical(k_labels, jnp.log(main.weights), shape=(n,))
     score = guided_score_fn(guidance, main, weight)
     return sampler(k_sample, lambda x, t: score(x, t, labels))[0]
 
@@ -199,7 +199,7 @@ def reading(results, weights) -> str:
       f"{_pm(r('exact', 'autoguidance', 'weight_tv'))}; CFG puts the NLL gap at "
       f"{_pm(r('exact', 'CFG', 'nll_gap'))}, the variance at {shrink[0]:.3f} +- "
       f"{shrink[1]:.3f} and TV at {_pm(r('exact', 'CFG', 'weight_tv'))} (its classes are "
-      f"drawn from p's weights: sampling noise), so CFG "
+      f"drawn from the main model's weights, p's here: sampling noise), so CFG "
       + ("shrinks the components too, against the expectation above (the table does not "
          "say where along t it happens)"
          if shrink[0] + 2 * shrink[1] < 1 else "leaves the components' widths alone")
