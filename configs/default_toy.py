@@ -71,7 +71,8 @@ def get_default_configs():
   for name in ("ddim", "edm_heun", "dpm_solver_2m", "dpm_solver_2m_sde", "dpm_solver_3m"):
     sampling[name].num_steps = 50
   for name in sampling_lib.SAMPLERS:
-    sampling[name].denoise = True   # end with Tweedie's formula (PC: the noise-free mean)
+    if "denoise" in sampling[name]:   # end with Tweedie's formula (PC: the noise-free mean)
+      sampling[name].denoise = True
 
   _add_evaluation_sections(config)
   return config
