@@ -166,7 +166,8 @@ def _pm(values, fmt=".4f") -> str:
 
 
 def main(_):
-  checkpoints = (0, 50, 200) if FLAGS.quick else (0, 250, 500, 1000, 2000, 4000)
+  checkpoints = (0, 50) if FLAGS.quick else (0, 250, 500, 1000, 2000, 4000)
+  sampler_steps, draws = ((1, 2), 10_000) if FLAGS.quick else ((1, 2, 4), 100_000)
   seeds = 2 if FLAGS.quick else 3
   runs = {"c_skip(sigma_min) = 1": parameterizations.consistency_coefficients,
           "c_skip(sigma_min) = 0.9 (wrong)": wrong_boundary}
@@ -183,8 +184,9 @@ def main(_):
   teacher_gap = chain_error()
   law_rows, one_step = [], None
   for name in runs:
-    for steps in (1, 2, 4):
-      laws = [output_law(p, runs[name], steps, jax.random.PRNGKey(5)) for p in finals[name]]
+    for steps in sampler_steps:
+      laws = [output_law(p, runs[name], steps, jax.random.PRNGKey(5), draws)
+              for p in finals[name]]
       if one_step is None:
         variances = np.array([v for v, _ in laws])
         one_step = (variances.mean(), variances.std(ddof=1) / np.sqrt(len(variances)))
