@@ -156,3 +156,22 @@ def test_autoguidance_reading_follows_the_numbers():
   assert "NLL gap, interpolated along w, is -0.500 against CFG's +0.200" in text
   assert "autoguidance's samples sit higher under p" in text
   assert "at equal w autoguidance loses more variety" in text
+
+
+def test_consistency_mixture_reading_follows_the_numbers():
+  """The consistency page's mixture verdicts come from the numbers and their SEs."""
+  from experiments import consistency_models as cm
+  teacher = "teacher ODE (Heun, 40 steps)"
+  means = {"exact draws": [(0.02, 0.01), (0.012, 0.002)], teacher: [(0.03, 0.01), (0.011, 0.002)],
+           "student, 1 step": [(0.15, 0.01), (0.010, 0.002)],
+           "student, 2 steps": [(0.04, 0.01), (0.030, 0.002)]}
+  text = cm.mixture_reading(means)
+  assert "not above exact draws' by more than twice the SE at 1 step(s): the weights kept" in text
+  assert "lower under p than its teacher at 1 step(s)" in text
+  means["student, 2 steps"] = [(0.04, 0.01), (0.002, 0.001)]     # below exact draws': kept
+  assert "at 1 and 2 step(s): the weights kept" in cm.mixture_reading(means)
+  means["student, 1 step"] = [(0.035, 0.01), (0.05, 0.002)]
+  means["student, 2 steps"] = [(0.04, 0.01), (0.030, 0.002)]
+  text = cm.mixture_reading(means)
+  assert "more than twice the SE above exact draws' at both" in text
+  assert "the students match their teacher within twice the SE" in text
