@@ -4,7 +4,8 @@ constraints on the sampler's state.
 * Guidance turns score functions into a score function, so every sampler works
   unchanged: `classifier_guidance` (s(x, t) + scale grad_x log p_t(c | x), Song et al.,
   2021, Appendix I; Dhariwal & Nichol, 2021) and `classifier_free_guidance`
-  ((1 + w) s(x, t, c) - w s(x, t, null), Ho & Salimans, 2022).
+  ((1 + w) s(x, t, c) - w s(x, t, null), Ho & Salimans, 2022) and `autoguidance`
+  (s_weak + w (s - s_weak) with a weaker version of the same model, Karras et al., 2024).
 * Inpainting and colorization (Song et al., 2021, Appendix I) constrain the state of the
   PC sampler: after every predictor and corrector step the known part is replaced by a
   draw of the known data diffused to the current time (`Replacement`), optionally with
@@ -66,6 +67,21 @@ def classifier_free_guidance(cond_score_fn, label, guidance_scale: float, null_l
     if interval is not None:
       w = jnp.where((t >= interval[0]) & (t <= interval[1]), w, 0.0)
     return s_cond + batch_broadcast(w, x) * (s_cond - s_null)
+
+  return guided
+
+
+def autoguidance(score_fn, weak_score_fn, weight: float):
+  """Autoguidance (Karras et al., 2024): the denoiser D_w = D_weak + w (D - D_weak), where
+  weak_score_fn is a weaker version of score_fn's model (smaller, trained shorter, an
+  earlier snapshot). Every model's denoiser is the same affine map of its score,
+  D = (x + sigma(t)^2 s(x, t)) / alpha(t) (sampling.tweedie_denoise), so the rule is the
+  same on scores: s_w = s_weak + w (s - s_weak). w = 1 is the main model alone; w > 1
+  pushes the samples away from where the weak model puts mass the main one does not."""
+
+  def guided(x, t):
+    weak = weak_score_fn(x, t)
+    return weak + weight * (score_fn(x, t) - weak)
 
   return guided
 

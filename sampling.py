@@ -13,8 +13,9 @@ Every sampler is built by a factory from an SDE and a sample shape and is called
 * Few-step samplers: a step function each, run over a grid from `time_grid` by
   `grid_sampler` (see there): DDIM (Song, Meng & Ermon, 2021a, any eta), EDM's Heun
   with optional churn (Karras et al., 2022), DPM-Solver++(2M), its stochastic variant,
-  (3M) and (2S) (Lu et al., 2022). They apply to every linear SDE through
-  alpha(t), sigma(t).
+  (3M) and (2S) (Lu et al., 2022), and multistep consistency sampling (Song et al.,
+  2023; a consistency function enters as a score, consistency.as_score_fn). They apply
+  to every linear SDE through alpha(t), sigma(t).
 
 `denoise=True` (every factory's default, as score_sde's `noise_removal`) ends a sampler
 with Tweedie's formula at the last time, x_0 = (x + sigma^2 s(x, t)) / alpha (one more
@@ -523,9 +524,32 @@ def get_dpm_solver_2s_sampler(sde: sde_lib.SDE, shape, num_steps=10, grid="logsn
   return grid_sampler(sde, shape, step, num_steps, grid, eps, 2, denoise=denoise)
 
 
+def consistency_step(sde, score_fn, z, x, t, t_next, memory, eps=1e-3):
+  """One step of multistep consistency sampling (Song et al., 2023, Algorithm 1), through
+  the score's denoiser: x_eps = alpha(eps) D(x, t) (D = tweedie_denoise; for a consistency
+  function f wrapped by consistency.as_score_fn, alpha(eps) D = f(x, t)), then fresh noise
+  from eps to t_next, x_next ~ p(x_{t_next} | x_eps) (none when t_next = eps)."""
+  b = lambda v: batch_broadcast(v, x)
+  eps_t = jnp.full_like(t, eps)
+  x_eps = b(sde.marginal(eps_t)[0]) * tweedie_denoise(sde, score_fn, x, t)
+  a, v = sde.transition(t_next, eps_t)
+  return b(a) * x_eps + b(jnp.sqrt(jnp.maximum(v, 0.0))) * z, memory
+
+
+def get_consistency_sampler(sde: sde_lib.SDE, shape, num_steps=1, grid="edm", eps=1e-3,
+                            rho=7.0):
+  """Multistep consistency sampling: the consistency function at the num_steps times
+  time_grid(sde, num_steps, grid, eps, rho)[:-1], T first, re-noised in between; returns
+  x_eps after num_steps evaluations (1: the one-step sample f(x_T, T)). Given an ordinary
+  diffusion model's score it runs the same loop on its denoiser, E[x_0 | x_t], which is not
+  a consistency function: few steps then give blurred means, not samples."""
+  step = functools.partial(consistency_step, eps=eps)
+  return grid_sampler(sde, shape, step, num_steps, grid, eps, rho=rho, denoise=False)
+
+
 # Every sampler factory, called as factory(sde, shape, **settings): a config's
 # `sampling.<name>` holds exactly the settings its factory accepts.
 SAMPLERS = {"pc": get_pc_sampler, "ode": get_ode_sampler, "ddim": get_ddim_sampler,
             "edm_heun": get_edm_sampler, "dpm_solver_2m": get_dpm_solver_sampler,
             "dpm_solver_2m_sde": get_dpm_solver_sde_sampler, "dpm_solver_3m": get_dpm_solver_3m_sampler,
-            "dpm_solver_2s": get_dpm_solver_2s_sampler}
+            "dpm_solver_2s": get_dpm_solver_2s_sampler, "consistency": get_consistency_sampler}

@@ -64,11 +64,18 @@ def get_default_configs():
   sampling.guidance_scale = 0.0   # classifier-free guidance w: (1 + w) s(c) - w s(null)
   sampling.guidance_interval = () # (t_lo, t_hi): guide only there; () everywhere
   sampling.classifier_scale = 0.0 # classifier guidance: s + scale grad log p_t(c | x)
+  # Autoguidance (Karras et al., 2024): s_weak + weight (s - s_weak), the weak model the EMA
+  # parameters of another workdir's checkpoint (a network of this config's shape).
+  sampling.autoguidance = ml_collections.ConfigDict()
+  sampling.autoguidance.workdir = ""          # the weak model's workdir; "" off
+  sampling.autoguidance.checkpoint_step = -1  # its checkpoint; -1 the latest
+  sampling.autoguidance.weight = 1.0          # w; 1 is the main model alone
   sampling.pc.snr = 0.05          # 2-D data: Langevin steps must stay small
   for name in ("ddim", "edm_heun", "dpm_solver_2m", "dpm_solver_2m_sde", "dpm_solver_3m"):
     sampling[name].num_steps = 50
   for name in sampling_lib.SAMPLERS:
-    sampling[name].denoise = True   # end with Tweedie's formula (PC: the noise-free mean)
+    if "denoise" in sampling[name]:   # end with Tweedie's formula (PC: the noise-free mean)
+      sampling[name].denoise = True
 
   _add_evaluation_sections(config)
   return config

@@ -26,7 +26,8 @@ EXPERIMENTS = ("q1_score_vs_density", "q2_sigma_generalization", "q3_objectives"
                "q7_non_gaussian_dsm", "q8_constant_c", "r1_annealed_langevin",
                "r2_vincent_dae_dsm", "r3_hyvarinen_consistency", "table1_samplers",
                "inpainting_bias", "processes_gmm", "pc_corrector_failure", "sampler_bias",
-               "likelihood_weighting", "kernel_free_objectives", "fashion_mnist_table")
+               "likelihood_weighting", "kernel_free_objectives", "autoguidance",
+               "consistency_models", "fashion_mnist_table")
 INTRO = """# Results: the seed report's eight questions, answered by experiment
 
 Each section below is written by one script in `experiments/` (its docstring states the

@@ -130,3 +130,42 @@ def get_score_fn(apply_fn: Callable[..., jax.Array], params: Any, sde: sde_lib.S
     return to_score(net, Noisy(x, t, alpha, sigma, x_in), sde, sigma_data)
 
   return score_fn
+
+
+def consistency_coefficients(sigma_hat, sigma_hat_min, sigma_data: float):
+  """(c_skip, c_out, c_in) of a consistency function (Song et al., 2023, Appendix C), in
+  EDM's frame sigma_hat = sigma / alpha, with the boundary at sigma_hat_min:
+    c_skip = s_d^2 / ((sigma_hat - sigma_hat_min)^2 + s_d^2)      (1 at the boundary)
+    c_out  = s_d (sigma_hat - sigma_hat_min) / sqrt(s_d^2 + sigma_hat^2)   (0 there)
+    c_in   = 1 / sqrt(sigma_hat^2 + s_d^2)."""
+  c_skip = sigma_data**2 / ((sigma_hat - sigma_hat_min) ** 2 + sigma_data**2)
+  c_out = sigma_data * (sigma_hat - sigma_hat_min) / jnp.sqrt(sigma_data**2 + sigma_hat**2)
+  c_in = 1.0 / jnp.sqrt(sigma_hat**2 + sigma_data**2)
+  return c_skip, c_out, c_in
+
+
+def get_consistency_fn(apply_fn: Callable[..., jax.Array], params: Any, sde: sde_lib.SDE,
+                       eps: float = 1e-3, sigma_data: float = 0.5,
+                       noise_conditioning: str = "log_sigma",
+                       coefficients=consistency_coefficients):
+  """The consistency function f(x [B, ...], t [B]) -> x_eps [B, ...] of a network
+  apply_fn(params, x_in, c_noise): the estimate of where the probability-flow ODE from
+  (x, t) lands at time eps, for any linear SDE. In x_hat = x / alpha(t) with sigma_hat =
+  sigma / alpha (the frame where every linear SDE's ODE is EDM's),
+    f = alpha(eps) (c_skip x_hat + c_out output(c_in x_hat, c_noise))
+  with `coefficients`(sigma_hat(t), sigma_hat(eps), sigma_data), so f(x, eps) = x
+  exactly."""
+  conditioning = NOISE_CONDITIONINGS[noise_conditioning]
+  sigma_hat_min = jnp.exp(-sde.log_snr(jnp.full((1,), eps)))
+  alpha_min = sde.marginal(jnp.full((1,), eps))[0]
+
+  def consistency_fn(x, t):
+    b = lambda v: sde_lib.batch_broadcast(v, x)
+    alpha, sigma = sde.marginal(t)
+    sigma_hat = sigma / alpha
+    c_skip, c_out, c_in = coefficients(sigma_hat, sigma_hat_min, sigma_data)
+    x_hat = x / b(alpha)
+    output = apply_fn(params, b(c_in) * x_hat, conditioning(sde, t))
+    return b(alpha_min) * (b(c_skip) * x_hat + b(c_out) * output)
+
+  return consistency_fn

@@ -73,7 +73,8 @@ def keys() -> dict:
           "score_fn", "sde", "x0", "key", "reduce_mean", "eps", "sigma_data", "objective",
           "per_example")),
       "sampling": ("method", "batch_size", "num_samples", "class_label", "guidance_scale",
-                   "guidance_interval", "classifier_scale", *sampling.SAMPLERS),
+                   "guidance_interval", "classifier_scale", "autoguidance", *sampling.SAMPLERS),
+      "sampling.autoguidance": ("workdir", "checkpoint_step", "weight"),
       "classifier": ("num_classes", "n_iters", "batch_size", "lr"),
       "controllable": ("mask", "method", "resamplings"),
       **{f"sampling.{name}": _arguments(factory, ("sde", "shape"))
@@ -109,7 +110,9 @@ DOMAINS = {
                      "training.min_time", "model.sigma_data"), POSITIVE),
     **dict.fromkeys(("optim.beta1", "model.ema_rate"), UNIT),
     "training.label_dropout": (_number(lambda v: 0 <= v < 1), "in [0, 1)"),
-    "eval.checkpoint_step": (_number(lambda v: v >= -1), ">= 0, or -1 for the latest"),
+    **dict.fromkeys(("eval.checkpoint_step", "sampling.autoguidance.checkpoint_step"),
+                    (_number(lambda v: v >= -1), ">= 0, or -1 for the latest")),
+    "sampling.autoguidance.weight": AT_LEAST_0,
 }
 
 
@@ -191,6 +194,9 @@ def _check_labels(config, labelled: bool):
   if s.guidance_scale and (s.class_label < 0 or not n):
     raise RunError(f"config.sampling.guidance_scale={s.guidance_scale} needs a class: set "
                    "config.sampling.class_label (and a class-conditional network)")
+  if s.autoguidance.weight != 1 and not s.autoguidance.workdir:
+    raise RunError(f"config.sampling.autoguidance.weight={s.autoguidance.weight} needs a weak "
+                   "model: set config.sampling.autoguidance.workdir")
   if s.guidance_interval and len(s.guidance_interval) != 2:
     raise RunError(f"config.sampling.guidance_interval={tuple(s.guidance_interval)}: give "
                    "(t_lo, t_hi), or () for every t")
@@ -264,6 +270,7 @@ def _specs(config, sde) -> dict:
   folder += (f"_w{s.guidance_scale:g}" if s.guidance_scale else "") + (
       f"_classifier{s.classifier_scale:g}" if s.classifier_scale else "")
   folder += f"_ema{e.posthoc_sigma_rel:g}" if e.posthoc_sigma_rel else ""
+  folder += f"_autoguided{s.autoguidance.weight:g}" if s.autoguidance.workdir else ""
   if e.posthoc_sigma_rel:
     ema.gamma_of_sigma_rel(e.posthoc_sigma_rel)    # a ValueError names a bad width
   return dict(
@@ -277,7 +284,9 @@ def _specs(config, sde) -> dict:
           None if e.checkpoint_step < 0 else e.checkpoint_step, e.posthoc_sigma_rel, methods,
           bool(e.samplers)),
       sampling=experiment.SampleSpec(
-          s.method, s.batch_size, s.num_samples, s.class_label, s.classifier_scale, folder,
+          s.method, s.batch_size, s.num_samples, s.class_label, s.classifier_scale,
+          experiment.AutoguidanceSpec(**s.autoguidance) if s.autoguidance.workdir else None,
+          folder,
           {name: {**general, name: s[name].to_dict()} for name in sampling.SAMPLERS}),
       controllable=experiment.ControllableSpec(
           config.controllable.mask, config.controllable.method,
@@ -331,7 +340,7 @@ def _score_fns(config, sde, model, num_classes: int):
                   interval=tuple(s.guidance_interval) or None,
                   classifier_scale=s.classifier_scale)
 
-  def sampling_score_fn(params, classifier_params=None, labels=None):
+  def class_score_fn(params, classifier_params, labels):
     if s.class_label < 0:
       return score_fn(params)
     return cg.guided_score_fn(
@@ -340,6 +349,15 @@ def _score_fns(config, sde, model, num_classes: int):
         class_log_prob_fn=(None if classifier_params is None
                            else class_log_prob_fn(classifier_params)),
         **guidance)
+
+  def sampling_score_fn(params, classifier_params=None, labels=None, weak_params=None):
+    """The class's (guided) score; with weak_params, autoguided by the same score of the
+    weak model's parameters at config.sampling.autoguidance.weight."""
+    main = class_score_fn(params, classifier_params, labels)
+    if weak_params is None:
+      return main
+    return cg.autoguidance(main, class_score_fn(weak_params, classifier_params, labels),
+                           s.autoguidance.weight)
 
   return score_fn, class_log_prob_fn, sampling_score_fn
 
@@ -432,11 +450,13 @@ def build(config) -> experiment.Experiment:
   options, unroll = _compile_options(abstract_state, t.n_jitted_steps, t.accumulation_steps)
 
   def jit_sampler(sampler):
-    # Called with 2 to 4 arguments, so no in_shardings (it must name every one passed):
-    # the parameters are laid out like the train state's inside.
-    def sample(params, key, classifier_params=None, labels=None):
+    # Called with 2 to 5 arguments, so no in_shardings (it must name every one passed):
+    # the parameters (the weak model's too) are laid out like the train state's inside.
+    def sample(params, key, classifier_params=None, labels=None, weak_params=None):
       params = jax.lax.with_sharding_constraint(params, params_sharding)
-      return sampler(key, sampling_score_fn(params, classifier_params, labels))
+      if weak_params is not None:
+        weak_params = jax.lax.with_sharding_constraint(weak_params, params_sharding)
+      return sampler(key, sampling_score_fn(params, classifier_params, labels, weak_params))
     return jax.jit(sample, out_shardings=(split, replicated))
 
   return experiment.Experiment(

@@ -5,7 +5,8 @@ with three rows of images: original, the known part, the result.
 Settings: config.controllable.mask ("half": the right half unknown; "box": the central
 half-size square unknown; "random": each pixel unknown with probability 1/2), .method
 ("replacement" or "repaint"), .resamplings (RePaint's R); the PC sampler of
-config.sampling.pc (its predictor, corrector, snr and num_steps).
+config.sampling.pc (its predictor, corrector, snr and num_steps), autoguided as
+config.sampling.autoguidance says.
 """
 import os
 
@@ -51,8 +52,16 @@ def _complete(exp, workdir, name, get_sampler, args, original, known):
     raise run.RunError(str(e).splitlines()[0]) from None
   with wd.open_for_writing(workdir, exp.record):
     params, step = evaluate.restore_params(exp, workdir)
-    x, nfe = jax.jit(lambda p, k: sampler(k, exp.score_fn(p), *args))(
-        params, jax.random.PRNGKey(exp.seed + 60_000))
+    weak = evaluate.weak_params(exp)
+
+    def score_fn(params, weak):
+      if weak is None:
+        return exp.score_fn(params)
+      return cg.autoguidance(exp.score_fn(params), exp.score_fn(weak),
+                             exp.sampling.autoguidance.weight)
+
+    x, nfe = jax.jit(lambda p, w, k: sampler(k, score_fn(p, w), *args))(
+        params, weak, jax.random.PRNGKey(exp.seed + 60_000))
     x, nfe = evaluate.to_host(x), int(nfe)
     out_dir = os.path.join(workdir, name, f"step_{step}")
     if jax.process_index() == 0:

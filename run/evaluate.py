@@ -100,11 +100,11 @@ def _claim(out_dir: str, settings: dict, first_round_written: bool):
 
 
 def generate(exp, params, key, num: int, out_dir=None, method=None, classifier_params=None,
-             labels=None):
+             labels=None, weak_params=None):
   """num samples [num, ...] and the NFE per sample, in rounds of sampling.batch_size,
   from sampler `method` (default: sampling.method; classifier_params for classifier
   guidance; labels [sampling.batch_size], the same in every round, replace
-  sampling.class_label). With out_dir, round r is read from / written to
+  sampling.class_label; weak_params (`weak_params`) for autoguidance). With out_dir, round r is read from / written to
   out_dir/round_<r>.npz (the sampling settings, key and labels must match those the
   rounds were drawn with)."""
   rounds, nfe, method = [], 0, method or exp.sampling.method
@@ -121,7 +121,8 @@ def generate(exp, params, key, num: int, out_dir=None, method=None, classifier_p
       with np.load(path) as saved:
         x, nfe = saved["samples"], int(saved["nfe"])
     else:
-      x, nfe = exp.samplers[method](params, jax.random.fold_in(key, r), classifier_params, labels)
+      x, nfe = exp.samplers[method](params, jax.random.fold_in(key, r), classifier_params, labels,
+                                    weak_params)
       x, nfe = to_host(x), int(nfe)
       if path:
         os.makedirs(out_dir, exist_ok=True)
@@ -131,9 +132,9 @@ def generate(exp, params, key, num: int, out_dir=None, method=None, classifier_p
   return np.concatenate(rounds)[:num], nfe
 
 
-def evaluate_params(exp, params, step: int, out_dir=None):
+def evaluate_params(exp, params, step: int, out_dir=None, weak_params=None):
   """Held-out loss, likelihood metrics and, for each sampler of eval.samplers, sample
-  metrics of one set of parameters; returns (metrics, the first sampler's samples or
+  metrics (autoguided by weak_params if given) of one set of parameters; returns (metrics, the first sampler's samples or
   None). Sample metrics are named "<sampler>/<metric>" when eval.samplers is set. With
   out_dir, likelihood batches are kept in out_dir/likelihood/ and each sampler's rounds
   in out_dir/samples/<sampler>/, so a killed evaluation resumes where it stopped."""
@@ -149,7 +150,8 @@ def evaluate_params(exp, params, step: int, out_dir=None):
       prefix = f"{method}/" if e.named_metrics else ""
       x, nfe = generate(exp, params, jax.random.PRNGKey(exp.seed + 30_000),
                         exp.sampling.num_samples,
-                        out_dir and os.path.join(out_dir, "samples", method), method)
+                        out_dir and os.path.join(out_dir, "samples", method), method,
+                        weak_params=weak_params)
       metrics[prefix + "nfe"] = nfe
       metrics.update({prefix + k: v for k, v in exp.data.sample_metrics(x).items()})
       first = x if first is None else first
@@ -177,13 +179,13 @@ def evaluate(exp, workdir: str) -> list:
     if os.path.exists(path):
       with open(path) as f:
         done = {json.loads(line)["step"] for line in f if line.strip()}
-    results, writer = [], None
+    results, writer, weak = [], None, weak_params(exp)
     for step in sorted(mngr.all_steps()):
       if step in done or (step % exp.train.snapshot_freq and step != mngr.latest_step()):
         continue
       state, _ = wd.restore(mngr, exp.abstract_state, exp.record, step)
       metrics, _ = evaluate_params(exp, evaluation_params(exp, workdir, state), step,
-                                   os.path.join(workdir, "eval", f"step_{step}"))
+                                   os.path.join(workdir, "eval", f"step_{step}"), weak)
       logging.info("eval step %d: %s", step, metrics)
       writer = writer or metric_writer.MetricWriter(os.path.dirname(path),
                                                     jax.process_index() == 0)
@@ -209,6 +211,27 @@ def evaluation_params(exp, workdir: str, state):
   return params
 
 
+def weak_params(exp):
+  """The autoguiding weak model's parameters: the EMA parameters of the checkpoint
+  config.sampling.autoguidance.checkpoint_step (-1: the latest) in its workdir, which
+  must hold a network of this config's shape; None when autoguidance is off. A missing
+  or different model is a one-line RunError naming the setting."""
+  a = exp.sampling.autoguidance
+  if a is None:
+    return None
+  where = f"config.sampling.autoguidance.workdir={a.workdir!r}"
+  if not os.path.isdir(os.path.join(a.workdir, "checkpoints")):
+    raise run.RunError(f"{where} holds no weak model (no checkpoints folder); train one there "
+                       "with this config's network first")
+  try:
+    state, step = wd.load_state(exp, a.workdir,
+                                None if a.checkpoint_step < 0 else a.checkpoint_step)
+  except run.RunError as e:
+    raise run.RunError(f"the weak model of {where}: {e}") from None
+  logging.info("autoguidance: weak model %s at step %d, weight %g", a.workdir, step, a.weight)
+  return state.ema_params
+
+
 def restore_params(exp, workdir: str):
   """(evaluation parameters, step) of eval.checkpoint_step (None: the latest)."""
   state, step = wd.load_state(exp, workdir, exp.eval.checkpoint_step)
@@ -225,9 +248,11 @@ def sample(exp, workdir: str) -> str:
   with wd.open_for_writing(workdir, exp.record):
     params, step = restore_params(exp, workdir)
     classifier_params = classifier.load(exp, workdir) if exp.sampling.classifier_scale else None
+    weak = weak_params(exp)
     out_dir = os.path.join(workdir, "samples", f"step_{step}", exp.sampling.folder)
     x, nfe = generate(exp, params, jax.random.PRNGKey(exp.seed + 40_000),
-                      exp.sampling.num_samples, out_dir, classifier_params=classifier_params)
+                      exp.sampling.num_samples, out_dir, classifier_params=classifier_params,
+                      weak_params=weak)
     name, samples = exp.data.export(x)
     wd.save_npz(os.path.join(out_dir, name), arr_0=samples)
     if jax.process_index() == 0:
@@ -236,15 +261,16 @@ def sample(exp, workdir: str) -> str:
   return out_dir
 
 
-def report(exp, workdir: str, state) -> dict:
+def report(exp, workdir: str, state, weak=None) -> dict:
   """The train_eval outputs: <workdir>/metrics.json and <workdir>/report.png (2-D data:
-  held-out data, samples, learned and true density; images: a grid of 64 samples)."""
+  held-out data, samples, learned and true density; images: a grid of 64 samples);
+  samples autoguided by `weak` (`weak_params`) if given."""
   with wd.open_for_writing(workdir, exp.record):
     params = evaluation_params(exp, workdir, state)
-    metrics, x = evaluate_params(exp, params, int(state.step))
+    metrics, x = evaluate_params(exp, params, int(state.step), weak_params=weak)
     if x is None:
       x, _ = generate(exp, params, jax.random.PRNGKey(exp.seed + 30_000),
-                      exp.sampling.num_samples)
+                      exp.sampling.num_samples, weak_params=weak)
     if jax.process_index() == 0:
       exp.data.figure(os.path.join(workdir, "report.png"), x, log_likelihood_fn(exp, params))
       wd.write_or_fail(os.path.join(workdir, "metrics.json"),

@@ -3,8 +3,9 @@ functions jitted once (each takes parameters as an argument, so evaluating many
 checkpoints compiles each once). run/build.py makes it; nothing reads a config after.
 
   train_step(state, batch [n_jitted_steps, B, ...], key) -> (state, {"loss"})
-  samplers[name](params, key, classifier_params=None, labels=None) -> (x [sampling
-    batch, ...], nfe), split over all devices; `sample` is the configured one
+  samplers[name](params, key, classifier_params=None, labels=None, weak_params=None) ->
+    (x [sampling batch, ...], nfe), split over all devices; `sample` is the configured one
+    (weak_params: the autoguiding model's, run/evaluate.weak_params)
   log_likelihood(params, key, x [eval batch, ...]) -> logp [eval batch] (nats)
   eval_loss(params, x0 [eval batch, ...], key) -> scalar (network in eval mode)
   (a class-conditional network's batches are (x0, labels [B]) pairs)
@@ -52,6 +53,14 @@ class EvalSpec:
 
 
 @dataclasses.dataclass(frozen=True)
+class AutoguidanceSpec:
+  """config.sampling.autoguidance: the weak model's workdir and checkpoint, and w."""
+  workdir: str
+  checkpoint_step: int               # -1: the latest
+  weight: float
+
+
+@dataclasses.dataclass(frozen=True)
 class SampleSpec:
   """config.sampling: the chosen sampler, rounds, class and guidance."""
   method: str
@@ -59,6 +68,7 @@ class SampleSpec:
   num_samples: int
   class_label: int                   # -1: unconditional
   classifier_scale: float            # > 0: classifier guidance (needs the classifier)
+  autoguidance: AutoguidanceSpec | None   # None: off
   folder: str                        # --mode sample's folder name under samples/step_<s>/
   settings: dict                     # name -> the settings that determine its samples
 
@@ -102,7 +112,8 @@ class Experiment:
   abstract_state: Any                # the train state's shapes, dtypes and shardings
   init_state: Callable               # key -> the step-0 train state (jitted)
   score_fn: Callable                 # (params, train=False, key=None, labels=None) -> s(x, t)
-  sampling_score_fn: Callable        # (params, classifier_params=None, labels=None) -> s(x, t)
+  sampling_score_fn: Callable        # (params, classifier_params=None, labels=None,
+                                     #  weak_params=None) -> s(x, t)
   class_log_prob_fn: Callable        # classifier params -> log p_t(c | x) [B, classes]
   train_step: Callable
   samplers: dict

@@ -54,6 +54,7 @@ def train(exp, workdir: str):
   with (wd.open_for_writing(workdir, exp.record) as changes, contextlib.closing(
       metric_writer.MetricWriter(workdir, to_disk=jax.process_index() == 0)) as writer):
     mngr, state = _start(exp, workdir, changes)
+    weak = evaluate.weak_params(exp) if spec.eval_freq else None
     train_key = jax.random.split(jax.random.PRNGKey(exp.seed + 1))[0]
     preemption = _Preemption()
     history, step = [], int(state.step)
@@ -68,7 +69,7 @@ def train(exp, workdir: str):
         raise run.Diverged(f"non-finite loss {loss} at step {step}; {wd.last_good(mngr)}")
       history.append((step, loss))
       try:
-        _report(exp, workdir, writer, state, step, loss, start_step, start_time)
+        _report(exp, workdir, writer, state, step, loss, start_step, start_time, weak)
       except OSError as e:
         raise run.WriteFailed(f"could not write {e.filename or workdir} at step {step}: "
                               f"{e.strerror or e}; {wd.last_good(mngr)}") from None
@@ -82,8 +83,9 @@ def train(exp, workdir: str):
   return state, history
 
 
-def _report(exp, workdir, writer, state, step, loss, start_step, start_time):
-  """The step's log line, TensorBoard metrics and post-hoc EMA snapshot, as due."""
+def _report(exp, workdir, writer, state, step, loss, start_step, start_time, weak):
+  """The step's log line, TensorBoard metrics (samples autoguided by the `weak`
+  parameters if given) and post-hoc EMA snapshot, as due."""
   spec = exp.train
   if step % spec.log_freq == 0 or step == spec.n_iters:
     rate = (step - start_step) / max(time.time() - start_time, 1e-9)
@@ -92,7 +94,8 @@ def _report(exp, workdir, writer, state, step, loss, start_step, start_time):
                  rate, _eta((spec.n_iters - step) / max(rate, 1e-9)))
   if spec.eval_freq and step % spec.eval_freq == 0:
     writer.write_scalars(step, {"eval_loss": evaluate.held_out_loss(exp, state.ema_params)})
-    x, _ = exp.sample(state.ema_params, jax.random.PRNGKey(exp.seed + 30_000))
+    x, _ = exp.sample(state.ema_params, jax.random.PRNGKey(exp.seed + 30_000),
+                      weak_params=weak)
     writer.write_image(step, "samples", exp.data.picture(evaluate.to_host(x)))
   if spec.posthoc_sigma_rels and step % spec.posthoc_freq == 0:
     wd.save_ema_snapshot(workdir, step, spec.posthoc_sigma_rels,
@@ -103,4 +106,5 @@ def train_eval(exp, workdir: str) -> dict:
   """--mode train_eval: `train`, then evaluate.report on the final state (the feature
   network, if sample metrics need one, is checked before training)."""
   evaluate.check_feature_net(exp)
-  return evaluate.report(exp, workdir, train(exp, workdir)[0])
+  weak = evaluate.weak_params(exp)       # a missing weak model stops the run before training
+  return evaluate.report(exp, workdir, train(exp, workdir)[0], weak)

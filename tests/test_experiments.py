@@ -161,3 +161,63 @@ def test_q6_gap_is_resolved_only_outside_its_t_interval():
   assert text == ("sigma 0.6: 0.02 ± 0.0058 nats, unresolved; "
                   "sigma 1.2: 0.012 ± 0.00058 nats, resolved")
   assert "unresolved" in q6.gap_findings([0.3], [[0.5]])
+
+
+def test_autoguidance_reading_follows_the_numbers():
+  """The autoguidance page's verdicts are computed: CFG 'shrinks the components' only when
+  its variance ratio is more than 2 SE below 1, and one guidance 'comes closer to p' only
+  when its best MMD^2 beats the other's by more than twice the SE of the difference."""
+  from experiments import autoguidance as ag
+  weights = (1.0, 2.0)
+
+  def results(cfg_variance, ag_mmd2, cfg_mmd2):
+    out = {}
+    for main in ag.MAINS:
+      for guidance in ag.GUIDANCES:
+        for w in weights:
+          out[main, guidance, w] = {"nll_gap": (0.0, 0.01), "entropy_gap": (0.0, 0.01),
+                                    "variance_ratio": (1.0, 0.01), "weight_tv": (0.01, 0.005),
+                                    "mmd2": (1e-3, 1e-4)}
+    out["exact", "CFG", 2.0]["variance_ratio"] = cfg_variance
+    out["imperfect", "autoguidance", 2.0]["mmd2"] = ag_mmd2
+    out["imperfect", "CFG", 2.0]["mmd2"] = cfg_mmd2
+    return out
+
+  text = ag.reading(results((0.6, 0.01), (1e-4, 1e-4), (5e-4, 1e-4)), weights)
+  assert "CFG shrinks the components too" in text
+  assert "autoguidance comes closer to p" in text
+  assert "at equal w autoguidance loses less variety" in text
+  text = ag.reading(results((0.99, 0.01), (4e-4, 1e-4), (5e-4, 1e-4)), weights)
+  assert "leaves the components' widths alone" in text
+  assert "the two come equally close" in text
+  text = ag.reading(results((0.99, 0.01), (9e-4, 1e-4), (2e-4, 1e-4)), weights)
+  assert "CFG comes closer to p" in text
+  # Quality at equal variety: CFG's entropy loss at w = 2 read off autoguidance's curve.
+  equal = results((0.99, 0.01), (4e-4, 1e-4), (5e-4, 1e-4))
+  equal["exact", "autoguidance", 2.0]["entropy_gap"] = (-1.0, 0.01)
+  equal["exact", "autoguidance", 2.0]["nll_gap"] = (-1.0, 0.01)
+  equal["exact", "CFG", 2.0]["entropy_gap"] = (-0.5, 0.01)
+  equal["exact", "CFG", 2.0]["nll_gap"] = (0.2, 0.01)
+  text = ag.reading(equal, weights)
+  assert "NLL gap, interpolated along w, is -0.500 against CFG's +0.200" in text
+  assert "autoguidance's samples sit higher under p" in text
+  assert "at equal w autoguidance loses more variety" in text
+
+
+def test_consistency_mixture_reading_follows_the_numbers():
+  """The consistency page's mixture verdicts come from the numbers and their SEs."""
+  from experiments import consistency_models as cm
+  teacher = "teacher ODE (Heun, 40 steps)"
+  means = {"exact draws": [(0.02, 0.01), (0.012, 0.002)], teacher: [(0.03, 0.01), (0.011, 0.002)],
+           "student, 1 step": [(0.15, 0.01), (0.010, 0.002)],
+           "student, 2 steps": [(0.04, 0.01), (0.030, 0.002)]}
+  text = cm.mixture_reading(means)
+  assert "not above exact draws' by more than twice the SE at 1 step(s): the weights kept" in text
+  assert "lower under p than its teacher at 1 step(s)" in text
+  means["student, 2 steps"] = [(0.04, 0.01), (0.002, 0.001)]     # below exact draws': kept
+  assert "at 1 and 2 step(s): the weights kept" in cm.mixture_reading(means)
+  means["student, 1 step"] = [(0.035, 0.01), (0.05, 0.002)]
+  means["student, 2 steps"] = [(0.04, 0.01), (0.030, 0.002)]
+  text = cm.mixture_reading(means)
+  assert "more than twice the SE above exact draws' at both" in text
+  assert "the students match their teacher within twice the SE" in text

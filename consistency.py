@@ -1,0 +1,76 @@
+"""Consistency models (Song, Dhariwal, Chen & Sutskever, 2023): distillation from a
+teacher's probability-flow ODE step, a consistency function as a score function (so that
+sampling.get_consistency_sampler, and every other sampler, takes it), and the exact
+consistency map of Gaussian data that checks them.
+
+A consistency function f(x [B, ...], t [B]) -> [B, ...] maps a point of the
+probability-flow ODE at time t to where the ODE lands at time eps, with f(x, eps) = x
+(models.parameterizations.get_consistency_fn builds one from a network, through any
+linear SDE's alpha and sigma).
+"""
+import jax
+import jax.numpy as jnp
+
+import densities
+import sampling
+import sde_lib
+
+# Teacher ODE steps, as the few-step samplers' step(sde, score_fn, z, x, t, t_next, memory).
+TEACHERS = {"heun": sampling.edm_heun_step, "ddim": sampling.ddim_step}
+
+
+def as_score_fn(consistency_fn, sde: sde_lib.SDE, eps: float = 1e-3):
+  """The score whose denoiser (sampling.tweedie_denoise) is f / alpha(eps):
+  s(x, t) = (alpha(t) f(x, t) / alpha(eps) - x) / sigma(t)^2."""
+
+  def score_fn(x, t):
+    b = lambda v: sde_lib.batch_broadcast(v, x)
+    alpha, sigma = sde.marginal(t)
+    alpha_min = sde.marginal(jnp.full_like(t, eps))[0]
+    return (b(alpha / alpha_min) * consistency_fn(x, t) - x) / b(sigma**2)
+
+  return score_fn
+
+
+def distillation_loss(consistency_fn, target_fn, sde: sde_lib.SDE, teacher_score_fn, x0, key,
+                      times, teacher: str = "heun"):
+  """Consistency distillation (Song et al., 2023, Algorithm 2) on a batch x0 [B, ...]:
+  per example a step i ~ U{0, ..., N - 1} of the decreasing grid times [N + 1] (T ... eps),
+  x = alpha x0 + sigma z at t = times[i], one teacher ODE step (TEACHERS) with
+  teacher_score_fn to t' = times[i + 1], and
+    E || f(x, t) - stop_gradient(f_target(teacher step, t')) ||^2
+  (squared norms summed over data dimensions, averaged over the batch); target_fn is the
+  consistency function of the target (EMA) parameters."""
+  if teacher not in TEACHERS:
+    raise ValueError(f"unknown teacher {teacher!r}; valid choices: {sorted(TEACHERS)}")
+  k_step, k_noise = jax.random.split(key)
+  i = jax.random.randint(k_step, x0.shape[:1], 0, times.shape[0] - 1)
+  t, t_next = times[i], times[i + 1]
+  x = sde.perturb(x0, t, jax.random.normal(k_noise, x0.shape))
+  x_next, _ = TEACHERS[teacher](sde, teacher_score_fn, jnp.zeros_like(x), x, t, t_next, None)
+  residual = consistency_fn(x, t) - jax.lax.stop_gradient(target_fn(x_next, t_next))
+  return jnp.mean(jnp.sum(jnp.reshape(residual**2, (x0.shape[0], -1)), axis=-1))
+
+
+def gaussian_ode_map(sde: sde_lib.SDE, std: float, t, eps: float = 1e-3):
+  """The exact consistency map of data N(0, std^2 I): the probability-flow ODE from t to
+  eps is x -> r x with r = std_eps / std_t [B], std_t^2 = alpha(t)^2 std^2 + sigma(t)^2 (the
+  ODE is linear and carries N(0, std_t^2) to N(0, std_eps^2))."""
+  marginal_std = lambda u: jnp.sqrt(sde.marginal(u)[0] ** 2 * std**2 + sde.marginal(u)[1] ** 2)
+  return marginal_std(jnp.full_like(t, eps)) / marginal_std(t)
+
+
+def teacher_chain_map(sde: sde_lib.SDE, std: float, times, teacher: str = "heun"):
+  """The consistency map that distillation on the grid `times` [N + 1] converges to for
+  data N(0, std^2) with the exact score: at times[i], the factor [N + 1] of the composed
+  teacher steps from times[i] down to times[N] = eps (each step is linear in x)."""
+  exact = densities.GaussianMixture(jnp.zeros((1, 1)), jnp.array([std]), jnp.ones(1)).score_fn(sde)
+  step = TEACHERS[teacher]
+
+  def down(factor, i):          # factor: the map from times[i + 1] to eps
+    x = jnp.ones((1, 1))
+    x_next, _ = step(sde, exact, jnp.zeros_like(x), x, times[i][None], times[i + 1][None], None)
+    return factor * x_next[0, 0], factor * x_next[0, 0]
+
+  _, factors = jax.lax.scan(down, jnp.ones(()), jnp.arange(times.shape[0] - 2, -1, -1))
+  return jnp.concatenate([factors[::-1], jnp.ones(1)])
