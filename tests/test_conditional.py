@@ -61,6 +61,7 @@ def _conditional_config(data_dir):
   return config
 
 
+@pytest.mark.slow        # ~45 s: keeps `make test` under 10 minutes
 @pytest.mark.xdist_group("fashion_mnist")
 def test_conditional_fashion_mnist_trains_and_samples_with_guidance(fashion_mnist_dir, tmp_path):
   exp = build.build(_conditional_config(fashion_mnist_dir))

@@ -63,6 +63,7 @@ def _fid_command(capsys, *args) -> str:
   return capsys.readouterr().out.strip().splitlines()[-1]
 
 
+@pytest.mark.slow        # ~70 s: keeps `make test` under 10 minutes
 def test_eval_writes_quality_metrics_for_each_sampler(fashion_mnist_dir, tmp_path, capsys):
   # A feature network with random weights: the wiring, not the numbers, is under test.
   data_dir = _data_dir_with_own_feature_nets(fashion_mnist_dir, tmp_path)

@@ -48,6 +48,7 @@ def test_zero_initialized_unet_has_unit_epsilon_loss(fashion_mnist_dir):
   assert abs(evaluate.held_out_loss(exp, initial.ema_params) - 1.0) < 4 * math.sqrt(2 / n)
 
 
+@pytest.mark.slow        # ~80 s: keeps `make test` under 10 minutes
 @pytest.mark.xdist_group("fashion_mnist")
 def test_short_fashion_mnist_run_learns_and_reports(fashion_mnist_dir, tmp_path):
   config = small_config(fashion_mnist_dir)

@@ -102,6 +102,7 @@ def test_kernel_free_objectives_train_a_tiny_run(objective, tmp_path):
   assert int(state.step) == 5 and np.isfinite(history[-1][1])
 
 
+@pytest.mark.slow        # ~30 s: keeps `make test` under 10 minutes
 def test_resume_after_sigkill_is_bit_identical(tmp_path):
   flags = ["--mode=train", "--config.training.n_iters=300", "--config.training.n_jitted_steps=1",
            "--config.training.snapshot_freq_for_preemption=50",

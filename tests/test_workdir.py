@@ -145,6 +145,7 @@ def _start_long_training(workdir):
   return process
 
 
+@pytest.mark.slow        # ~35 s: keeps `make test` under 10 minutes
 def test_one_writer_per_workdir_and_a_killed_writer_leaves_no_lock(tmp_path):
   workdir = tmp_path / "run"
   first = _start_long_training(workdir)
