@@ -88,7 +88,8 @@ def table_config(process: str, seed: int):
 
 
 def trained_run(process: str, seed: int):
-  """(Experiment, EMA parameters, training seconds) of the run, trained here if missing."""
+  """(Experiment, EMA parameters, its table folder, training seconds summed over the
+  invocations) of the run, trained here if missing."""
   exp = build.build(table_config(process, seed))
   workdir = os.path.join(FLAGS.runs_root, f"{process}_seed{seed}")
   clock = os.path.join(workdir, "train_seconds.json")    # summed over invocations

@@ -121,9 +121,8 @@ def equal_time_training(costs: dict, dsm_steps: int, seeds) -> dict:
   """{objective: [(nll_gap, its paired SE) per seed]} of the toy VP run trained with each
   objective for dsm_steps x cost(dsm) / cost(objective) steps, rounded to the config's
   n_jitted_steps (equal wall-clock at the measured step costs)."""
-  gaps = {}
+  gaps, jit = {}, default_toy.get_default_configs().training.n_jitted_steps
   for objective, cost in costs.items():
-    jit = default_toy.get_default_configs().training.n_jitted_steps
     steps = jit * max(1, round(dsm_steps * costs["dsm"] / cost / jit))
     for seed in seeds:
       config = default_toy.get_default_configs()
