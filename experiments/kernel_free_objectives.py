@@ -17,8 +17,9 @@ match SSM's at small sigma and part from it where sigma is large.
 
 Then the cost of a training step of each objective (the jitted Experiment train step), and
 training at equal wall-clock: the toy VP run (configs/default_toy.py, batch 512, EMA 0.99)
-trained with each objective for the steps that DSM's 3000 steps cost, at the step costs
-measured in the same invocation, three seeds each; the held-out NLL minus the mixture's
+trained with each objective for the steps that DSM's 3000 steps cost, at the median step
+costs measured in the same invocation (the objectives alternating, 7 rounds of 50 steps),
+three seeds each; the held-out NLL minus the mixture's
 (an estimate of KL(p || model) >= 0) with its paired SE per seed, and the mean over seeds
 with the SE from their spread.
 
@@ -101,20 +102,30 @@ def trained_network(steps, key):
   return model, common.fit(loss, params, steps, jax.random.fold_in(key, 1), lr=2e-3)[0]
 
 
-def step_cost(objective, repeats):
-  """Seconds per optimizer step of the toy Experiment's jitted train step (batch 512)."""
-  config = default_toy.get_default_configs()
-  config.training.objective = objective
-  config.training.n_jitted_steps = 1
-  exp = build.build(config)
-  state = exp.init_state(jax.random.PRNGKey(0))
-  batch = GMM.sample(jax.random.PRNGKey(1), 512)[None]
-  state, _ = exp.train_step(state, batch, jax.random.PRNGKey(2))     # compile
-  start = time.perf_counter()
-  for _ in range(repeats):
-    state, metrics = exp.train_step(state, batch, jax.random.PRNGKey(2))
-  jax.block_until_ready(metrics)
-  return (time.perf_counter() - start) / repeats
+def step_costs(objectives, repeats: int, rounds: int) -> dict:
+  """{objective: [seconds per optimizer step] x rounds} of the toy Experiment's jitted train
+  step (batch 512), the objectives timed in alternating rounds of `repeats` steps, so that
+  a machine whose load drifts slows each alike."""
+  steps = {}
+  for objective in objectives:
+    config = default_toy.get_default_configs()
+    config.training.objective = objective
+    config.training.n_jitted_steps = 1
+    exp = build.build(config)
+    state = exp.init_state(jax.random.PRNGKey(0))
+    batch = GMM.sample(jax.random.PRNGKey(1), 512)[None]
+    state, _ = exp.train_step(state, batch, jax.random.PRNGKey(2))     # compile
+    steps[objective] = [exp.train_step, state, batch]
+  costs = {objective: [] for objective in objectives}
+  for _ in range(rounds):
+    for objective, (train_step, state, batch) in steps.items():
+      start = time.perf_counter()
+      for _ in range(repeats):
+        state, metrics = train_step(state, batch, jax.random.PRNGKey(2))   # donates state
+      jax.block_until_ready(metrics)
+      costs[objective].append((time.perf_counter() - start) / repeats)
+      steps[objective][1] = state
+  return costs
 
 
 def equal_time_training(costs: dict, dsm_steps: int, seeds) -> dict:
@@ -215,12 +226,14 @@ def main(_):
           for t in times]
   table = common.markdown_table(["t", "sigma(t)", "||E grad||^2 (DSM)",
                                  *(f"Var: {name}" for name in names)], rows)
-  costs = {name: step_cost(name, 20 if FLAGS.quick else 200) for name in losses.OBJECTIVES}
+  rounds = step_costs(losses.OBJECTIVES, 10 if FLAGS.quick else 50, 2 if FLAGS.quick else 7)
+  costs = {name: float(np.median(c)) for name, c in rounds.items()}
   gaps = equal_time_training(costs, 20 if FLAGS.quick else 3000,
                              (0,) if FLAGS.quick else (0, 1, 2))
   cost_table = common.markdown_table(
-      ["objective", "ms / step (batch 512)"],
-      [[name, f"{1e3 * c:.2f}"] for name, c in costs.items()])
+      ["objective", "ms / step (batch 512), median", "range over rounds", "ratio to dsm"],
+      [[name, f"{1e3 * costs[name]:.2f}", f"{1e3 * min(c):.2f}-{1e3 * max(c):.2f}",
+        f"{costs[name] / costs['dsm']:.2f}"] for name, c in rounds.items()])
   figure, ax = plt.subplots(figsize=(6, 4))
   for name in names:
     ax.loglog(times, [noise[t][name][0] for t in times], marker="o", label=name)

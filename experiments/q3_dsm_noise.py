@@ -26,19 +26,56 @@ from experiments import common
 plt = common.plt
 FLAGS = common.FLAGS
 
-# Written from the full run's numbers (deterministic: the same seeds give the same table).
-CONCLUSIONS = """**What the numbers show.** DSM's error is not its bias: at Q3's sigma = 0.05 the bias is
-1e-4 while DSM misses the data score by 0.51 / 0.32 / 0.33 (D = 2 / 16 / 64), and as
-sigma falls the bias vanishes (as sigma^4: 1.6e-7 at 0.01) while the error grows (1.0-1.4
-at 0.01). The gradient noise behind it grows about as 1/sigma^2: {noise_scaling}
-The control variate (same expected gradient) makes the noise
-independent of sigma (0.06 / 0.19 / 0.69) and the error with it: 0.05-0.11 for every
-sigma <= 0.2, at the level of ISM and SSM with variance reduction in Q3's table (0.04-0.10),
-until the bias takes over at sigma = 0.5 (error 0.26-0.30 against a bias of 0.25). Plain
-DSM's best sigma here, 0.2 (error 0.10-0.14, bias 0.019), is a compromise between the two;
-with the control variate the compromise disappears.
+def conclusions(bias: dict, error: dict, noise: dict, reference_sigma: float) -> str:
+  """The page's reading, computed from bias {(D, sigma)}, mean final relative error
+  {(D, sigma, control_variate)} and gradient noise/signal {(D, sigma, control_variate)}."""
+  dims = sorted({d for d, _ in bias})
+  sigmas = sorted({s for _, s in bias})
+  small, large = sigmas[0], sigmas[-1]
+  below = [s for s in sigmas if s < large]
 
-**What they do not show.** One budget (1000 Adam steps, batch 128), one network and two
+  def span(values, fmt=".2g"):
+    lo, hi = min(values), max(values)
+    return f"{lo:{fmt}}" if f"{lo:{fmt}}" == f"{hi:{fmt}}" else f"{lo:{fmt}}-{hi:{fmt}}"
+
+  def per_dim(values, fmt=".2g"):
+    return " / ".join(f"{v:{fmt}}" for v in values)
+
+  dsm_small = [error[(d, small, False)] for d in dims]
+  not_bias = min(dsm_small) > 10 * max(bias[(d, small)] for d in dims)
+  scaled = {d: {s: noise[(d, s, False)] * s**2 / d for s in sigmas} for d in dims}
+  cv_noise_ratio = max(max(noise[(d, s, True)] for s in sigmas) / min(noise[(d, s, True)]
+                                                                  for s in sigmas)
+                       for d in dims)
+  cv_below = [error[(d, s, True)] for d in dims for s in below]
+  flat = max(max(error[(d, s, True)] for s in below) / min(error[(d, s, True)] for s in below)
+             for d in dims)
+  best = {d: min(sigmas, key=lambda s: error[(d, s, False)]) for d in dims}
+  dims_text = " / ".join(str(d) for d in dims)
+  return (
+      f"**What the numbers show.** DSM's error is "
+      f"{'not its bias' if not_bias else 'not clearly separated from its bias'}: at Q3's "
+      f"sigma = {reference_sigma:g} the bias is {span([bias[(d, reference_sigma)] for d in dims])}"
+      f" while DSM misses the data score by {per_dim([error[(d, reference_sigma, False)] for d in dims])}"
+      f" (D = {dims_text}), and at sigma = {small:g} the bias is "
+      f"{span([bias[(d, small)] for d in dims])} (it falls as sigma^4) while the error is "
+      f"{span(dsm_small)}. The gradient noise behind it grows about as 1/sigma^2: "
+      f"{noise_scaling(scaled)} The control variate (same expected gradient) keeps the noise "
+      f"within x{cv_noise_ratio:.2f} of itself over all sigma in each D "
+      f"({per_dim([noise[(d, small, True)] for d in dims])} at sigma = {small:g}), and the "
+      f"error with it is {span(cv_below)} for every sigma <= {below[-1]:g} (within "
+      f"x{flat:.2f} of its best in each D; compare q3_objectives.md's ISM and SSM rows), "
+      f"until at sigma = {large:g} the bias ({span([bias[(d, large)] for d in dims])}) takes "
+      f"over: error {span([error[(d, large, True)] for d in dims])}. Plain DSM's best sigma "
+      f"is {per_dim([best[d] for d in dims], 'g')} (D = {dims_text}; error "
+      f"{per_dim([error[(d, best[d], False)] for d in dims])}, bias "
+      f"{per_dim([bias[(d, best[d])] for d in dims])}), a compromise between noise and "
+      f"bias; with the control variate the error is "
+      f"{'flat below the largest sigma: the compromise disappears' if flat < 2 else 'not flat in sigma'}."
+      "\n\n" + NOT_SHOWN)
+
+
+NOT_SHOWN = """**What they do not show.** One budget (1000 Adam steps, batch 128), one network and two
 seeds: with a longer budget or a decaying learning rate plain DSM's noise-driven error
 would shrink (its gradient is unbiased), so "DSM error" here is the error at this budget.
 Noise/signal is measured at initialization only. The D-dependence of the noise is offset
@@ -82,7 +119,7 @@ def main(_):
   steps = 50 if FLAGS.quick else 1000
   seeds = 1 if FLAGS.quick else 2
   batch = 128
-  rows, errors_at, scaled = [], {}, {}
+  rows, errors_at, bias_at, noise_at = [], {}, {}, {}
   for dim in dims:
     gmm = common.mixture_nd(dim)
     x_test = gmm.sample(jax.random.PRNGKey(7), 4000)
@@ -90,6 +127,7 @@ def main(_):
     true_sq = float(jnp.mean(jnp.sum(true_score**2, -1)))
     for sigma in sigmas:
       bias = float(jnp.mean(jnp.sum((gmm.smoothed(sigma).score(x_test) - true_score) ** 2, -1))) / true_sq
+      bias_at[(dim, sigma)] = bias
       row = [dim, sigma, f"{bias:.2e}"]
       for control_variate in (False, True):
         objective = functools.partial(losses.dsm_loss, sigma=sigma, control_variate=control_variate)
@@ -107,8 +145,7 @@ def main(_):
           errors.append(float(jnp.mean(jnp.sum((apply(trained, x_test) - true_score) ** 2, -1)))
                         / true_sq)
         errors_at[(dim, sigma, control_variate)] = np.mean(errors)
-        if not control_variate:
-          scaled.setdefault(dim, {})[sigma] = noise * sigma**2 / dim
+        noise_at[(dim, sigma, control_variate)] = noise
         row += [f"{noise:.3g}", f"{noise * sigma**2 / dim:.3g}" if not control_variate else "",
                 f"{np.mean(errors):.3g} ± {np.std(errors):.2g}"]
       rows.append([v for v in row if v != ""])
@@ -138,7 +175,7 @@ def main(_):
       "correction is capped near 64 and understates DSM's).")
   common.write_outputs("q3_dsm_noise", "Q3, continued: DSM's error is gradient noise, not bias",
                        setup, table if FLAGS.quick else
-                       table + "\n\n" + CONCLUSIONS.format(noise_scaling=noise_scaling(scaled)),
+                       table + "\n\n" + conclusions(bias_at, errors_at, noise_at, 0.05),
                        fig)
 
 

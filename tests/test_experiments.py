@@ -153,6 +153,25 @@ def test_q3_noise_scaling_says_how_constant_it_is():
   assert "x1.22 at D = 64 without sigma = 0.5" in text and "not constant" in text
 
 
+def test_q3_conclusions_are_computed_from_the_numbers():
+  """One D: plain DSM's error far above its bias and a flat control-variate error read as
+  the page says; an error near the bias, or a control-variate error that grows with sigma,
+  turns each verdict."""
+  from experiments import q3_dsm_noise
+  sigmas = (0.01, 0.05, 0.2, 0.5)
+  bias = {(2, s): 0.25 * (s / 0.5) ** 4 for s in sigmas}
+  noise = {(2, s, cv): (0.06 if cv else 0.14 * 2 / s**2) for s in sigmas for cv in (False, True)}
+  error = {**{(2, s, False): e for s, e in zip(sigmas, (1.4, 0.51, 0.11, 0.29))},
+           **{(2, s, True): e for s, e in zip(sigmas, (0.05, 0.06, 0.07, 0.30))}}
+  text = q3_dsm_noise.conclusions(bias, error, noise, 0.05)
+  assert "DSM's error is not its bias" in text and "best sigma is 0.2 " in text
+  assert "the compromise disappears" in text and "0.05-0.07 for every sigma <= 0.2" in text
+  near_bias = {**error, (2, 0.01, False): 5 * bias[(2, 0.01)]}
+  assert "not clearly separated" in q3_dsm_noise.conclusions(bias, near_bias, noise, 0.05)
+  growing = {**error, (2, 0.2, True): 0.2}
+  assert "not flat in sigma" in q3_dsm_noise.conclusions(bias, growing, noise, 0.05)
+
+
 def test_q6_gap_is_resolved_only_outside_its_t_interval():
   """Three seeds whose gaps sit 3.5 SE from 0 are unresolved (the 95% t quantile with 2
   degrees of freedom is 4.3); 21 SE is resolved; one seed resolves nothing."""
