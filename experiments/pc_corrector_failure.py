@@ -47,30 +47,60 @@ VARIANTS = ("PC (reverse diffusion + Langevin)", "predictor alone",
             f"PC, learned score for t >= {SWITCH} only", f"PC, learned score for t < {SWITCH} only")
 N_POINTS = 4000
 
-# Written from the full run's numbers (deterministic: the same seeds give the same table).
-CONCLUSIONS = """**What the numbers show.** The step that fails is the Langevin corrector below t = 0.1. On
-sub-VP with its config (likelihood weighting, importance sampling) PC scores MMD² 111 / 193
-x 1e-3 (seed 0 / 1), while its predictor alone scores 0.35 / 5.08 and PC whose learned score
-is replaced by the exact one below t = 0.1 scores 0.75 / 6.73, both near VP's PC on the same seed
-(0.68 / 4.92); PC with the learned score only below t = 0.1 fails as fully
-(108.8 / 193.1). Below t = 0.1 that score is about zero: its relative squared error is
-1.00-1.01 at t = 0.03 on both seeds and its norm 1/15 and 1/17 of the exact one, so Langevin's step
-eps = 2 alpha (snr |z| / |s|)^2, which takes its size from the score's norm, is 214 / 294
-times the exact score's, and each step adds noise sqrt(2 eps) with no drift to pull it back.
-The predictor barely uses the score there (the reverse SDE weighs it by g(t)^2 dt, which
-vanishes with t for sub-VP). VE seed 0 fails the same way more mildly (PC 19.3, predictor
-alone 0.28, learned score only below 0.1: 15.4): its relative squared error is 0.27-0.39
-at every t <= 0.1, with a step of about the right size (1.8x). Sub-VP with sigma^2 weighting has a score as
-wrong at small t (relative squared error 12 / 28 at t = 0.01) but not small (step 4.5x / 0.57x):
-PC fails mildly on seed 0 (4.84 vs 0.05) and not on seed 1 (4.63 vs 3.22). VP's relative squared
-error is 0.014-0.016 at t = 0.03 and PC stays within about 2 sd (of exact samples' MMD²) of
-its predictor alone on both seeds.
+FAILS = 3.0   # PC fails where its MMD^2 exceeds the predictor's by this many sd of exact samples
 
-Why sub-VP's score is the hardest to learn at small t: the networks predict the noise, and
-the score is that prediction divided by sigma(t). At t = 0.01 sub-VP's sigma(t) ~ beta_min t
-is 0.0020, against VP's ~sqrt(beta_min t) 0.045 and VE's 0.011; sub-VP's config learned
-the most precise noise prediction there (RMS error 0.0085 against VP's 0.059-0.068) and
-still has the largest score error.
+
+def _verdicts(results: dict, exact_mmd: dict) -> dict:
+  """{(network, seed): (excess of PC over the predictor alone, of PC with the learned score
+  only above SWITCH, only below SWITCH), each in sd of exact samples' MMD^2}."""
+  return {(name, seed): tuple((m - mmds[1]) / exact_mmd[seed][1] for m in (mmds[0], *mmds[2:]))
+          for (name, seed), (_, _, _, mmds) in results.items()}
+
+
+def conclusions(results: dict, exact_mmd: dict) -> str:
+  """The page's reading, from results {(network, seed): (relative squared errors at
+  ERROR_TIMES, Langevin step factor, noise-prediction error, MMD^2 of VARIANTS)} and
+  exact_mmd {seed: (mean, sd) of exact samples' MMD^2}."""
+  excess = _verdicts(results, exact_mmd)
+  at_step = ERROR_TIMES.index(STEP_TIME)
+  lines = []
+  for name in RUNS:
+    seeds = [seed for (n, seed) in results if n == name]
+    failed = [seed for seed in seeds if excess[name, seed][0] > FAILS]
+    parts = []
+    for seed in seeds:
+      errors, factor, _, mmds = results[name, seed]
+      pc, above, below = excess[name, seed]
+      where = ("below" if below > FAILS and above <= FAILS else
+               "above" if above > FAILS and below <= FAILS else
+               "mostly below" if below > 3 * above else
+               "mostly above" if above > 3 * below else "on both sides of")
+      parts.append(
+          f"seed {seed}: PC {1e3 * mmds[0]:.2f}, predictor alone {1e3 * mmds[1]:.2f} "
+          f"(PC above it by {pc:.1f} sd of exact samples' MMD², "
+          + (f"fails; the failure lies {where} t = {SWITCH:g}: learned score only below it "
+             f"{1e3 * mmds[3]:.2f}, only above it {1e3 * mmds[2]:.2f}" if pc > FAILS
+             else "does not fail") +
+          f"); relative squared score error {errors[at_step]:.3g} at t = {STEP_TIME:g}, "
+          f"Langevin step {factor:.3g}x the exact score's")
+    verdict = ("fails on every seed" if len(failed) == len(seeds) else
+               "fails on no seed" if not failed else
+               f"fails on seed {', '.join(map(str, failed))} only")
+    lines.append(f"- {name}: PC {verdict} ({FAILS:g} sd rule). " + "; ".join(parts) + ".")
+  return ("**What the numbers show** (MMD² x 1e3; a sampler fails where its MMD² exceeds "
+          f"the predictor alone's by more than {FAILS:g} sd of exact samples' MMD², the "
+          "sampling noise of one draw):\n\n" + "\n".join(lines) + "\n\n" + MECHANISM)
+
+
+MECHANISM = """How a learned score breaks the corrector: Langevin's step eps = 2 alpha (snr |z| /
+|s|)^2 takes its size from the score's norm, so a score that has collapsed towards zero
+(relative squared error near 1, step factor >> 1) takes steps many times too large, each
+adding noise sqrt(2 eps) with no drift to pull it back, while the predictor barely uses the
+score at small t (the reverse SDE weighs it by g(t)^2 dt, which vanishes with t for
+sub-VP). The networks predict the noise and the score is that prediction divided by
+sigma(t): sub-VP's sigma(t) ~ beta_min t at small t is far smaller than VP's
+~sqrt(beta_min t) or VE's, so a precise noise prediction (the column at t = 0.01) can
+still give the largest score error.
 
 **What they do not show.** Two seeds, one network and budget (6000 steps of a 128-wide
 MLP), snr 0.05, 2-D data. Why the likelihood-weighted network's score collapses towards
@@ -183,7 +213,7 @@ def main(_):
   for ax in axes:
     ax.legend(fontsize=7)
   common.write_outputs("pc_corrector_failure", "Why PC fails on the learned sub-VP score",
-                       setup, table if FLAGS.quick else table + "\n\n" + CONCLUSIONS, fig)
+                       setup, table + "\n\n" + conclusions(results, exact_mmd), fig)
 
 
 if __name__ == "__main__":

@@ -172,6 +172,21 @@ def test_q3_conclusions_are_computed_from_the_numbers():
   assert "not flat in sigma" in q3_dsm_noise.conclusions(bias, growing, noise, 0.05)
 
 
+def test_pc_corrector_failure_verdicts_follow_the_numbers():
+  """A PC run 10 sd above its predictor, reproduced by the learned score below t = 0.1
+  only, fails below 0.1; 2 sd above does not fail; a failure reproduced above 0.1 only is
+  placed there."""
+  from experiments import pc_corrector_failure as pc
+  exact = {0: (0.1e-3, 0.5e-3)}
+  def results(mmds):
+    return {("VP, sigma^2", 0): ([0.1] * 4, 1.0, 0.05, [1e-3 * m for m in mmds])}
+  text = pc.conclusions(results([5.0, 0.0, 0.3, 4.8]), exact)
+  assert "PC fails on every seed" in text and "the failure lies below t = 0.1" in text
+  assert "PC above it by 10.0 sd" in text
+  assert "PC fails on no seed" in pc.conclusions(results([1.0, 0.0, 0.3, 4.8]), exact)
+  assert "the failure lies above t = 0.1" in pc.conclusions(results([5.0, 0.0, 4.8, 0.3]), exact)
+
+
 def test_q6_gap_is_resolved_only_outside_its_t_interval():
   """Three seeds whose gaps sit 3.5 SE from 0 are unresolved (the 95% t quantile with 2
   degrees of freedom is 4.3); 21 SE is resolved; one seed resolves nothing."""
