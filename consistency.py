@@ -1,5 +1,6 @@
 """Consistency models (Song, Dhariwal, Chen & Sutskever, 2023): distillation from a
-teacher's probability-flow ODE step, a consistency function as a score function (so that
+teacher's probability-flow ODE step, training without a teacher (with the paper's N(k) and
+EMA schedules), a consistency function as a score function (so that
 sampling.get_consistency_sampler, and every other sampler, takes it), and the exact
 consistency map of Gaussian data that checks them.
 
@@ -32,12 +33,19 @@ def as_score_fn(consistency_fn, sde: sde_lib.SDE, eps: float = 1e-3):
   return score_fn
 
 
+def _self_consistency(consistency_fn, target_fn, x, t, x_next, t_next):
+  """E || f(x, t) - stop_gradient(f_target(x_next, t_next)) ||^2: squared norms summed over
+  data dimensions, averaged over the batch."""
+  residual = consistency_fn(x, t) - jax.lax.stop_gradient(target_fn(x_next, t_next))
+  return jnp.mean(jnp.sum(jnp.reshape(residual**2, (x.shape[0], -1)), axis=-1))
+
+
 def distillation_loss(consistency_fn, target_fn, sde: sde_lib.SDE, teacher_score_fn, x0, key,
                       times, teacher: str = "heun"):
   """Consistency distillation (Song et al., 2023, Algorithm 2) on a batch x0 [B, ...]:
   per example a step i ~ U{0, ..., N - 1} of the decreasing grid times [N + 1] (T ... eps),
   x = alpha x0 + sigma z at t = times[i], one teacher ODE step (TEACHERS) with
-  teacher_score_fn to t' = times[i + 1], and
+  teacher_score_fn to t' = times[i + 1], and the self-consistency loss
     E || f(x, t) - stop_gradient(f_target(teacher step, t')) ||^2
   (squared norms summed over data dimensions, averaged over the batch); target_fn is the
   consistency function of the target (EMA) parameters."""
@@ -48,8 +56,35 @@ def distillation_loss(consistency_fn, target_fn, sde: sde_lib.SDE, teacher_score
   t, t_next = times[i], times[i + 1]
   x = sde.perturb(x0, t, jax.random.normal(k_noise, x0.shape))
   x_next, _ = TEACHERS[teacher](sde, teacher_score_fn, jnp.zeros_like(x), x, t, t_next, None)
-  residual = consistency_fn(x, t) - jax.lax.stop_gradient(target_fn(x_next, t_next))
-  return jnp.mean(jnp.sum(jnp.reshape(residual**2, (x0.shape[0], -1)), axis=-1))
+  return _self_consistency(consistency_fn, target_fn, x, t, x_next, t_next)
+
+
+def training_loss(consistency_fn, target_fn, sde: sde_lib.SDE, x0, key, num_steps,
+                  grid: str = "edm", eps: float = 1e-3):
+  """Consistency training (Song et al., 2023, Algorithm 3), no teacher: per example a step
+  i ~ U{0, ..., num_steps - 1} of sampling.time_grid(sde, num_steps, grid, eps) (num_steps
+  may be traced: training_schedule's N(k) - 1), one noise z for both ends,
+  x = alpha(t) x0 + sigma(t) z and x' = alpha(t') x0 + sigma(t') z, and the self-consistency
+  loss of distillation_loss. Given x, the pair (x0, z) stands in for the exact score: for a
+  consistency function linear in x, its expected gradient equals distillation's from the
+  exact score with the DDIM teacher (E[x' | x] is that step; tests/test_consistency.py)."""
+  k_step, k_noise = jax.random.split(key)
+  i = jax.random.randint(k_step, x0.shape[:1], 0, num_steps)
+  t = sampling.grid_times(sde, i / num_steps, grid, eps)
+  t_next = sampling.grid_times(sde, (i + 1) / num_steps, grid, eps)
+  z = jax.random.normal(k_noise, x0.shape)
+  return _self_consistency(consistency_fn, target_fn, sde.perturb(x0, t, z), t,
+                           sde.perturb(x0, t_next, z), t_next)
+
+
+def training_schedule(k, total_steps: int, s0: int = 2, s1: int = 150, mu0: float = 0.9):
+  """(N(k), mu(k)) of consistency training (Song et al., 2023, Appendix C; CIFAR-10's
+  s0 = 2, s1 = 150, mu0 = 0.9): the number of grid points at training step k of
+  total_steps, N(k) = ceil(sqrt(k / K ((s1 + 1)^2 - s0^2) + s0^2) - 1) + 1 (s0 at k = 0,
+  s1 + 1 at k = K), and the target EMA rate mu(k) = exp(s0 log(mu0) / N(k)) (mu0 at
+  k = 0). k may be traced; time_grid's num_steps is N(k) - 1."""
+  n = jnp.ceil(jnp.sqrt(k / total_steps * ((s1 + 1) ** 2 - s0**2) + s0**2) - 1) + 1
+  return n.astype(jnp.int32), jnp.exp(s0 * jnp.log(mu0) / n)
 
 
 def gaussian_ode_map(sde: sde_lib.SDE, std: float, t, eps: float = 1e-3):

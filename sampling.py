@@ -293,11 +293,15 @@ def time_grid(sde: sde_lib.SDE, num_steps: int, kind: str, eps: float = 1e-3, rh
     "edm":     Karras et al. (2022) eq. 5 in sigma_hat = sigma / alpha:
                sigma_hat_i = (s_max^(1/rho) + i / n (s_min^(1/rho) - s_max^(1/rho)))^rho.
   """
-  end_points = jnp.array([sde.T, eps])
+  return grid_times(sde, jnp.arange(num_steps + 1) / num_steps, kind, eps, rho)
+
+
+def grid_times(sde: sde_lib.SDE, fractions, kind: str, eps: float = 1e-3, rho: float = 7.0):
+  """The times at `fractions` (any shape, in [0, 1]: 0 is T, 1 is eps) of the grid `kind`
+  (time_grid's i / n); the fractions may be traced, so a grid's size can change under jit."""
   if kind == "uniform":
-    return jnp.linspace(sde.T, eps, num_steps + 1)
-  lam_T, lam_eps = sde.log_snr(end_points)
-  fractions = jnp.arange(num_steps + 1) / num_steps
+    return sde.T + fractions * (eps - sde.T)
+  lam_T, lam_eps = sde.log_snr(jnp.array([sde.T, eps]))
   if kind == "logsnr":
     return sde.t_of_log_snr(lam_T + fractions * (lam_eps - lam_T), eps)
   if kind == "edm":

@@ -113,3 +113,42 @@ def test_distilled_map_approaches_the_closed_form_and_a_wrong_boundary_does_not(
   bad = cm.distill(key, (2000,), cm.wrong_boundary)[0]
   bad_error, _ = cm.map_errors(bad, jax.random.PRNGKey(77), cm.wrong_boundary)
   assert bad_error > 0.055, bad_error
+
+
+@pytest.mark.parametrize("sde", [sde_lib.VPSDE(), sde_lib.VESDE()], ids=lambda s: type(s).__name__)
+def test_consistency_training_has_distillations_expected_gradient_from_the_exact_score(sde):
+  """Data N(0, 0.5^2), a consistency function linear in x (f = c_skip x + c_out (a + b c) x):
+  given x_t, the training target's x' = alpha' x0 + sigma' z has mean the exact-score DDIM
+  step, so consistency training's per-example gradient equals distillation's (DDIM teacher,
+  exact score, the same step i and x_t) in expectation. The paired difference's mean is
+  within 4 SE of zero, while the gradient itself is many SE from zero. (A second noise draw
+  for x', instead of the same z, moves the mean by about 50 SE; t' one grid step too far, by
+  about 60 SE: checked by hand.)"""
+  std, n, num_steps = 0.5, 20_000, 8
+  data = densities.GaussianMixture(jnp.zeros((1, 1)), jnp.array([std]), jnp.ones(1))
+  apply = lambda p, x_in, c: (p[0] + p[1] * c)[:, None] * x_in
+  f = lambda p: parameterizations.get_consistency_fn(apply, p, sde, EPS)
+  params, target = jnp.array([0.3, -0.2]), jnp.array([0.1, 0.05])
+  times = sampling.time_grid(sde, num_steps, "edm", EPS)
+
+  def grads(key):
+    x0 = data.sample(jax.random.fold_in(key, 1), 1)
+    ct = lambda p: consistency.training_loss(f(p), f(target), sde, x0, key, num_steps)
+    cd = lambda p: consistency.distillation_loss(f(p), f(target), sde, data.score_fn(sde), x0,
+                                                 key, times, teacher="ddim")
+    return jax.grad(ct)(params), jax.grad(cd)(params)
+
+  g_ct, g_cd = jax.jit(jax.vmap(grads))(jax.random.split(jax.random.PRNGKey(0), n))
+  difference = g_ct - g_cd
+  se = difference.std(0) / np.sqrt(n)
+  np.testing.assert_array_less(np.abs(difference.mean(0)), 4 * se)
+  assert np.all(np.abs(g_cd.mean(0)) > 10 * g_cd.std(0) / np.sqrt(n))
+
+
+def test_consistency_training_schedule_is_the_papers():
+  """N(k) rises from s0 at k = 0 to s1 + 1 at k = K as the square root of k (Song et al.,
+  2023, Appendix C); mu(k) = mu0 ^ (s0 / N(k))."""
+  for k, expected in [(0, 2), (4000, 151), (1000, 76)]:     # sqrt(0.25 * (151^2 - 4) + 4) = 75.5...
+    n, mu = consistency.training_schedule(jnp.array(k), 4000)
+    assert int(n) == expected
+    np.testing.assert_allclose(float(mu), 0.9 ** (2 / expected), rtol=1e-6)
