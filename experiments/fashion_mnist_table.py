@@ -106,7 +106,8 @@ def trained_run(process: str, seed: int):
 
 def score_run(exp, params, out_dir: str, samplers) -> dict:
   """{"bits_per_dim", "sigma_eps", (sampler, metric): [sampling seeds]} of one network;
-  metric "fid_float" is the FID of the same samples on the float protocol."""
+  metric "fid_float" is the FID of the same samples on the float protocol, "fid_rounding"
+  the paired difference fid - fid_float."""
   eps = exp.record["eval"]["likelihood"]["eps"]
   scores, _ = evaluate.evaluate_params(exp, params, 0, out_dir)
   scores["sigma_eps"] = float(exp.sde.marginal(np.float32(eps))[1])
@@ -117,8 +118,9 @@ def score_run(exp, params, out_dir: str, samplers) -> dict:
                                  os.path.join(out_dir, f"{sampler}_seed{k}"), sampler)
       metrics = exp.data.sample_metrics(x)
       metrics["fid_float"] = float_data.sample_metrics(x)["fid"]
+      metrics["fid_rounding"] = metrics["fid"] - metrics["fid_float"]
       scores[sampler, "nfe"] = nfe
-      for name in (*METRICS, "fid_float"):
+      for name in (*METRICS, "fid_float", "fid_rounding"):
         scores.setdefault((sampler, name), []).append(metrics[name])
   scores["protocol"] = metrics["fid_protocol"]
   return scores
@@ -186,7 +188,7 @@ def _table(results: dict, samplers) -> str:
   for process, runs in results.items():
     bpd = np.array([run["bits_per_dim"] for run in runs])
     for i, sampler in enumerate(samplers):
-      c = {m: cell(runs, sampler, m) for m in (*METRICS, "fid_float")}
+      c = {m: cell(runs, sampler, m) for m in (*METRICS, "fid_rounding")}
       first = i == 0
       rows.append([
           process if first else "", f"{runs[0]['sigma_eps']:.1e}" if first else "",
@@ -197,10 +199,12 @@ def _table(results: dict, samplers) -> str:
               f" [{c['fid']['se_sample']:.2f}]" if np.isfinite(c["fid"]["se_sample"]) else ""),
           _pm(c["kid"]["mean"], c["kid"]["se_train"]),
           f"{c['precision']['mean']:.3f}", f"{c['recall']['mean']:.3f}",
-          f"{c['fid']['mean'] - c['fid_float']['mean']:+.3f}"])
+          f"{c['fid_rounding']['mean']:+.3f}" + (
+              f" [{c['fid_rounding']['se_sample']:.3f}]"
+              if np.isfinite(c["fid_rounding"]["se_sample"]) else "")])
   return common.markdown_table(
       ["process", "σ(ε)", "bits/dim", "sampler", "NFE", "FID ± SE train [SE sampling]",
-       "KID ± SE", "precision", "recall", "FID uint8 − float"], rows)
+       "KID ± SE", "precision", "recall", "FID uint8 − float [SE sampling]"], rows)
 
 
 def check_ready():
@@ -242,8 +246,9 @@ def main(_):
       "of one network]; KID ± its SE over training seeds. bits/dim: "
       f"{FLAGS.bpd_images} test images, mean ± SE over training seeds. The processes stop "
       "at different σ(ε) (column), which smooths the data by different amounts: their "
-      "bits/dim are not compared here. Last column: the same samples scored as floats "
-      f"(not rounded to uint8). Wall time on this machine: training {train_seconds / 3600:.2f} "
+      "bits/dim are not compared here. Last column: the FID of the samples rounded to uint8 "
+      "minus that of the same samples scored as floats, paired per sampling seed [its SE "
+      f"over sampling seeds]. Wall time on this machine: training {train_seconds / 3600:.2f} "
       f"h (summed over the invocations that trained), scoring "
       f"{(time.time() - start - train_seconds_here) / 3600:.2f} h."
       "\n\n" + "\n".join(f"- {line}" for line in conclusions(fid)))
