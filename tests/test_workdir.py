@@ -1,6 +1,7 @@
 """A workdir is one run's, through the real command line: bad input fails in one line
 before anything is written, another config's checkpoints are never trained over or
 read, one writer at a time, a full disk loses nothing, and the exit codes say which."""
+import dataclasses
 import errno
 import glob
 import hashlib
@@ -9,14 +10,18 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 
+import jax
+import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 
 import run
 from configs import default_toy
 from run import build
+from run import train as run_train
 from run import workdir as run_workdir
 from tests.test_training import CONFIG, ROOT, TINY, run_main, shrink, train
 
@@ -227,3 +232,97 @@ def test_a_full_disk_is_one_line_and_the_last_checkpoint_stays_loadable(tmp_path
   finally:
     if mounted:
       subprocess.run(["umount", str(mount)], check=True)
+
+
+class _HeldCommit:
+  """An Orbax commit future that returns once `release` is set (at most 10 s), or raises
+  `error` (as a failed write would): the checkpoint stays a temporary folder until then."""
+
+  def __init__(self, release: threading.Event, error=None):
+    self.release, self.error = release, error
+
+  def result(self, timeout=None):
+    del timeout
+    self.release.wait(10)
+    if self.error:
+      raise self.error
+
+  def cancel(self):
+    pass
+
+
+def _hold_commit(monkeypatch, step: int, release: threading.Event, error=None):
+  """Orbax commits the checkpoint of `step` (renames <step>.orbax-checkpoint-tmp to
+  <step>) only once `release` is set, or fails it with `error`; its arrays are written
+  as usual."""
+  original = ocp.StandardCheckpointHandler.async_save
+
+  async def async_save(self, directory, *args, **kwargs):
+    futures = list(await original(self, directory, *args, **kwargs) or [])
+    if os.path.basename(os.path.dirname(str(directory))).startswith(f"{step}."):
+      futures.append(_HeldCommit(release, error))
+    return futures
+  monkeypatch.setattr(ocp.StandardCheckpointHandler, "async_save", async_save)
+
+
+def test_training_goes_on_while_a_checkpoint_is_written(tmp_path, monkeypatch):
+  """The checkpoint of step 10 is held uncommitted until the step after it has begun (at
+  most 10 s): steps 10 -> 15 run while checkpoints/10 does not exist yet (with synchronous
+  saves they would start only after it); the run returns with 10 and 20 committed, no
+  temporary folder left, and 10 holds the state of step 10 bit for bit."""
+  release = threading.Event()
+  _hold_commit(monkeypatch, 10, release)
+  exp = build.build(shrink(default_toy.get_default_configs(), n_iters=20))
+  began_before_commit, state_10 = [], []
+
+  def train_step(state, batch, key):
+    if int(state.step) == 10:
+      began_before_commit.append(not (tmp_path / "checkpoints" / "10").exists())
+      state_10.append(jax.tree_util.tree_map(np.array, state))
+      release.set()
+    return exp.train_step(state, batch, key)
+  state, _ = run_train.train(dataclasses.replace(exp, train_step=train_step), str(tmp_path))
+  assert began_before_commit == [True]
+  assert int(state.step) == 20
+  assert sorted(os.listdir(tmp_path / "checkpoints")) == ["10", "20"]
+  restored, _ = run_workdir.load_state(exp, str(tmp_path), 10)
+  for a, b in zip(jax.tree_util.tree_leaves(restored), jax.tree_util.tree_leaves(state_10)):
+    np.testing.assert_array_equal(np.asarray(a), b)
+
+
+def test_a_run_that_fails_while_a_checkpoint_is_written_waits_for_it(tmp_path, monkeypatch):
+  """A non-finite loss at step 15 while the checkpoint of step 10 is held uncommitted
+  (released 0.5 s after the failure): train raises only once checkpoints/10 is committed,
+  and names it as the last good checkpoint."""
+  release = threading.Event()
+  _hold_commit(monkeypatch, 10, release)
+  config = shrink(default_toy.get_default_configs(), n_iters=20)
+  exp = build.build(config)
+
+  def diverging_step(state, batch, key):
+    state, metrics = exp.train_step(state, batch, key)
+    if int(state.step) == 15:
+      threading.Timer(0.5, release.set).start()
+      metrics = dict(metrics, loss=np.float32(np.nan))
+    return state, metrics
+  with pytest.raises(run.Diverged) as error:
+    run_train.train(dataclasses.replace(exp, train_step=diverging_step), str(tmp_path))
+  assert sorted(os.listdir(tmp_path / "checkpoints")) == ["10"]
+  assert "non-finite loss nan at step 15" in str(error.value)
+  assert f"the last good checkpoint is {tmp_path}/checkpoints/10" in str(error.value)
+
+
+def test_a_checkpoint_that_fails_in_the_background_is_reported_with_its_step(tmp_path,
+                                                                               monkeypatch):
+  """The write of step 20's checkpoint fails (ENOSPC) after the run has gone on: the next
+  save (step 30's) stops the run in one line naming step 20 and the last good checkpoint
+  (10), and step 20's temporary folder is removed."""
+  release = threading.Event()
+  release.set()
+  _hold_commit(monkeypatch, 20, release, OSError(errno.ENOSPC, os.strerror(errno.ENOSPC)))
+  with pytest.raises(run.WriteFailed) as error:
+    train(shrink(default_toy.get_default_configs(), n_iters=30), tmp_path)
+  assert str(error.value) == (
+      f"could not write the checkpoint of step 20 to {tmp_path}/checkpoints: No space left "
+      f"on device; the last good checkpoint is {tmp_path}/checkpoints/10")
+  assert sorted(os.listdir(tmp_path / "checkpoints")) == ["10"]
