@@ -235,8 +235,8 @@ def test_a_full_disk_is_one_line_and_the_last_checkpoint_stays_loadable(tmp_path
 
 
 class _HeldCommit:
-  """An Orbax commit future that returns once `release` is set (at most 10 s), or raises
-  `error` (as a failed write would): the checkpoint stays a temporary folder until then."""
+  """An Orbax commit future that returns once `release` is set (at most 10 s), then
+  raises `error` if given (as a failed write would)."""
 
   def __init__(self, release: threading.Event, error=None):
     self.release, self.error = release, error
@@ -251,27 +251,28 @@ class _HeldCommit:
     pass
 
 
-def _hold_commit(monkeypatch, step: int, release: threading.Event, error=None):
-  """Orbax commits the checkpoint of `step` (renames <step>.orbax-checkpoint-tmp to
-  <step>) only once `release` is set, or fails it with `error`; its arrays are written
-  as usual."""
+def _hold_commits(monkeypatch, held: dict):
+  """Orbax commits the checkpoint of each step in `held` ({step: _HeldCommit}), i.e.
+  renames <step>.orbax-checkpoint-tmp to <step>, only once that future returns; the
+  arrays are written as usual."""
   original = ocp.StandardCheckpointHandler.async_save
 
   async def async_save(self, directory, *args, **kwargs):
     futures = list(await original(self, directory, *args, **kwargs) or [])
-    if os.path.basename(os.path.dirname(str(directory))).startswith(f"{step}."):
-      futures.append(_HeldCommit(release, error))
-    return futures
+    step = int(os.path.basename(os.path.dirname(str(directory))).split(".")[0])
+    return futures + ([held[step]] if step in held else [])
   monkeypatch.setattr(ocp.StandardCheckpointHandler, "async_save", async_save)
 
 
-def test_training_goes_on_while_a_checkpoint_is_written(tmp_path, monkeypatch):
-  """The checkpoint of step 10 is held uncommitted until the step after it has begun (at
-  most 10 s): steps 10 -> 15 run while checkpoints/10 does not exist yet (with synchronous
-  saves they would start only after it); the run returns with 10 and 20 committed, no
-  temporary folder left, and 10 holds the state of step 10 bit for bit."""
-  release = threading.Event()
-  _hold_commit(monkeypatch, 10, release)
+def test_training_goes_on_while_a_checkpoint_is_written_and_sigterm_waits_for_it(
+    tmp_path, monkeypatch):
+  """The commits of checkpoints 10 and 15 are held back; SIGTERM arrives in step 10 -> 15,
+  which releases them 0.5 s and 1 s later. Step 10 -> 15 runs while checkpoints/10 does
+  not exist yet (with synchronous saves it would start only after it); SIGTERM's save of
+  step 15 waits for it, and train raises Preempted only once 15 is committed too; 10 holds
+  the state of step 10 bit for bit."""
+  release_10, release_15 = threading.Event(), threading.Event()
+  _hold_commits(monkeypatch, {10: _HeldCommit(release_10), 15: _HeldCommit(release_15)})
   exp = build.build(shrink(default_toy.get_default_configs(), n_iters=20))
   began_before_commit, state_10 = [], []
 
@@ -279,47 +280,31 @@ def test_training_goes_on_while_a_checkpoint_is_written(tmp_path, monkeypatch):
     if int(state.step) == 10:
       began_before_commit.append(not (tmp_path / "checkpoints" / "10").exists())
       state_10.append(jax.tree_util.tree_map(np.array, state))
-      release.set()
+      threading.Timer(0.5, release_10.set).start()
+      threading.Timer(1.0, release_15.set).start()
+      os.kill(os.getpid(), signal.SIGTERM)
     return exp.train_step(state, batch, key)
-  state, _ = run_train.train(dataclasses.replace(exp, train_step=train_step), str(tmp_path))
+  handler = signal.getsignal(signal.SIGTERM)
+  try:
+    with pytest.raises(run.Preempted, match="saved the checkpoint of step 15"):
+      run_train.train(dataclasses.replace(exp, train_step=train_step), str(tmp_path))
+  finally:
+    signal.signal(signal.SIGTERM, handler)
   assert began_before_commit == [True]
-  assert int(state.step) == 20
-  assert sorted(os.listdir(tmp_path / "checkpoints")) == ["10", "20"]
+  assert sorted(os.listdir(tmp_path / "checkpoints")) == ["10", "15"]
   restored, _ = run_workdir.load_state(exp, str(tmp_path), 10)
   for a, b in zip(jax.tree_util.tree_leaves(restored), jax.tree_util.tree_leaves(state_10)):
     np.testing.assert_array_equal(np.asarray(a), b)
 
 
-def test_a_run_that_fails_while_a_checkpoint_is_written_waits_for_it(tmp_path, monkeypatch):
-  """A non-finite loss at step 15 while the checkpoint of step 10 is held uncommitted
-  (released 0.5 s after the failure): train raises only once checkpoints/10 is committed,
-  and names it as the last good checkpoint."""
-  release = threading.Event()
-  _hold_commit(monkeypatch, 10, release)
-  config = shrink(default_toy.get_default_configs(), n_iters=20)
-  exp = build.build(config)
-
-  def diverging_step(state, batch, key):
-    state, metrics = exp.train_step(state, batch, key)
-    if int(state.step) == 15:
-      threading.Timer(0.5, release.set).start()
-      metrics = dict(metrics, loss=np.float32(np.nan))
-    return state, metrics
-  with pytest.raises(run.Diverged) as error:
-    run_train.train(dataclasses.replace(exp, train_step=diverging_step), str(tmp_path))
-  assert sorted(os.listdir(tmp_path / "checkpoints")) == ["10"]
-  assert "non-finite loss nan at step 15" in str(error.value)
-  assert f"the last good checkpoint is {tmp_path}/checkpoints/10" in str(error.value)
-
-
 def test_a_checkpoint_that_fails_in_the_background_is_reported_with_its_step(tmp_path,
                                                                                monkeypatch):
-  """The write of step 20's checkpoint fails (ENOSPC) after the run has gone on: the next
-  save (step 30's) stops the run in one line naming step 20 and the last good checkpoint
-  (10), and step 20's temporary folder is removed."""
-  release = threading.Event()
-  release.set()
-  _hold_commit(monkeypatch, 20, release, OSError(errno.ENOSPC, os.strerror(errno.ENOSPC)))
+  """The write of step 20's checkpoint fails (ENOSPC) while the run goes on: the next save
+  (step 30's) stops the run in one line naming step 20 and the last good checkpoint (10),
+  and step 20's temporary folder is removed."""
+  written, no_space = threading.Event(), OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+  written.set()
+  _hold_commits(monkeypatch, {20: _HeldCommit(written, no_space)})
   with pytest.raises(run.WriteFailed) as error:
     train(shrink(default_toy.get_default_configs(), n_iters=30), tmp_path)
   assert str(error.value) == (
