@@ -264,8 +264,14 @@ def _hold_commits(monkeypatch, held: dict):
   monkeypatch.setattr(ocp.StandardCheckpointHandler, "async_save", async_save)
 
 
+@pytest.fixture(scope="module")
+def toy_30():
+  """The toy experiment, 30 steps, saved every 10 (built and compiled once)."""
+  return build.build(shrink(default_toy.get_default_configs(), n_iters=30))
+
+
 def test_training_goes_on_while_a_checkpoint_is_written_and_sigterm_waits_for_it(
-    tmp_path, monkeypatch):
+    toy_30, tmp_path, monkeypatch):
   """The commits of checkpoints 10 and 15 are held back; SIGTERM arrives in step 10 -> 15,
   which releases them 0.5 s and 1 s later. Step 10 -> 15 runs while checkpoints/10 does
   not exist yet (with synchronous saves it would start only after it); SIGTERM's save of
@@ -273,7 +279,7 @@ def test_training_goes_on_while_a_checkpoint_is_written_and_sigterm_waits_for_it
   the state of step 10 bit for bit."""
   release_10, release_15 = threading.Event(), threading.Event()
   _hold_commits(monkeypatch, {10: _HeldCommit(release_10), 15: _HeldCommit(release_15)})
-  exp = build.build(shrink(default_toy.get_default_configs(), n_iters=20))
+  exp = toy_30
   began_before_commit, state_10 = [], []
 
   def train_step(state, batch, key):
@@ -297,8 +303,8 @@ def test_training_goes_on_while_a_checkpoint_is_written_and_sigterm_waits_for_it
     np.testing.assert_array_equal(np.asarray(a), b)
 
 
-def test_a_checkpoint_that_fails_in_the_background_is_reported_with_its_step(tmp_path,
-                                                                               monkeypatch):
+def test_a_checkpoint_that_fails_in_the_background_is_reported_with_its_step(
+    toy_30, tmp_path, monkeypatch):
   """The write of step 20's checkpoint fails (ENOSPC) while the run goes on: the next save
   (step 30's) stops the run in one line naming step 20 and the last good checkpoint (10),
   and step 20's temporary folder is removed."""
@@ -306,7 +312,7 @@ def test_a_checkpoint_that_fails_in_the_background_is_reported_with_its_step(tmp
   written.set()
   _hold_commits(monkeypatch, {20: _HeldCommit(written, no_space)})
   with pytest.raises(run.WriteFailed) as error:
-    train(shrink(default_toy.get_default_configs(), n_iters=30), tmp_path)
+    run_train.train(toy_30, str(tmp_path))
   assert str(error.value) == (
       f"could not write the checkpoint of step 20 to {tmp_path}/checkpoints: No space left "
       f"on device; the last good checkpoint is {tmp_path}/checkpoints/10")
