@@ -82,7 +82,7 @@ def train(exp, workdir: str):
           raise run.Preempted(f"SIGTERM: saved the checkpoint of step {step} in "
                               f"{mngr.directory}; rerun the same command to resume")
     finally:     # no exit, SIGTERM or error included, before the last save is committed
-      wd.finish(mngr)
+      wd.finish(mngr, exp.record)
   return state, history
 
 

@@ -155,21 +155,23 @@ def save(mngr: ocp.CheckpointManager, state, record: dict):
   step = int(state.step)
   if step in mngr.all_steps():
     return
-  finish(mngr)
+  finish(mngr, record)
   try:
     mngr.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state)), force=True)
-    record_config(os.path.dirname(mngr.directory), record)
   except (OSError, ValueError) as e:
     raise _write_failed(mngr, step, e) from None
 
 
-def finish(mngr: ocp.CheckpointManager):
-  """Waits until the save in flight (if any) is committed; its failure as in `save`."""
+def finish(mngr: ocp.CheckpointManager, record: dict):
+  """Waits until the save in flight (if any) is committed, then records the config
+  (`record_config`) if a checkpoint exists; a failed save as in `save`."""
   in_flight = mngr.latest_step()     # steps only grow: the save in flight is the newest
   try:
     mngr.wait_until_finished()
   except (OSError, ValueError) as e:
     raise _write_failed(mngr, in_flight, e) from None
+  if mngr.all_steps():
+    record_config(os.path.dirname(mngr.directory), record)
 
 
 def _write_failed(mngr: ocp.CheckpointManager, step: int, e: Exception):

@@ -274,7 +274,8 @@ def test_training_goes_on_while_a_checkpoint_is_written_and_sigterm_waits_for_it
     toy_30, tmp_path, monkeypatch):
   """The commits of checkpoints 10 and 15 are held back; SIGTERM arrives in step 10 -> 15,
   which releases them 0.5 s and 1 s later. Step 10 -> 15 runs while checkpoints/10 does
-  not exist yet (with synchronous saves it would start only after it); SIGTERM's save of
+  not exist yet (with synchronous saves it would start only after it), nor config.json
+  (recorded once a checkpoint is committed); SIGTERM's save of
   step 15 waits for it, and train raises Preempted only once 15 is committed too; 10 holds
   the state of step 10 bit for bit."""
   release_10, release_15 = threading.Event(), threading.Event()
@@ -284,7 +285,8 @@ def test_training_goes_on_while_a_checkpoint_is_written_and_sigterm_waits_for_it
 
   def train_step(state, batch, key):
     if int(state.step) == 10:
-      began_before_commit.append(not (tmp_path / "checkpoints" / "10").exists())
+      began_before_commit.append(not (tmp_path / "checkpoints" / "10").exists()
+                                 and not (tmp_path / "config.json").exists())
       state_10.append(jax.tree_util.tree_map(np.array, state))
       threading.Timer(0.5, release_10.set).start()
       threading.Timer(1.0, release_15.set).start()
@@ -298,6 +300,7 @@ def test_training_goes_on_while_a_checkpoint_is_written_and_sigterm_waits_for_it
     signal.signal(signal.SIGTERM, handler)
   assert began_before_commit == [True]
   assert sorted(os.listdir(tmp_path / "checkpoints")) == ["10", "15"]
+  assert (tmp_path / "config.json").exists()
   restored, _ = run_workdir.load_state(exp, str(tmp_path), 10)
   for a, b in zip(jax.tree_util.tree_leaves(restored), jax.tree_util.tree_leaves(state_10)):
     np.testing.assert_array_equal(np.asarray(a), b)
