@@ -1,7 +1,8 @@
 """The training loop: resumes from the newest readable checkpoint, blocks on each step's
 loss (it is logged, and it keeps multi-device collectives in step), stops on a
 non-finite loss naming the step and the last good checkpoint, saves and stops on SIGTERM
-(run.Preempted: rerun to resume)."""
+(run.Preempted: rerun to resume). Checkpoints are written in the background while training
+goes on; the run never returns or raises before the last one is committed."""
 import contextlib
 import math
 import signal
@@ -61,25 +62,27 @@ def train(exp, workdir: str):
     batches = exp.data.train_batches(step, spec.n_jitted_steps, spec.batch_size,
                                      exp.sharding(None, "data"), labels=exp.num_label_classes > 0)
     start_step, start_time = step, time.time()
-    while step < spec.n_iters:
-      state, metrics = exp.train_step(state, next(batches), train_key)
-      loss = float(metrics["loss"])
-      step += spec.n_jitted_steps
-      if not math.isfinite(loss):
-        raise run.Diverged(f"non-finite loss {loss} at step {step}; {wd.last_good(mngr)}")
-      history.append((step, loss))
-      try:
-        _report(exp, workdir, writer, state, step, loss, start_step, start_time, weak)
-      except OSError as e:
-        raise run.WriteFailed(f"could not write {e.filename or workdir} at step {step}: "
-                              f"{e.strerror or e}; {wd.last_good(mngr)}") from None
-      if (step % spec.preemption_freq == 0 or step % spec.snapshot_freq == 0
-          or step == spec.n_iters or preemption.requested):
-        wd.save(mngr, state, exp.record)
-      if preemption.requested:
-        raise run.Preempted(f"SIGTERM: saved the checkpoint of step {step} in "
-                            f"{mngr.directory}; rerun the same command to resume")
-    mngr.wait_until_finished()
+    try:
+      while step < spec.n_iters:
+        state, metrics = exp.train_step(state, next(batches), train_key)
+        loss = float(metrics["loss"])
+        step += spec.n_jitted_steps
+        if not math.isfinite(loss):
+          raise run.Diverged(f"non-finite loss {loss} at step {step}; {wd.last_good(mngr)}")
+        history.append((step, loss))
+        try:
+          _report(exp, workdir, writer, state, step, loss, start_step, start_time, weak)
+        except OSError as e:
+          raise run.WriteFailed(f"could not write {e.filename or workdir} at step {step}: "
+                                f"{e.strerror or e}; {wd.last_good(mngr)}") from None
+        if (step % spec.preemption_freq == 0 or step % spec.snapshot_freq == 0
+            or step == spec.n_iters or preemption.requested):
+          wd.save(mngr, state, exp.record)     # written while the next steps run
+        if preemption.requested:
+          raise run.Preempted(f"SIGTERM: saved the checkpoint of step {step} in "
+                              f"{mngr.directory}; rerun the same command to resume")
+    finally:     # no exit, SIGTERM or error included, before the last save is committed
+      wd.finish(mngr, exp.record)
   return state, history
 
 

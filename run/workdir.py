@@ -1,8 +1,11 @@
 """A workdir is one run's: it records the config it was made with (config.json), has
 one writer at a time (a lock the kernel releases when the process dies), and holds
-Orbax checkpoints in <workdir>/checkpoints, written synchronously and atomically: one
-every `preemption_freq` steps (the last two kept), every multiple of `snapshot_freq`
-(kept for evaluation), one at the end and one on SIGTERM.
+Orbax checkpoints in <workdir>/checkpoints: one every `preemption_freq` steps (the last
+two kept), every multiple of `snapshot_freq` (kept for evaluation), one at the end and one
+on SIGTERM. Saves are asynchronous and atomic: `save` returns once the state is copied off
+the accelerator, and a background thread writes it to a temporary folder that it renames
+to <step> when complete (a killed run leaves no partial <step>); the next save and
+`finish` wait for it.
 
 A checkpoint whose train state has other leaves (paths, shapes or dtypes) than this
 config's is a WorkdirMismatch naming the first differing leaf and the config keys that
@@ -138,38 +141,61 @@ def save_npz(path: str, **arrays):
 
 def manager(path: str, snapshot_freq: int) -> ocp.CheckpointManager:
   options = ocp.CheckpointManagerOptions(max_to_keep=2, keep_period=snapshot_freq,
-                                         enable_async_checkpointing=False)
+                                         enable_async_checkpointing=True)
   return ocp.CheckpointManager(os.path.join(os.path.abspath(path), "checkpoints"),
                                options=options,
                                item_handlers={"state": ocp.StandardCheckpointHandler()})
 
 
 def save(mngr: ocp.CheckpointManager, state, record: dict):
-  """Saves `state` at its step (once); disk full or no permission: a WriteFailed naming
-  the last good checkpoint, with Orbax's temporary folder removed."""
+  """Starts saving `state` at its step (once), after the save in flight is committed;
+  returns while the checkpoint is written. A save that fails for a full disk or lack of
+  permission (this one, or the one in flight): a WriteFailed naming the last good
+  checkpoint, with Orbax's temporary folder removed."""
   step = int(state.step)
   if step in mngr.all_steps():
     return
+  finish(mngr, record)
   try:
     mngr.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state)), force=True)
-    record_config(os.path.dirname(mngr.directory), record)
   except (OSError, ValueError) as e:
-    cause = e
-    while cause.__cause__ is not None and not isinstance(cause, OSError):
-      cause = cause.__cause__
-    if not isinstance(cause, OSError) and "No space left" not in str(e):
-      raise
-    if jax.process_index() == 0:
-      for leftover in glob.glob(os.path.join(mngr.directory, f"{step}*")):
-        shutil.rmtree(leftover, ignore_errors=True)
-    reason = os.strerror(errno.ENOSPC) if "No space left" in str(e) else (
-        getattr(cause, "strerror", None) or str(cause).splitlines()[0])
-    raise run.WriteFailed(f"could not write the checkpoint of step {step} to "
-                          f"{mngr.directory}: {reason}; {last_good(mngr, step)}") from None
+    raise _write_failed(mngr, step, e) from None
+
+
+def finish(mngr: ocp.CheckpointManager, record: dict):
+  """Waits until the save in flight (if any) is committed, then records the config
+  (`record_config`) if a checkpoint exists; a failed save as in `save`."""
+  in_flight = mngr.latest_step()     # steps only grow: the save in flight is the newest
+  try:
+    mngr.wait_until_finished()
+  except (OSError, ValueError) as e:
+    raise _write_failed(mngr, in_flight, e) from None
+  if mngr.all_steps():
+    record_config(os.path.dirname(mngr.directory), record)
+
+
+def _write_failed(mngr: ocp.CheckpointManager, step: int, e: Exception):
+  """The WriteFailed for a full disk or lack of permission while writing the checkpoint
+  of `step`, after removing its temporary folder; any other error re-raised."""
+  cause = e
+  while cause.__cause__ is not None and not isinstance(cause, OSError):
+    cause = cause.__cause__
+  if not isinstance(cause, OSError) and "No space left" not in str(e):
+    raise e
+  if jax.process_index() == 0:
+    for leftover in glob.glob(os.path.join(mngr.directory, f"{step}")) + glob.glob(
+        os.path.join(mngr.directory, f"{step}.*")):    # the folder and its temporary one
+      shutil.rmtree(leftover, ignore_errors=True)
+  reason = os.strerror(errno.ENOSPC) if "No space left" in str(e) else (
+      getattr(cause, "strerror", None) or str(cause).splitlines()[0])
+  return run.WriteFailed(f"could not write the checkpoint of step {step} to "
+                         f"{mngr.directory}: {reason}; {last_good(mngr, step)}")
 
 
 def last_good(mngr: ocp.CheckpointManager, failed_step=None) -> str:
-  """'the last good checkpoint is <path>' (or 'none'), for error messages."""
+  """'the last good checkpoint is <path>' (or 'none'), for error messages: the newest
+  checkpoint, counting the one in flight (a caller about to stop waits for it with
+  `finish`, which reports its failure instead)."""
   last = max((s for s in mngr.all_steps() if s != failed_step), default=None)
   return "the last good checkpoint is " + (
       f"{mngr.directory}/{last}" if last is not None else "none")

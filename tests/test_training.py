@@ -5,6 +5,7 @@ import importlib.util
 import json
 import logging
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -398,24 +399,33 @@ def test_model_axis_two_on_four_devices_equals_the_replicated_run():
 
 
 @pytest.mark.slow
-def test_a_sharded_accumulating_run_resumes_on_fewer_devices(tmp_path):
-  """From the command line: 10 steps on 4 devices with model axis 2 and accumulation 2,
-  stopped, then continued to 20 on 2 devices with neither (Orbax restores the checkpoint
-  into the new mesh's shardings); its final state, loaded on 1 device, equals an
-  uninterrupted plain 4-device run's up to float summation order."""
+def test_a_sharded_accumulating_run_resumes_on_four_then_two_then_one_device(tmp_path):
+  """From the command line: a run on 4 devices with model axis 2 and accumulation 2 is
+  stopped at step 10 (its workdir with checkpoint 10 only), resumed on the same mesh to
+  20, then on 2 devices with neither to 30, then on 1 device to 40 (Orbax restores each
+  checkpoint into the new mesh's shardings). On the same mesh the resumed state equals
+  the uninterrupted run's bit for bit; on the others, up to float summation order."""
   flags = ["--mode=train", "--config.training.n_jitted_steps=5",
            "--config.training.snapshot_freq=10",
            "--config.training.snapshot_freq_for_preemption=10"]
+  sharded = ["--config.training.model_axis_size=2", "--config.training.accumulation_steps=2"]
   devices = lambda n: dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={n}")
-  resumed, reference = tmp_path / "resumed", tmp_path / "reference"
-  run_main(resumed, *flags, "--config.training.n_iters=10", "--config.training.model_axis_size=2",
-           "--config.training.accumulation_steps=2", env=devices(4))
-  run_main(resumed, *flags, "--config.training.n_iters=20", env=devices(2))
-  run_main(reference, *flags, "--config.training.n_iters=20", env=devices(4))
+  reference, resumed = tmp_path / "reference", tmp_path / "resumed"
+  run_main(reference, *flags, *sharded, "--config.training.n_iters=40", env=devices(4))
+  shutil.copytree(reference, resumed)
+  for step in ("20", "30", "40"):         # as if stopped after saving step 10
+    shutil.rmtree(resumed / "checkpoints" / step)
+  for n_devices, mesh_flags, n_iters in ((4, sharded, 20), (2, [], 30), (1, [], 40)):
+    result = run_main(resumed, *flags, *mesh_flags, f"--config.training.n_iters={n_iters}",
+                      env=devices(n_devices))
+    assert f"resumed from step {n_iters - 10}" in result.stderr, result.stderr[-2000:]
   config = load_config(CONFIG)
   config.model.hidden = 32
-  step_res, leaves_res = final_params(str(resumed), config)
-  step_ref, leaves_ref = final_params(str(reference), config)
-  assert step_res == step_ref == 20
-  for a, b in zip(leaves_res, leaves_ref):
-    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+  exp = build.build(config)
+  leaves = lambda workdir, step: jax.tree_util.tree_leaves(jax.device_get(
+      run_workdir.load_state(exp, str(workdir), step)[0]))
+  for a, b in zip(leaves(resumed, 20), leaves(reference, 20)):
+    np.testing.assert_array_equal(a, b)
+  for step in (30, 40):
+    for a, b in zip(leaves(resumed, step), leaves(reference, step)):
+      np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)

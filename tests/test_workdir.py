@@ -1,6 +1,7 @@
 """A workdir is one run's, through the real command line: bad input fails in one line
 before anything is written, another config's checkpoints are never trained over or
 read, one writer at a time, a full disk loses nothing, and the exit codes say which."""
+import dataclasses
 import errno
 import glob
 import hashlib
@@ -9,14 +10,18 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 
+import jax
+import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 
 import run
 from configs import default_toy
 from run import build
+from run import train as run_train
 from run import workdir as run_workdir
 from tests.test_training import CONFIG, ROOT, TINY, run_main, shrink, train
 
@@ -227,3 +232,91 @@ def test_a_full_disk_is_one_line_and_the_last_checkpoint_stays_loadable(tmp_path
   finally:
     if mounted:
       subprocess.run(["umount", str(mount)], check=True)
+
+
+class _HeldCommit:
+  """An Orbax commit future that returns once `release` is set (at most 10 s), then
+  raises `error` if given (as a failed write would)."""
+
+  def __init__(self, release: threading.Event, error=None):
+    self.release, self.error = release, error
+
+  def result(self, timeout=None):
+    del timeout
+    self.release.wait(10)
+    if self.error:
+      raise self.error
+
+  def cancel(self):
+    pass
+
+
+def _hold_commits(monkeypatch, held: dict):
+  """Orbax commits the checkpoint of each step in `held` ({step: _HeldCommit}), i.e.
+  renames <step>.orbax-checkpoint-tmp to <step>, only once that future returns; the
+  arrays are written as usual."""
+  original = ocp.StandardCheckpointHandler.async_save
+
+  async def async_save(self, directory, *args, **kwargs):
+    futures = list(await original(self, directory, *args, **kwargs) or [])
+    step = int(os.path.basename(os.path.dirname(str(directory))).split(".")[0])
+    return futures + ([held[step]] if step in held else [])
+  monkeypatch.setattr(ocp.StandardCheckpointHandler, "async_save", async_save)
+
+
+@pytest.fixture(scope="module")
+def toy_30():
+  """The toy experiment, 30 steps, saved every 10 (built and compiled once)."""
+  return build.build(shrink(default_toy.get_default_configs(), n_iters=30))
+
+
+def test_training_goes_on_while_a_checkpoint_is_written_and_sigterm_waits_for_it(
+    toy_30, tmp_path, monkeypatch):
+  """The commits of checkpoints 10 and 15 are held back; SIGTERM arrives in step 10 -> 15,
+  which releases them 0.5 s and 1 s later. Step 10 -> 15 runs while checkpoints/10 does
+  not exist yet (with synchronous saves it would start only after it), nor config.json
+  (recorded once a checkpoint is committed); SIGTERM's save of
+  step 15 waits for it, and train raises Preempted only once 15 is committed too; 10 holds
+  the state of step 10 bit for bit."""
+  release_10, release_15 = threading.Event(), threading.Event()
+  _hold_commits(monkeypatch, {10: _HeldCommit(release_10), 15: _HeldCommit(release_15)})
+  exp = toy_30
+  began_before_commit, state_10 = [], []
+
+  def train_step(state, batch, key):
+    if int(state.step) == 10:
+      began_before_commit.append(not (tmp_path / "checkpoints" / "10").exists()
+                                 and not (tmp_path / "config.json").exists())
+      state_10.append(jax.tree_util.tree_map(np.array, state))
+      threading.Timer(0.5, release_10.set).start()
+      threading.Timer(1.0, release_15.set).start()
+      os.kill(os.getpid(), signal.SIGTERM)
+    return exp.train_step(state, batch, key)
+  handler = signal.getsignal(signal.SIGTERM)
+  try:
+    with pytest.raises(run.Preempted, match="saved the checkpoint of step 15"):
+      run_train.train(dataclasses.replace(exp, train_step=train_step), str(tmp_path))
+  finally:
+    signal.signal(signal.SIGTERM, handler)
+  assert began_before_commit == [True]
+  assert sorted(os.listdir(tmp_path / "checkpoints")) == ["10", "15"]
+  assert (tmp_path / "config.json").exists()
+  restored, _ = run_workdir.load_state(exp, str(tmp_path), 10)
+  for a, b in zip(jax.tree_util.tree_leaves(restored), jax.tree_util.tree_leaves(state_10)):
+    np.testing.assert_array_equal(np.asarray(a), b)
+
+
+def test_a_checkpoint_that_fails_in_the_background_is_reported_with_its_step(
+    toy_30, tmp_path, monkeypatch):
+  """The write of step 20's checkpoint fails (ENOSPC) while the run goes on: the next save
+  (step 30's) stops the run in one line naming step 20 and the last good checkpoint (10),
+  and step 20's temporary folder is removed."""
+  written, no_space = threading.Event(), OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+  written.set()
+  _hold_commits(monkeypatch, {20: _HeldCommit(written, no_space)})
+  with pytest.raises(run.WriteFailed) as error:
+    run_train.train(toy_30, str(tmp_path))
+  assert str(error.value) == (
+      f"could not write the checkpoint of step 20 to {tmp_path}/checkpoints: No space left "
+      f"on device; the last good checkpoint is {tmp_path}/checkpoints/10")
+  assert sorted(os.listdir(tmp_path / "checkpoints")) == ["10"]

@@ -75,6 +75,7 @@ def import_checkpoint(path: str, config, workdir: str, ema: bool = True) -> int:
     state = losses.TrainState(step=jnp.asarray(step, jnp.int32), params=params,
                               opt_state=exp.optimizer.init(params), ema_params=params)
     run_workdir.save(mngr, state, exp.record)
+    run_workdir.finish(mngr, exp.record)
     run_workdir.write_or_fail(os.path.join(workdir, "imported_from.json"), json.dumps(
         {"checkpoint": os.path.abspath(path), "step": step,
          "parameters": "params_ema" if ema else "optimizer.target"}, indent=1).encode())
