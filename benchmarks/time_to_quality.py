@@ -112,27 +112,6 @@ SAMPLING_SEED_OFFSET = 30_000
 PAD = 2                           # 28 px data -> the peer's 32 px
 QUICK_BUDGETS_MIN = (0.1, 0.2)
 
-flags.DEFINE_list("budgets_min", ["10", "20", "40"], "Training budgets, wall-clock minutes "
-                  "per side; a checkpoint of each side is kept at each.")
-flags.DEFINE_enum("ours_config", "vp", OUR_CONFIGS, "Our side: configs/fashion_mnist/"
-                  "<name>_ddpm_cpu.py.")
-flags.DEFINE_list("ours_samplers", ["ddim@100", "ddim@20", "dpm_solver_2m@20"],
-                  f"Our samplers as name@NFE; names: {sorted(OUR_SAMPLERS)}.")
-flags.DEFINE_list("diffusers_samplers", ["ddpm@100", "ddim@20", "dpm_solver@20"],
-                  f"diffusers' samplers as name@NFE; names: {sorted(DIFFUSERS_SAMPLERS)}.")
-flags.DEFINE_integer("num_samples", 2000, "Samples per checkpoint, sampler and seed.")
-flags.DEFINE_integer("sampling_seeds", 3, "Sampling seeds per checkpoint and sampler.")
-flags.DEFINE_integer("sample_batch", 200, "Samples per sampler call.")
-flags.DEFINE_integer("fid_reference_size", 0, "Reference images: the first N of the "
-                     "training split; 0: all 60,000.")
-flags.DEFINE_integer("seed", 0, "Training seed of both sides.")
-flags.DEFINE_string("data_dir", "data/tfds", "The prepared dataset and feature network "
-                    "(only read).")
-flags.DEFINE_string("outdir", "runs/time_to_quality", "Checkpoints, samples, the table.")
-flags.DEFINE_bool("quick", False, "Tiny budgets, NFE and sample counts: checks that the "
-                  "script runs; the numbers mean nothing.")
-flags.DEFINE_enum("worker", None, SIDES, "Internal: serve this side's training and "
-                  "sampling commands on stdin.")
 FLAGS = flags.FLAGS
 
 
@@ -166,6 +145,8 @@ class OurSide:
 
   def __init__(self, data_dir: str, config_name: str, seed: int, tiny: bool = False):
     self.data_dir, self.config_name, self.seed, self.tiny = data_dir, config_name, seed, tiny
+    for module in ("jax", "flax.serialization", "run.build"):   # imports: off the clock
+      importlib.import_module(module)
     self.exp, self.state, self.seconds, self.steps, self.samplers = None, None, 0.0, 0, {}
     self.timings = {}     # setup_seconds (build, init, data), first_step_seconds (compile)
 
@@ -206,8 +187,9 @@ class OurSide:
     import jax  # pylint: disable=g-import-not-at-top
     files.write_atomically(save, flax.serialization.msgpack_serialize(
         jax.device_get(self.state.ema_params)))
+    params = sum(x.size for x in jax.tree.leaves(self.state.params))
     return {"steps": self.steps, "images": self.steps * self.exp.train.batch_size,
-            "train_seconds": self.seconds, "loss": loss, **self.timings}
+            "train_seconds": self.seconds, "loss": loss, "params": params, **self.timings}
 
   def sample(self, checkpoint: str, sampler: str, nfe: int, seed: int, n: int,
              batch: int) -> np.ndarray:
@@ -249,6 +231,10 @@ class DiffusersSide:
     import torch  # pylint: disable=g-import-not-at-top
     from tools import torch_peers  # pylint: disable=g-import-not-at-top
     self.torch, self.diffusers = torch, torch_peers.import_module("diffusers")
+    for module in ("diffusers.optimization", "diffusers.training_utils"):   # off the clock
+      importlib.import_module(module)
+    for name in ("UNet2DModel", "DDPMScheduler", "DDIMScheduler", "DPMSolverMultistepScheduler"):
+      getattr(self.diffusers, name)             # diffusers imports these lazily
     self.images_path, self.seed = images_path, seed
     self.model, self.seconds, self.steps, self.timings = None, 0.0, 0, {}
 
@@ -313,7 +299,8 @@ class DiffusersSide:
     self.ema.restore(params)
     files.write_atomically(save, buffer.getvalue())
     return {"steps": self.steps, "images": self.steps * DiffusersRecipe.batch_size,
-            "train_seconds": self.seconds, "loss": loss, **self.timings}
+            "train_seconds": self.seconds, "loss": loss,
+            "params": sum(p.numel() for p in params), **self.timings}
 
   def sample(self, checkpoint: str, sampler: str, nfe: int, seed: int, n: int,
              batch: int) -> np.ndarray:
@@ -511,8 +498,9 @@ def verdict(ratio: float, se: float, target: float = 0.7) -> str:
 
 def score_all(budgets: list, samplers: dict) -> dict:
   """({(side, budget, sampler, nfe): {"fid": (mean, SE), "kid": (mean, SE)}} over sampling
-  seeds, the number of reference images): every sample file scored by our feature network on the uint8 protocol against
-  the training split's features (cached in <outdir>/reference_features.npz)."""
+  seeds, the number of reference images): every sample file scored by our feature
+  network on the uint8 protocol against the training split's features (cached in
+  <outdir>/reference_features_<n>.npz)."""
   import evaluation  # pylint: disable=g-import-not-at-top
   import feature_nets  # pylint: disable=g-import-not-at-top
   net = feature_nets.load("fashion_mnist_cnn", FLAGS.data_dir, batch_size=500)
@@ -656,8 +644,10 @@ def main(_):
       worker.close()
   scores, num_real = score_all(budgets, samplers)
   per_checkpoint, ratios = tables(scores, records, budgets, samplers, rates)
-  setup = (f"Ours: configs/fashion_mnist/{FLAGS.ours_config}_ddpm_cpu.py; diffusers: "
-           "train_unconditional.py's recipe at our parameter count (benchmarks/"
+  setup = (f"Ours: configs/fashion_mnist/{FLAGS.ours_config}_ddpm_cpu.py "
+           f"({records['ours'][budgets[0]]['params']:,} parameters); diffusers: "
+           "train_unconditional.py's recipe at our parameter count "
+           f"({records['diffusers'][budgets[0]]['params']:,}; benchmarks/"
            f"time_to_quality.py). Training seed {FLAGS.seed}; "
            f"{FLAGS.sampling_seeds} sampling seeds x {FLAGS.num_samples} samples per cell, "
            f"uint8 protocol, fashion_mnist_cnn features against {num_real} training images; "
@@ -672,5 +662,32 @@ def main(_):
   print(text)
 
 
+def define_flags():
+  """The command line (defined only when run as a script, so that importing this module
+  defines no flags)."""
+  flags.DEFINE_list("budgets_min", ["10", "20", "40"], "Training budgets, wall-clock minutes "
+                    "per side; a checkpoint of each side is kept at each.")
+  flags.DEFINE_enum("ours_config", "vp", OUR_CONFIGS, "Our side: configs/fashion_mnist/"
+                    "<name>_ddpm_cpu.py.")
+  flags.DEFINE_list("ours_samplers", ["ddim@100", "ddim@20", "dpm_solver_2m@20"],
+                    f"Our samplers as name@NFE; names: {sorted(OUR_SAMPLERS)}.")
+  flags.DEFINE_list("diffusers_samplers", ["ddpm@100", "ddim@20", "dpm_solver@20"],
+                    f"diffusers' samplers as name@NFE; names: {sorted(DIFFUSERS_SAMPLERS)}.")
+  flags.DEFINE_integer("num_samples", 2000, "Samples per checkpoint, sampler and seed.")
+  flags.DEFINE_integer("sampling_seeds", 3, "Sampling seeds per checkpoint and sampler.")
+  flags.DEFINE_integer("sample_batch", 200, "Samples per sampler call.")
+  flags.DEFINE_integer("fid_reference_size", 0, "Reference images: the first N of the "
+                       "training split; 0: all 60,000.")
+  flags.DEFINE_integer("seed", 0, "Training seed of both sides.")
+  flags.DEFINE_string("data_dir", "data/tfds", "The prepared dataset and feature network "
+                      "(only read).")
+  flags.DEFINE_string("outdir", "runs/time_to_quality", "Checkpoints, samples, the table.")
+  flags.DEFINE_bool("quick", False, "Tiny budgets, NFE and sample counts: checks that the "
+                    "script runs; the numbers mean nothing.")
+  flags.DEFINE_enum("worker", None, SIDES, "Internal: serve this side's training and "
+                    "sampling commands on stdin.")
+
+
 if __name__ == "__main__":
+  define_flags()
   app.run(main)
