@@ -416,6 +416,16 @@ def parse_budgets(values) -> list:
   return budgets
 
 
+def claim_outdir(settings: dict):
+  """<outdir>/settings.json records the training settings of the checkpoints there; other
+  settings stop the run (one line) instead of reusing checkpoints they did not make."""
+  path = os.path.join(FLAGS.outdir, "settings.json")
+  if os.path.exists(path) and _read_json(path) != settings:
+    fail(f"{FLAGS.outdir} holds a run with other settings ({_read_json(path)}, not "
+         f"{settings}); pass another --outdir")
+  files.write_atomically(path, json.dumps(settings).encode())
+
+
 def checkpoint_path(side: str, budget: float) -> str:
   return os.path.join(FLAGS.outdir, side, f"budget_{budget:g}min"
                       + (".msgpack" if side == "ours" else ".pt"))
@@ -451,7 +461,7 @@ def _read_json(path: str) -> dict:
 
 def sample_path(side, budget, sampler, nfe, seed) -> str:
   return os.path.join(FLAGS.outdir, side, "samples",
-                      f"budget_{budget:g}min_{sampler}@{nfe}_seed{seed}.npz")
+                      f"budget_{budget:g}min_{sampler}@{nfe}_n{FLAGS.num_samples}_seed{seed}.npz")
 
 
 def draw_samples(workers: dict, budgets: list, samplers: dict) -> dict:
@@ -626,6 +636,7 @@ def main(_):
     feature_nets.check_available("fashion_mnist_cnn", FLAGS.data_dir)
   except (ValueError, FileNotFoundError) as e:
     fail(str(e).splitlines()[0])
+  claim_outdir({"ours_config": FLAGS.ours_config, "seed": FLAGS.seed, "quick": FLAGS.quick})
   started = time.time()
   workers = {side: Worker(side) for side in SIDES}       # importing while the data loads
   try:
