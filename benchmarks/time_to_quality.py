@@ -79,7 +79,7 @@ Related ratios for the same page (not run by this script; the exact commands):
       --torch_autocast_bf16                                                  # bf16 sampling
 --quick: budgets 0.1 and 0.2 min, our network shrunk as experiments/fashion_mnist_table.py
 --quick does (nf 8, two levels: it compiles in seconds), NFE 4 / 3, 16 samples x 2 seeds,
-1,000 reference images: checks that the script runs end to end (about a minute), nothing more.
+1,000 reference images: checks that the script runs end to end, nothing more.
 """
 import importlib
 import io
@@ -149,6 +149,7 @@ class OurSide:
       importlib.import_module(module)
     self.exp, self.state, self.seconds, self.steps, self.samplers = None, None, 0.0, 0, {}
     self.timings = {}     # setup_seconds (build, init, data), first_step_seconds (compile)
+    self.loss = math.nan  # the last step's
 
   def _build(self):
     import jax  # pylint: disable=g-import-not-at-top
@@ -173,11 +174,10 @@ class OurSide:
                                                  self.exp.sharding(None, "data"))
       self.key = jax.random.split(jax.random.PRNGKey(self.seed + 1))[0]   # as run/train.py
       self.timings["setup_seconds"] = time.perf_counter() - start
-    loss = float("nan")
     while self.seconds + time.perf_counter() - start < seconds:
       step_start = time.perf_counter()
       self.state, metrics = self.exp.train_step(self.state, next(self.batches), self.key)
-      loss = float(metrics["loss"])           # blocks on the step
+      self.loss = loss = float(metrics["loss"])           # blocks on the step
       self.timings.setdefault("first_step_seconds", time.perf_counter() - step_start)
       self.steps += self.exp.train.n_jitted_steps
       if not math.isfinite(loss):
@@ -189,7 +189,8 @@ class OurSide:
         jax.device_get(self.state.ema_params)))
     params = sum(x.size for x in jax.tree.leaves(self.state.params))
     return {"steps": self.steps, "images": self.steps * self.exp.train.batch_size,
-            "train_seconds": self.seconds, "loss": loss, "params": params, **self.timings}
+            "train_seconds": self.seconds, "loss": self.loss, "params": params,
+            **self.timings}
 
   def sample(self, checkpoint: str, sampler: str, nfe: int, seed: int, n: int,
              batch: int) -> np.ndarray:
@@ -237,6 +238,7 @@ class DiffusersSide:
       getattr(self.diffusers, name)             # diffusers imports these lazily
     self.images_path, self.seed = images_path, seed
     self.model, self.seconds, self.steps, self.timings = None, 0.0, 0, {}
+    self.loss = math.nan  # the last step's
 
   def _build(self):
     torch, diffusers, r = self.torch, self.diffusers, DiffusersRecipe
@@ -282,10 +284,9 @@ class DiffusersSide:
     if self.model is None:
       self._build()
       self.timings["setup_seconds"] = time.perf_counter() - start
-    loss = float("nan")
     while self.seconds + time.perf_counter() - start < seconds:
       step_start = time.perf_counter()
-      loss = self._step()
+      self.loss = loss = self._step()
       self.timings.setdefault("first_step_seconds", time.perf_counter() - step_start)
       self.steps += 1
       if not math.isfinite(loss):
@@ -299,7 +300,7 @@ class DiffusersSide:
     self.ema.restore(params)
     files.write_atomically(save, buffer.getvalue())
     return {"steps": self.steps, "images": self.steps * DiffusersRecipe.batch_size,
-            "train_seconds": self.seconds, "loss": loss,
+            "train_seconds": self.seconds, "loss": self.loss,
             "params": sum(p.numel() for p in params), **self.timings}
 
   def sample(self, checkpoint: str, sampler: str, nfe: int, seed: int, n: int,
