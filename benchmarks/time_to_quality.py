@@ -78,7 +78,7 @@ Related ratios for the same page (not run by this script; the exact commands):
   python -m benchmarks.unet --project_kernels --mode sample --steps 10 --dtype bfloat16 \
       --torch_autocast_bf16                                                  # bf16 sampling
 --quick: budgets 0.1 and 0.2 min, our network shrunk as experiments/fashion_mnist_table.py
---quick does (nf 8, two levels: it compiles in seconds), NFE 4 / 3, 16 samples x 2 seeds,
+--quick does (nf 8, two levels), NFE 4 / 3, 16 samples x 2 seeds,
 1,000 reference images: checks that the script runs end to end, nothing more.
 """
 import importlib
