@@ -22,6 +22,8 @@ in the same run, compile time, and XLA's memory estimate (on a GPU, the device's
   python -m benchmarks.unet --mode sample --steps 10 # DDIM sampling vs diffusers' DDIMScheduler
   python -m benchmarks.unet --mode memory            # peak resident memory of each train step
   python -m benchmarks.unet --dtype bfloat16 --remat --batch_full 128 --batch_half 256  # GPU
+  python -m benchmarks.unet --mode sample --dtype bfloat16 --torch_autocast_bf16  # both bf16
+  python -m benchmarks.unet --torch_device cuda ...  # the peer on the GPU (accelerator.sh)
 
 torch and diffusers are benchmark-only dependencies: pip install -r benchmarks/requirements.txt
 """
@@ -92,6 +94,10 @@ flags.DEFINE_integer("pairs", 5, "Timed (JAX, torch) pairs per width; the median
 flags.DEFINE_enum("dtype", "float32", ["float32", "bfloat16"], "Flax compute dtype.")
 flags.DEFINE_bool("remat", False, "Flax: rematerialize each residual block.")
 flags.DEFINE_bool("torch", True, "Time the diffusers peer (needs torch and diffusers).")
+flags.DEFINE_enum("torch_device", "cpu", ["cpu", "cuda"], "Where the torch peer runs "
+                  "(cuda: the GPU that jax uses too; benchmarks/accelerator.sh).")
+flags.DEFINE_bool("torch_autocast_bf16", False, "Run the torch peer under torch.autocast "
+                  "with bfloat16 (float32 parameters): the precision of --dtype bfloat16.")
 flags.DEFINE_list("widths", ["64", "128"], "Model widths nf to run (64: half, 128: full).")
 FLAGS = flags.FLAGS
 
@@ -182,6 +188,18 @@ def _torch_format(torch):
   return torch.channels_last if FLAGS.torch_channels_last else torch.contiguous_format
 
 
+def _torch_precision(torch):
+  """The torch peer's autocast context (bfloat16 with --torch_autocast_bf16, else off)."""
+  return torch.autocast(FLAGS.torch_device, dtype=torch.bfloat16,
+                        enabled=FLAGS.torch_autocast_bf16)
+
+
+def _torch_sync(torch):
+  """Waits for the torch peer's device (CUDA runs asynchronously)."""
+  if FLAGS.torch_device == "cuda":
+    torch.cuda.synchronize()
+
+
 class TorchStep:
   """diffusers.UNet2DModel with the same architecture, epsilon MSE, Adam."""
 
@@ -189,20 +207,23 @@ class TorchStep:
     import torch  # pylint: disable=g-import-not-at-top
     diffusers = import_diffusers()
     self.torch = torch
-    self.model = diffusers_unet(diffusers, nf).to(memory_format=_torch_format(torch))
+    device = FLAGS.torch_device
+    self.model = diffusers_unet(diffusers, nf).to(device, memory_format=_torch_format(torch))
     self.params_count = sum(p.numel() for p in self.model.parameters())
     self.optimizer = torch.optim.Adam(self.model.parameters(), lr=2e-4)
-    self.x = (torch.rand(batch, 3, 32, 32) * 2 - 1).to(memory_format=_torch_format(torch))
+    self.x = (torch.rand(batch, 3, 32, 32, device=device) * 2 - 1).to(
+        memory_format=_torch_format(torch))
     self.batch = batch
     self()   # warm-up
 
   def __call__(self):
     torch = self.torch
-    t = torch.randint(0, 1000, (self.batch,))
+    t = torch.randint(0, 1000, (self.batch,), device=FLAGS.torch_device)
     noise = torch.randn_like(self.x)
     alpha_bar = torch.cos(t.float() / 1000 * torch.pi / 2)[:, None, None, None]   # any schedule
     x_t = alpha_bar.sqrt() * self.x + (1 - alpha_bar).sqrt() * noise
-    loss = torch.mean((self.model(x_t, t).sample - noise) ** 2)
+    with _torch_precision(torch):
+      loss = torch.mean((self.model(x_t, t).sample.float() - noise) ** 2)
     self.optimizer.zero_grad(set_to_none=True)
     loss.backward()
     self.optimizer.step()
@@ -253,7 +274,8 @@ class TorchSampler:
     import torch  # pylint: disable=g-import-not-at-top
     diffusers = import_diffusers()
     self.torch = torch
-    self.model = diffusers_unet(diffusers, nf).eval().to(memory_format=_torch_format(torch))
+    self.model = diffusers_unet(diffusers, nf).eval().to(FLAGS.torch_device,
+                                                         memory_format=_torch_format(torch))
     self.params_count = sum(p.numel() for p in self.model.parameters())
     self.scheduler = diffusers.DDIMScheduler(num_train_timesteps=1000)
     self.scheduler.set_timesteps(steps)
@@ -263,16 +285,22 @@ class TorchSampler:
 
   def __call__(self):
     torch = self.torch
-    with torch.no_grad():
-      x = torch.randn(self.batch, 3, 32, 32).to(memory_format=_torch_format(torch))
+    with torch.no_grad(), _torch_precision(torch):
+      x = torch.randn(self.batch, 3, 32, 32, device=FLAGS.torch_device).to(
+          memory_format=_torch_format(torch))
       for t in self.scheduler.timesteps:
         x = self.scheduler.step(self.model(x, t).sample, t, x).prev_sample
+    _torch_sync(torch)
     return x
 
   def call_forward(self):
-    with self.torch.no_grad():
-      x = self.torch.zeros(self.batch, 3, 32, 32).to(memory_format=_torch_format(self.torch))
-      return self.model(x, 500).sample
+    torch = self.torch
+    with torch.no_grad(), _torch_precision(torch):
+      x = torch.zeros(self.batch, 3, 32, 32, device=FLAGS.torch_device).to(
+          memory_format=_torch_format(torch))
+      out = self.model(x, 500).sample
+    _torch_sync(torch)
+    return out
 
 
 class Worker:
