@@ -2,8 +2,7 @@
 sampling.batch_size held-out images (controllable_generation.py) and write a figure
 with three rows of images: original, the known part, the result.
 
-Settings: config.controllable.mask ("half": the right half unknown; "box": the central
-half-size square unknown; "random": each pixel unknown with probability 1/2), .method
+Settings: config.controllable.mask (controllable_generation.make_mask), .method
 ("replacement" or "repaint"), .resamplings (RePaint's R); the PC sampler of
 config.sampling.pc (its predictor, corrector, snr and num_steps), autoguided as
 config.sampling.autoguidance says.
@@ -20,24 +19,6 @@ import run
 from infra import figures
 from run import evaluate
 from run import workdir as wd
-
-MASKS = ("half", "box", "random")
-
-
-def make_mask(kind: str, shape, seed: int = 0) -> np.ndarray:
-  """[H, W, 1] with 1 where the pixel is known, for images of shape [..., H, W, C]."""
-  h, w = shape[-3], shape[-2]
-  mask = np.ones((h, w, 1), np.float32)
-  if kind == "half":
-    mask[:, w // 2:] = 0.0
-  elif kind == "box":
-    mask[h // 4:h // 4 + h // 2, w // 4:w // 4 + w // 2] = 0.0
-  elif kind == "random":
-    mask = (np.random.default_rng(seed).uniform(size=(h, w, 1)) < 0.5).astype(np.float32)
-  else:
-    raise run.RunError(f"unknown config.controllable.mask={kind!r}; valid choices: {list(MASKS)}")
-  return mask
-
 
 def _complete(exp, workdir, name, get_sampler, args, original, known):
   """Runs get_sampler(...)(key, score_fn, *args) on a checkpoint; writes
@@ -77,7 +58,7 @@ def _complete(exp, workdir, name, get_sampler, args, original, known):
 
 def inpaint(exp, workdir: str) -> str:
   images = exp.data.held_out[:exp.sampling.batch_size]
-  mask = make_mask(exp.controllable.mask, images.shape, exp.seed)
+  mask = cg.make_mask(exp.controllable.mask, images.shape, exp.seed)
   masked = np.where(mask > 0, images, float(exp.data.scale(0.0)))
   return _complete(exp, workdir, "inpaint", cg.get_inpainter,
                    (jnp.asarray(images), jnp.asarray(mask)), images, masked)

@@ -100,7 +100,7 @@ class Experiment:
   sde: sde_lib.SDE
   model: Any
   optimizer: optax.GradientTransformation
-  data: Any                          # run/data.py: ToyData or ImageData
+  data: Any                          # data.py: ToyData or ImageData
   mesh: jax.sharding.Mesh
   num_label_classes: int             # > 0: class-conditional (the null label); else 0
   train: TrainSpec
