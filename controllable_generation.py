@@ -99,6 +99,21 @@ def noise_conditional_log_prob(logits_fn, sde: sde_lib.SDE, sigma_data: float):
   return class_log_prob
 
 
+def noised(sde: sde_lib.SDE, key, x0, t=None, min_time: float = 0.0):
+  """(x_t, t) with x_t ~ p_t(x_t | x_0) and t [B] ~ U(min_time, T) unless given."""
+  t_key, z_key = jax.random.split(key)
+  if t is None:
+    t = jax.random.uniform(t_key, x0.shape[:1], minval=min_time, maxval=sde.T)
+  return sde.perturb(x0, t, jax.random.normal(z_key, x0.shape)), t
+
+
+def classifier_loss(class_log_prob_fn, sde: sde_lib.SDE, x0, labels, key, min_time: float):
+  """The noise-conditional classifier's objective: the cross-entropy -mean log p_t(c |
+  x_t) of (x_0, c) pairs [B, ...], [B] at (x_t, t) = `noised`, t ~ U(min_time, T)."""
+  x, t = noised(sde, key, x0, min_time=min_time)
+  return -jnp.mean(jnp.take_along_axis(class_log_prob_fn(x, t), labels[:, None], 1))
+
+
 def guided_score_fn(cond_score_fn, label, null_label: int = 0, guidance_scale: float = 0.0,
                     interval: Optional[tuple[float, float]] = None, class_log_prob_fn=None,
                     classifier_scale: float = 0.0):

@@ -34,14 +34,9 @@ def _complete(exp, workdir, name, get_sampler, args, original, known):
   with wd.open_for_writing(workdir, exp.record):
     params, step = evaluate.restore_params(exp, workdir)
     weak = evaluate.weak_params(exp)
-
-    def score_fn(params, weak):
-      if weak is None:
-        return exp.score_fn(params)
-      return cg.autoguidance(exp.score_fn(params), exp.score_fn(weak),
-                             exp.sampling.autoguidance.weight)
-
-    x, nfe = jax.jit(lambda p, w, k: sampler(k, score_fn(p, w), *args))(
+    a = exp.sampling.autoguidance      # the unconditional score, autoguided if weak
+    score_fn = cg.sampling_score_fn(exp.score_fn, -1, autoguidance_weight=a and a.weight)
+    x, nfe = jax.jit(lambda p, w, k: sampler(k, score_fn(p, weak_params=w), *args))(
         params, weak, jax.random.PRNGKey(exp.seed + 60_000))
     x, nfe = evaluate.to_host(x), int(nfe)
     out_dir = os.path.join(workdir, name, f"step_{step}")
