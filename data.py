@@ -63,6 +63,9 @@ class ToyData:
   def held_out_labels(self) -> np.ndarray:
     return np.zeros(len(self.held_out), np.int32)
 
+  def check_feature_net(self):
+    """No feature network: nothing to check."""
+
   def likelihood_metrics(self, loglik: LogLikelihood, points: np.ndarray, repeats=1) -> dict:
     """NLL in nats; with a known density the paired gap, an estimate of KL(p || model).
     (Continuous data: `repeats` of dequantization do not apply.)"""

@@ -61,7 +61,7 @@ def _specs(config) -> dict:
           s.method, s.batch_size, s.num_samples, s.class_label, s.classifier_scale,
           experiment.AutoguidanceSpec(**s.autoguidance) if s.autoguidance.workdir else None,
           folder, {name: {**general, name: s[name].to_dict()} for name in sampling.SAMPLERS}),
-      controllable=experiment.ControllableSpec(**config.controllable, pc=s.pc.to_dict()),
+      controllable=experiment.ControllableSpec(**config.controllable),
       classifier=experiment.ClassifierSpec(**c, min_time=t.min_time, log_freq=t.log_freq))
 
 

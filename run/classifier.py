@@ -82,7 +82,6 @@ def train_classifier(exp, workdir: str) -> dict:
     info = {"held_out_accuracy_at_t_over_T": accuracy, "held_out_images": len(exp.data.held_out),
             **{k: v for k, v in dataclasses.asdict(c).items() if k not in ("min_time", "log_freq")}}
     if jax.process_index() == 0:
-      os.makedirs(os.path.dirname(path(workdir)), exist_ok=True)
       wd.write_or_fail(path(workdir), flax.serialization.msgpack_serialize(
           jax.tree.map(np.asarray, params)))
       wd.write_or_fail(os.path.join(workdir, "classifier", "info.json"),

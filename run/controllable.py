@@ -28,7 +28,7 @@ def _complete(exp, workdir, name, get_sampler, args, original, known):
     raise run.RunError(f"--mode {name} needs image data; this config's data are 2-D points")
   try:
     sampler = get_sampler(exp.sde, original.shape, method=c.method, resamplings=c.resamplings,
-                          **c.pc)
+                          **exp.sampler_kwargs["pc"])
   except ValueError as e:
     raise run.RunError(str(e).splitlines()[0]) from None
   with wd.open_for_writing(workdir, exp.record):
@@ -41,7 +41,6 @@ def _complete(exp, workdir, name, get_sampler, args, original, known):
     x, nfe = evaluate.to_host(x), int(nfe)
     out_dir = os.path.join(workdir, name, f"step_{step}")
     if jax.process_index() == 0:
-      os.makedirs(out_dir, exist_ok=True)
       wd.save_npz(os.path.join(out_dir, f"{name}.npz"), original=original, known=known,
                   result=x, nfe=nfe)
       figures.image_rows(os.path.join(out_dir, f"{name}.png"),

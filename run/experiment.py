@@ -75,11 +75,10 @@ class SampleSpec:
 
 @dataclasses.dataclass(frozen=True)
 class ControllableSpec:
-  """config.controllable, with the PC sampler settings it uses."""
+  """config.controllable (the PC sampler it constrains: sampler_kwargs["pc"])."""
   mask: str
   method: str
   resamplings: int
-  pc: dict
 
 
 @dataclasses.dataclass(frozen=True)
