@@ -99,6 +99,21 @@ def noise_conditional_log_prob(logits_fn, sde: sde_lib.SDE, sigma_data: float):
   return class_log_prob
 
 
+def noised(sde: sde_lib.SDE, key, x0, t=None, min_time: float = 0.0):
+  """(x_t, t) with x_t ~ p_t(x_t | x_0) and t [B] ~ U(min_time, T) unless given."""
+  t_key, z_key = jax.random.split(key)
+  if t is None:
+    t = jax.random.uniform(t_key, x0.shape[:1], minval=min_time, maxval=sde.T)
+  return sde.perturb(x0, t, jax.random.normal(z_key, x0.shape)), t
+
+
+def classifier_loss(class_log_prob_fn, sde: sde_lib.SDE, x0, labels, key, min_time: float):
+  """The noise-conditional classifier's objective: the cross-entropy -mean log p_t(c |
+  x_t) of (x_0, c) pairs [B, ...], [B] at (x_t, t) = `noised`, t ~ U(min_time, T)."""
+  x, t = noised(sde, key, x0, min_time=min_time)
+  return -jnp.mean(jnp.take_along_axis(class_log_prob_fn(x, t), labels[:, None], 1))
+
+
 def guided_score_fn(cond_score_fn, label, null_label: int = 0, guidance_scale: float = 0.0,
                     interval: Optional[tuple[float, float]] = None, class_log_prob_fn=None,
                     classifier_scale: float = 0.0):
@@ -115,6 +130,34 @@ def guided_score_fn(cond_score_fn, label, null_label: int = 0, guidance_scale: f
   if classifier_scale:
     score_fn = classifier_guidance(score_fn, class_log_prob_fn, label, classifier_scale)
   return score_fn
+
+
+def sampling_score_fn(score_fn, class_label: int, class_log_prob_fn=None,
+                      autoguidance_weight: float = 1.0, **guidance):
+  """score(params, classifier_params=None, labels=None, weak_params=None) -> s(x, t), the
+  score the samplers use, from a network's score_fn(params, labels=None) -> s(x, t):
+  unconditional for class_label < 0, else `guided_score_fn` (with **guidance) of the
+  labels [B] (None: class_label), with classifier guidance by class_log_prob_fn(
+  classifier_params) where given; with weak_params, `autoguidance` by the same score of
+  the weak model's parameters at autoguidance_weight."""
+
+  def class_score_fn(params, classifier_params, labels):
+    if class_label < 0:
+      return score_fn(params)
+    return guided_score_fn(
+        lambda x, t, y: score_fn(params, labels=y)(x, t),
+        class_label if labels is None else labels,
+        class_log_prob_fn=(None if classifier_params is None
+                           else class_log_prob_fn(classifier_params)), **guidance)
+
+  def score(params, classifier_params=None, labels=None, weak_params=None):
+    main = class_score_fn(params, classifier_params, labels)
+    if weak_params is None:
+      return main
+    return autoguidance(main, class_score_fn(weak_params, classifier_params, labels),
+                        autoguidance_weight)
+
+  return score
 
 
 @dataclasses.dataclass(frozen=True)
@@ -138,6 +181,26 @@ class Replacement:
     noise = jnp.zeros_like(x) if key is None else jax.random.normal(key, x.shape)
     known = self.sde.perturb(self._to(self.x_known), t, noise)
     return self._back(jnp.where(self.mask > 0, known, self._to(x)))
+
+
+MASKS = ("half", "box", "random")
+
+
+def make_mask(kind: str, shape, seed: int = 0) -> np.ndarray:
+  """[H, W, 1] with 1 where the pixel is known, for images of shape [..., H, W, C]:
+  "half", the right half unknown; "box", the central half-size square unknown; "random",
+  each pixel unknown with probability 1/2 (seeded)."""
+  h, w = shape[-3], shape[-2]
+  mask = np.ones((h, w, 1), np.float32)
+  if kind == "half":
+    mask[:, w // 2:] = 0.0
+  elif kind == "box":
+    mask[h // 4:h // 4 + h // 2, w // 4:w // 4 + w // 2] = 0.0
+  elif kind == "random":
+    mask = (np.random.default_rng(seed).uniform(size=(h, w, 1)) < 0.5).astype(np.float32)
+  else:
+    raise ValueError(f"unknown mask {kind!r}; valid choices: {list(MASKS)}")
+  return mask
 
 
 METHODS = ("replacement", "repaint")

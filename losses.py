@@ -187,7 +187,7 @@ class Objective:
 
 
 DSM = Objective()
-_PROBE_STREAM = 3   # the objective's probes: fold_in(loss key, 3) (run/build.py uses 1 and 2)
+_PROBE_STREAM = 3   # the objective's probes: fold_in(loss key, 3) (get_loss_fn uses 1 and 2)
 
 
 def _level_terms(objective: Objective, score_fn, sde, x0, t, z, key, reduce_mean):
@@ -292,6 +292,24 @@ def get_multi_level_loss(name: str) -> Callable:
   if name not in MULTI_LEVEL_LOSSES:
     raise ValueError(f"unknown loss {name!r}; valid choices: {sorted(MULTI_LEVEL_LOSSES)}")
   return MULTI_LEVEL_LOSSES[name]
+
+
+def get_loss_fn(loss: Callable, score_fn: Callable, sde: sde_lib.SDE, num_classes: int = 0,
+                label_dropout: float = 0.0) -> Callable:
+  """loss_fn(params, batch, key, train=True) -> scalar: `loss(s, sde, x0, key)` of the
+  network score s = score_fn(params, train, dropout key, labels). batch: x0, or (x0,
+  labels [B]) for a class-conditional network (num_classes > 0), whose labels become the
+  null label num_classes with probability label_dropout in training (classifier-free
+  guidance's training)."""
+
+  def loss_fn(params, batch, key, train=True):
+    x0, labels = batch if num_classes else (batch, None)
+    if labels is not None and train and label_dropout:
+      drop = jax.random.bernoulli(jax.random.fold_in(key, 2), label_dropout, labels.shape)
+      labels = jnp.where(drop, num_classes, labels)
+    return loss(score_fn(params, train, jax.random.fold_in(key, 1), labels), sde, x0, key)
+
+  return loss_fn
 
 
 # --- The train step. ----------------------------------------------------------------

@@ -9,9 +9,13 @@ After the warmup (s = the optimizer step, w = max(warmup, 1), lr = the peak rate
                  w + decay_steps on (Loshchilov & Hutter, 2017, without restarts)
   inverse_sqrt:  lr / sqrt(max(s / t_ref, 1)) (EDM2, Karras et al., 2024, eq. 17 with
                  t_ref in optimizer steps: its t_ref images / the batch size)
+
+`get_optimizer` is the optimizer of config.optim: Adam(W) with clipping at that rate.
 """
 import jax.numpy as jnp
 import optax
+
+import ema
 
 
 def _constant(lr, warmup, decay_steps, t_ref):
@@ -43,3 +47,18 @@ def learning_rate(lr: float, warmup: int, schedule: str = "constant", decay_step
   return optax.join_schedules(
       [optax.linear_schedule(0.0, lr, warmup),
        SCHEDULES[schedule](lr, warmup, decay_steps, t_ref)], [warmup])
+
+
+def get_optimizer(lr: float, warmup: int, schedule: str, decay_steps: int, t_ref: float,
+                  beta1: float, adam_eps: float, weight_decay: float, grad_clip: float,
+                  posthoc_sigma_rels=()) -> optax.GradientTransformation:
+  """Adam(W) with global-norm clipping (grad_clip > 0) at the rate of `learning_rate`,
+  then the power EMAs of post-hoc EMA (ema.track_power_emas) if posthoc_sigma_rels."""
+  optimizer = optax.adamw(learning_rate(lr, warmup, schedule, decay_steps, t_ref), b1=beta1,
+                          eps=adam_eps, weight_decay=weight_decay)
+  if grad_clip > 0:
+    optimizer = optax.chain(optax.clip_by_global_norm(grad_clip), optimizer)
+  if posthoc_sigma_rels:
+    optimizer = optax.chain(optimizer, ema.track_power_emas(
+        tuple(ema.gamma_of_sigma_rel(s) for s in posthoc_sigma_rels)))
+  return optimizer

@@ -1,8 +1,8 @@
 """Shared base of the 2-D experiments: a residual MLP score network on a toy density.
 
 Experiment files under configs/toy/ start from `get_default_configs()` and override
-a few keys. Every key is read by run/build.py (a misspelt one stops the run), which turns
-it into plain arguments.
+a few keys. Every key is checked by configs/schema.py (a misspelt one stops the run) and
+read by run/build.py, which turns it into plain arguments.
 """
 import inspect
 

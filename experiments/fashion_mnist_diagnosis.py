@@ -5,7 +5,7 @@ several samplers, each scored against the real data.
   python -m experiments.fashion_mnist_diagnosis --workdir runs/fmnist_cpu \
       --config configs/fashion_mnist/vp_ddpm_cpu.py --steps 1200,2400
 
-Sample scores (64 samples, fixed seed; run/data.py `ImageData.sample_metrics`): `in
+Sample scores (64 samples, fixed seed; data.py `ImageData.sample_metrics`): `in
 range` is the fraction of samples whose pixels all lie in [-1.5, 1.5] (data in [-1, 1]);
 `near data` the fraction whose distance to the nearest of 2000 test images is at most the
 99th percentile of that distance for the test images themselves (leave one out): a

@@ -132,6 +132,20 @@ def get_score_fn(apply_fn: Callable[..., jax.Array], params: Any, sde: sde_lib.S
   return score_fn
 
 
+def network_score_fn(model, sde: sde_lib.SDE, **options) -> Callable:
+  """score_fn(params, train=False, key=None, labels=None) -> s(x, t) of a Flax network
+  (model.apply(params, x, c, train=..., labels=...), dropout drawn from `key` in
+  training) through `get_score_fn` with `options`."""
+
+  def score_fn(params, train=False, key=None, labels=None):
+    rngs = {"dropout": key} if train else None
+    extra = {} if labels is None else {"labels": labels}
+    apply_fn = lambda p, x, c: model.apply(p, x, c, train=train, rngs=rngs, **extra)
+    return get_score_fn(apply_fn, params, sde, **options)
+
+  return score_fn
+
+
 def consistency_coefficients(sigma_hat, sigma_hat_min, sigma_data: float):
   """(c_skip, c_out, c_in) of a consistency function (Song et al., 2023, Appendix C), in
   EDM's frame sigma_hat = sigma / alpha, with the boundary at sigma_hat_min:

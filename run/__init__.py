@@ -1,43 +1,8 @@
 """The drivers. `build` reads the ConfigDict once into an Experiment (plain values, small
 frozen specs, jitted functions); `train`, `evaluate`, `controllable` and `classifier` loop
-over it; `workdir` owns a run's folder (lock, recorded config, checkpoints); `data` holds
-what differs between 2-D and image data. Only this package knows about devices, hosts,
-files and the config; the modules below it receive plain arguments.
-
-main.py's exit codes (README, "When a run stops"): 0 finished; 1 a bug (traceback); and
-the `exit_code` of each RunError below.
+over it; `workdir` owns a run's folder (lock, recorded config, checkpoints). Only this
+package knows about devices, hosts and the config; the modules below it receive plain
+arguments. The errors main.py reports in one line are infra/errors.py's.
 """
-
-
-class RunError(Exception):
-  """A failure to report in one line. Exit code 2: bad input (a config value, a file)."""
-  exit_code = 2
-  label = "error"
-
-
-class WorkdirMismatch(RunError):
-  """The workdir's checkpoints hold another config's train state (exit code 3)."""
-  exit_code = 3
-
-
-class WorkdirLocked(RunError):
-  """Another process writes to the workdir (exit code 4)."""
-  exit_code = 4
-
-
-class WriteFailed(RunError):
-  """Writing to the workdir failed (disk full, permissions); the last good checkpoint
-  stays loadable (exit code 5)."""
-  exit_code = 5
-
-
-class Diverged(RunError):
-  """A non-finite training loss (exit code 6)."""
-  exit_code = 6
-
-
-class Preempted(RunError):
-  """Stopped by SIGTERM after saving a checkpoint: rerun the command to resume (exit
-  code 75, EX_TEMPFAIL: "try again")."""
-  exit_code = 75
-  label = "stopped"
+from infra.errors import (Diverged, Preempted, RunError,  # noqa: F401  (re-exported)
+                          WorkdirLocked, WorkdirMismatch, WriteFailed)

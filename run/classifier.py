@@ -1,16 +1,10 @@
 """--mode train_classifier: the noise-conditional classifier p_t(c | x_t) of classifier
 guidance (Song et al., 2021, Appendix I.1; Dhariwal & Nichol, 2021), trained for the
-run's SDE and kept in its workdir:
-
-  python main.py --config configs/fashion_mnist/vp_ddpm_cpu.py --workdir runs/fmnist \
-      --mode train_classifier
-  python main.py --config configs/fashion_mnist/vp_ddpm_cpu.py --workdir runs/fmnist \
-      --mode sample --config.sampling.class_label=7 --config.sampling.classifier_scale=1
-
-Training draws (x_0, c) from the training split, t ~ U(training.min_time, T) and x_t ~
-p_t(x_t | x_0), and minimizes the cross-entropy of c (classifier.n_iters steps of
-classifier.batch_size, Adam with a cosine decay from classifier.lr); the network sees x_t
-as controllable_generation.noise_conditional_log_prob states. Weights:
+run's SDE and kept in its workdir (commands: README, "Conditional and controllable
+generation"). Training draws (x_0, c) from the training split and minimizes
+controllable_generation.classifier_loss (t ~ U(training.min_time, T); classifier.n_iters
+steps of classifier.batch_size, Adam with a cosine decay from classifier.lr); the network
+sees x_t as controllable_generation.noise_conditional_log_prob states. Weights:
 <workdir>/classifier/params.msgpack (written atomically at the end), with info.json
 beside (held-out accuracy against t).
 """
@@ -24,6 +18,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+import controllable_generation as cg
 import run
 from models import classifier as classifier_lib
 from run import workdir as wd
@@ -45,14 +40,6 @@ def load(exp, workdir: str):
     return jax.tree.map(jnp.asarray, flax.serialization.msgpack_restore(f.read()))
 
 
-def _noisy(exp, key, x0, t=None):
-  """(x_t, t) with x_t ~ p_t(x_t | x_0); t ~ U(min_time, T) per example unless given."""
-  t_key, z_key = jax.random.split(key)
-  if t is None:
-    t = jax.random.uniform(t_key, x0.shape[:1], minval=exp.classifier.min_time, maxval=exp.sde.T)
-  return exp.sde.perturb(x0, t, jax.random.normal(z_key, x0.shape)), t
-
-
 def held_out_accuracy(exp, params, key, times=ACCURACY_TIMES, batch_size=500) -> dict:
   """{t / T: accuracy of argmax p_t(c | x_t) on the held-out images, each noised once}."""
   log_prob = jax.jit(exp.class_log_prob_fn(params))
@@ -62,8 +49,8 @@ def held_out_accuracy(exp, params, key, times=ACCURACY_TIMES, batch_size=500) ->
     correct = 0
     for start in range(0, len(images), batch_size):
       x0 = jnp.asarray(images[start:start + batch_size])
-      x, t = _noisy(exp, jax.random.fold_in(key, start), x0,
-                    jnp.full(x0.shape[:1], fraction * exp.sde.T))
+      x, t = cg.noised(exp.sde, jax.random.fold_in(key, start), x0,
+                       jnp.full(x0.shape[:1], fraction * exp.sde.T))
       predicted = np.argmax(np.asarray(log_prob(x, t)), axis=1)
       correct += int(np.sum(predicted == labels[start:start + batch_size]))
     accuracy[f"{fraction:g}"] = correct / len(images)
@@ -82,11 +69,9 @@ def train_classifier(exp, workdir: str) -> dict:
     params = jax.jit(net.init)(key, jnp.zeros((1, *exp.data.example_shape)), jnp.zeros((1,)))
     params = params["params"]
 
-    def loss_fn(params, batch, key):
-      x0, labels = batch
-      x, t = _noisy(exp, key, x0[0])
-      log_probs = exp.class_log_prob_fn(params)(x, t)
-      return -jnp.mean(jnp.take_along_axis(log_probs, labels[0][:, None], 1))
+    def loss_fn(params, batch, key):     # batch: ([1, B, ...], [1, B]) (one step a call)
+      return cg.classifier_loss(exp.class_log_prob_fn(params), exp.sde, batch[0][0],
+                                batch[1][0], key, c.min_time)
 
     batches = exp.data.train_batches(0, 1, c.batch_size, exp.sharding(None, "data"), labels=True)
     params = classifier_lib.fit(
@@ -97,7 +82,6 @@ def train_classifier(exp, workdir: str) -> dict:
     info = {"held_out_accuracy_at_t_over_T": accuracy, "held_out_images": len(exp.data.held_out),
             **{k: v for k, v in dataclasses.asdict(c).items() if k not in ("min_time", "log_freq")}}
     if jax.process_index() == 0:
-      os.makedirs(os.path.dirname(path(workdir)), exist_ok=True)
       wd.write_or_fail(path(workdir), flax.serialization.msgpack_serialize(
           jax.tree.map(np.asarray, params)))
       wd.write_or_fail(os.path.join(workdir, "classifier", "info.json"),

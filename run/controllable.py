@@ -2,8 +2,7 @@
 sampling.batch_size held-out images (controllable_generation.py) and write a figure
 with three rows of images: original, the known part, the result.
 
-Settings: config.controllable.mask ("half": the right half unknown; "box": the central
-half-size square unknown; "random": each pixel unknown with probability 1/2), .method
+Settings: config.controllable.mask (controllable_generation.make_mask), .method
 ("replacement" or "repaint"), .resamplings (RePaint's R); the PC sampler of
 config.sampling.pc (its predictor, corrector, snr and num_steps), autoguided as
 config.sampling.autoguidance says.
@@ -21,24 +20,6 @@ from infra import figures
 from run import evaluate
 from run import workdir as wd
 
-MASKS = ("half", "box", "random")
-
-
-def make_mask(kind: str, shape, seed: int = 0) -> np.ndarray:
-  """[H, W, 1] with 1 where the pixel is known, for images of shape [..., H, W, C]."""
-  h, w = shape[-3], shape[-2]
-  mask = np.ones((h, w, 1), np.float32)
-  if kind == "half":
-    mask[:, w // 2:] = 0.0
-  elif kind == "box":
-    mask[h // 4:h // 4 + h // 2, w // 4:w // 4 + w // 2] = 0.0
-  elif kind == "random":
-    mask = (np.random.default_rng(seed).uniform(size=(h, w, 1)) < 0.5).astype(np.float32)
-  else:
-    raise run.RunError(f"unknown config.controllable.mask={kind!r}; valid choices: {list(MASKS)}")
-  return mask
-
-
 def _complete(exp, workdir, name, get_sampler, args, original, known):
   """Runs get_sampler(...)(key, score_fn, *args) on a checkpoint; writes
   <workdir>/<name>/step_<step>/<name>.{npz,png}. Returns that folder."""
@@ -47,25 +28,19 @@ def _complete(exp, workdir, name, get_sampler, args, original, known):
     raise run.RunError(f"--mode {name} needs image data; this config's data are 2-D points")
   try:
     sampler = get_sampler(exp.sde, original.shape, method=c.method, resamplings=c.resamplings,
-                          **c.pc)
+                          **exp.sampler_kwargs["pc"])
   except ValueError as e:
     raise run.RunError(str(e).splitlines()[0]) from None
   with wd.open_for_writing(workdir, exp.record):
     params, step = evaluate.restore_params(exp, workdir)
     weak = evaluate.weak_params(exp)
-
-    def score_fn(params, weak):
-      if weak is None:
-        return exp.score_fn(params)
-      return cg.autoguidance(exp.score_fn(params), exp.score_fn(weak),
-                             exp.sampling.autoguidance.weight)
-
-    x, nfe = jax.jit(lambda p, w, k: sampler(k, score_fn(p, w), *args))(
+    a = exp.sampling.autoguidance      # the unconditional score, autoguided if weak
+    score_fn = cg.sampling_score_fn(exp.score_fn, -1, autoguidance_weight=a and a.weight)
+    x, nfe = jax.jit(lambda p, w, k: sampler(k, score_fn(p, weak_params=w), *args))(
         params, weak, jax.random.PRNGKey(exp.seed + 60_000))
     x, nfe = evaluate.to_host(x), int(nfe)
     out_dir = os.path.join(workdir, name, f"step_{step}")
     if jax.process_index() == 0:
-      os.makedirs(out_dir, exist_ok=True)
       wd.save_npz(os.path.join(out_dir, f"{name}.npz"), original=original, known=known,
                   result=x, nfe=nfe)
       figures.image_rows(os.path.join(out_dir, f"{name}.png"),
@@ -77,7 +52,7 @@ def _complete(exp, workdir, name, get_sampler, args, original, known):
 
 def inpaint(exp, workdir: str) -> str:
   images = exp.data.held_out[:exp.sampling.batch_size]
-  mask = make_mask(exp.controllable.mask, images.shape, exp.seed)
+  mask = cg.make_mask(exp.controllable.mask, images.shape, exp.seed)
   masked = np.where(mask > 0, images, float(exp.data.scale(0.0)))
   return _complete(exp, workdir, "inpaint", cg.get_inpainter,
                    (jnp.asarray(images), jnp.asarray(mask)), images, masked)

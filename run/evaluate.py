@@ -72,9 +72,6 @@ def log_likelihood_fn(exp, params, cache_dir=None):
   """loglik(key, x [N, ...], tag=None) -> logp [N] nats, in eval.batch_size batches (one
   compile). With cache_dir and a tag, each batch's result is kept in
   cache_dir/<tag>_<batch>.npz, so a killed evaluation resumes at its last finished batch."""
-  if cache_dir:
-    os.makedirs(cache_dir, exist_ok=True)
-
   def loglik(key, x, tag=None):
     return _batched(lambda i, batch: to_host(exp.log_likelihood(
         params, jax.random.fold_in(key, i), _put(exp, np.asarray(batch, np.float32)))),
@@ -83,19 +80,18 @@ def log_likelihood_fn(exp, params, cache_dir=None):
   return loglik
 
 
-def _claim(out_dir: str, settings: dict, first_round_written: bool):
+def _claim(out_dir: str, settings: dict):
   """out_dir/settings.json records the settings of out_dir's rounds: rounds drawn with
-  other settings are a RunError (never silently mixed in). Written with the first round,
-  so a run that fails before drawing one leaves nothing that blocks the next."""
+  other settings are a RunError (never silently mixed in). Without rounds it blocks
+  nothing (a run that failed before drawing one is simply redone)."""
   path = os.path.join(out_dir, "settings.json")
   text = json.dumps(settings, sort_keys=True, indent=1)
-  rounds = glob.glob(os.path.join(out_dir, "round_*.npz"))
-  if os.path.exists(path) and rounds:
+  if os.path.exists(path) and glob.glob(os.path.join(out_dir, "round_*.npz")):
     with open(path) as f:
       if f.read() != text:
         raise run.RunError(f"{out_dir} holds samples drawn with other sampling settings (see "
                            "its settings.json); remove it to draw them anew")
-  elif first_round_written and jax.process_index() == 0:
+  elif jax.process_index() == 0:
     wd.write_or_fail(path, text.encode())
 
 
@@ -104,9 +100,9 @@ def generate(exp, params, key, num: int, out_dir=None, method=None, classifier_p
   """num samples [num, ...] and the NFE per sample, in rounds of sampling.batch_size,
   from sampler `method` (default: sampling.method; classifier_params for classifier
   guidance; labels [sampling.batch_size], the same in every round, replace
-  sampling.class_label; weak_params (`weak_params`) for autoguidance). With out_dir, round r is read from / written to
-  out_dir/round_<r>.npz (the sampling settings, key and labels must match those the
-  rounds were drawn with)."""
+  sampling.class_label; weak_params (`weak_params`) for autoguidance). With out_dir,
+  round r is kept in out_dir/round_<r>.npz (the sampling settings, key and labels must
+  match those the rounds were drawn with)."""
   rounds, nfe, method = [], 0, method or exp.sampling.method
   claim = {"method": method, "key": np.asarray(key).tolist(),
            "sampling": exp.sampling.settings[method],
@@ -114,7 +110,7 @@ def generate(exp, params, key, num: int, out_dir=None, method=None, classifier_p
   if exp.eval.posthoc_sigma_rel:          # parameters other than the train state's EMA
     claim["posthoc_sigma_rel"] = exp.eval.posthoc_sigma_rel
   if out_dir:
-    _claim(out_dir, claim, False)
+    _claim(out_dir, claim)
   for r in range(math.ceil(num / exp.sampling.batch_size)):
     path = out_dir and os.path.join(out_dir, f"round_{r:05d}.npz")
     if path and os.path.exists(path):
@@ -125,8 +121,6 @@ def generate(exp, params, key, num: int, out_dir=None, method=None, classifier_p
                                     weak_params)
       x, nfe = to_host(x), int(nfe)
       if path:
-        os.makedirs(out_dir, exist_ok=True)
-        _claim(out_dir, claim, True)
         wd.save_npz(path, samples=x, nfe=nfe, round=r)
     rounds.append(x)
   return np.concatenate(rounds)[:num], nfe
@@ -134,10 +128,11 @@ def generate(exp, params, key, num: int, out_dir=None, method=None, classifier_p
 
 def evaluate_params(exp, params, step: int, out_dir=None, weak_params=None):
   """Held-out loss, likelihood metrics and, for each sampler of eval.samplers, sample
-  metrics (autoguided by weak_params if given) of one set of parameters; returns (metrics, the first sampler's samples or
-  None). Sample metrics are named "<sampler>/<metric>" when eval.samplers is set. With
-  out_dir, likelihood batches are kept in out_dir/likelihood/ and each sampler's rounds
-  in out_dir/samples/<sampler>/, so a killed evaluation resumes where it stopped."""
+  metrics (autoguided by weak_params if given) of one set of parameters; returns
+  (metrics, the first sampler's samples or None). Sample metrics are named
+  "<sampler>/<metric>" when eval.samplers is set. With out_dir, likelihood batches are
+  kept in out_dir/likelihood/ and each sampler's rounds in out_dir/samples/<sampler>/,
+  so a killed evaluation resumes where it stopped."""
   e, metrics, first = exp.eval, {"step": step}, None
   if e.enable_loss:
     metrics["eval_loss"] = held_out_loss(exp, params)
@@ -160,7 +155,7 @@ def evaluate_params(exp, params, step: int, out_dir=None, weak_params=None):
 
 def check_feature_net(exp):
   """The modes that compute sample features stop before writing if the network is missing."""
-  if exp.eval.enable_sampling and exp.data.feature_net:
+  if exp.eval.enable_sampling:
     exp.data.check_feature_net()
 
 

@@ -75,11 +75,10 @@ class SampleSpec:
 
 @dataclasses.dataclass(frozen=True)
 class ControllableSpec:
-  """config.controllable, with the PC sampler settings it uses."""
+  """config.controllable (the PC sampler it constrains: sampler_kwargs["pc"])."""
   mask: str
   method: str
   resamplings: int
-  pc: dict
 
 
 @dataclasses.dataclass(frozen=True)
@@ -100,7 +99,7 @@ class Experiment:
   sde: sde_lib.SDE
   model: Any
   optimizer: optax.GradientTransformation
-  data: Any                          # run/data.py: ToyData or ImageData
+  data: Any                          # data.py: ToyData or ImageData
   mesh: jax.sharding.Mesh
   num_label_classes: int             # > 0: class-conditional (the null label); else 0
   train: TrainSpec

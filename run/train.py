@@ -7,6 +7,7 @@ import contextlib
 import math
 import signal
 import time
+import types
 
 from absl import logging
 import jax
@@ -15,18 +16,6 @@ import run
 from infra import metric_writer
 from run import evaluate
 from run import workdir as wd
-
-
-class _Preemption:
-  """Records SIGTERM so the loop can save and stop between steps."""
-
-  def __init__(self):
-    self.requested = False
-    signal.signal(signal.SIGTERM, self._handle)
-
-  def _handle(self, signum, frame):
-    del signum, frame
-    self.requested = True
 
 
 def _eta(seconds):
@@ -57,7 +46,8 @@ def train(exp, workdir: str):
     mngr, state = _start(exp, workdir, changes)
     weak = evaluate.weak_params(exp) if spec.eval_freq else None
     train_key = jax.random.split(jax.random.PRNGKey(exp.seed + 1))[0]
-    preemption = _Preemption()
+    preemption = types.SimpleNamespace(requested=False)   # SIGTERM: save and stop
+    signal.signal(signal.SIGTERM, lambda signum, frame: setattr(preemption, "requested", True))
     history, step = [], int(state.step)
     batches = exp.data.train_batches(step, spec.n_jitted_steps, spec.batch_size,
                                      exp.sharding(None, "data"), labels=exp.num_label_classes > 0)

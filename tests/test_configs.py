@@ -8,6 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+import run
 from run import build
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -130,11 +131,11 @@ def test_ncsn_needs_a_table_row_per_noise_level():
   from configs.ve.ncsn import cifar10  # pylint: disable=g-import-not-at-top
   config = cifar10.get_config()
   config.sde.num_scales = 11
-  with pytest.raises(build.RunError, match="noise_levels=10 must equal config.sde.num_scales=11"):
+  with pytest.raises(run.RunError, match="noise_levels=10 must equal config.sde.num_scales=11"):
     build.build(config)
   config = cifar10.get_config()
   config.model.noise_conditioning = "log_sigma"
-  with pytest.raises(build.RunError, match="needs config.model.noise_conditioning='level_index'"):
+  with pytest.raises(run.RunError, match="needs config.model.noise_conditioning='level_index'"):
     build.build(config)
 
 

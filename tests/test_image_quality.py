@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import scipy.ndimage
 
+import controllable_generation as cg
 import datasets
 import evaluation
 import feature_nets
@@ -175,7 +176,7 @@ def test_inpaint_mode_keeps_the_known_pixels(fashion_mnist_dir, tmp_path):
   train.train(exp, workdir)
   out_dir = controllable.inpaint(exp, workdir)
   saved = np.load(os.path.join(out_dir, "inpaint.npz"))
-  mask = controllable.make_mask("box", saved["original"].shape)
+  mask = cg.make_mask("box", saved["original"].shape)
   assert mask.mean() == 0.75                         # a 14 x 14 hole in 28 x 28
   np.testing.assert_array_equal(np.where(mask > 0, saved["result"], 0),
                                 np.where(mask > 0, saved["original"], 0))

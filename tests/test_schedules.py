@@ -1,6 +1,6 @@
 """optim.schedule: each learning-rate schedule against its formula, written here from the
-papers, and through the optimizer that build.py makes (Adam's first update at a given
-step, in closed form)."""
+papers, and through the optimizer build.py makes, schedules.get_optimizer (Adam's first
+update at a given step, in closed form)."""
 import math
 
 import jax
@@ -11,7 +11,6 @@ import pytest
 
 import schedules
 from configs import default_toy
-from run import build
 
 LR, WARMUP, DECAY_STEPS, T_REF = 3e-3, 100, 1000, 400
 STEPS = [0, 1, 50, 99, 100, 101, 250, 399, 400, 401, 700, 1099, 1100, 1101, 5000, 10**6]
@@ -47,7 +46,7 @@ def test_the_built_optimizer_steps_at_the_scheduled_rate(schedule):
   o = config.optim
   o.lr, o.warmup, o.schedule, o.decay_steps, o.t_ref = LR, WARMUP, schedule, DECAY_STEPS, T_REF
   o.grad_clip = 0.0
-  optimizer = build.build_optimizer(o)
+  optimizer = schedules.get_optimizer(**o)
   params = {"w": jnp.zeros(3)}
   grads = {"w": jnp.array([0.5, -2.0, 1e-3])}
   for step in (0, 150, 700, 1100, 3000):

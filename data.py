@@ -4,6 +4,7 @@
 TFRecord image dataset) know the shape of one example, the training stream (a function
 of the step, so a resumed run sees the same data), the held-out data, which metrics
 apply (evaluation.py computes them) and how samples are pictured (infra/figures.py).
+run/build.py makes one with `get_data`.
 """
 import dataclasses
 import functools
@@ -18,9 +19,9 @@ import datasets
 import evaluation
 import feature_nets
 import likelihood
-import run
 from infra import figures
 from infra import files
+from infra.errors import RunError
 
 # loglik(key, x [N, ...], tag=None) -> logp [N] in nats, for any N (the caller batches;
 # with a tag it may keep finished batches on disk under that name).
@@ -61,6 +62,9 @@ class ToyData:
   @property
   def held_out_labels(self) -> np.ndarray:
     return np.zeros(len(self.held_out), np.int32)
+
+  def check_feature_net(self):
+    """No feature network: nothing to check."""
 
   def likelihood_metrics(self, loglik: LogLikelihood, points: np.ndarray, repeats=1) -> dict:
     """NLL in nats; with a known density the paired gap, an estimate of KL(p || model).
@@ -130,7 +134,7 @@ class ImageData:
           random_flip=self.random_flip, uniform_dequantization=self.uniform_dequantization,
           **kwargs)
     except (FileNotFoundError, ValueError) as e:
-      raise run.RunError(str(e).splitlines()[0]) from None
+      raise RunError(str(e).splitlines()[0]) from None
 
   def scale(self, images):
     return datasets.get_data_scaler(self.centered)(images)
@@ -163,7 +167,7 @@ class ImageData:
       try:
         feature_nets.check_available(self.feature_net, self.data_dir)
       except (ValueError, FileNotFoundError) as e:
-        raise run.RunError(f"config.eval.feature_net: {e}") from None
+        raise RunError(f"config.eval.feature_net: {e}") from None
 
   def _reference_images(self) -> np.ndarray:
     """The first fid_reference_size images (0: all) of the reference split, [N, S, S, C]
@@ -276,24 +280,24 @@ def get_data(dataset: str, num_eval: int, seed: int, feature_net: str = "", fid=
   name = dataset
   if name in datasets.TOY_DISTRIBUTIONS:
     if feature_net:
-      raise run.RunError(f"config.eval.feature_net={feature_net!r} is for image data; the "
+      raise RunError(f"config.eval.feature_net={feature_net!r} is for image data; the "
                          f"2-D dataset {name!r} takes ''")
     return ToyData(datasets.get_toy_distribution(name), num_eval, seed)
   if not (name in datasets.TFDS_DATASETS or name.startswith(("lsun/", "tfrecords:"))):
-    raise run.RunError(f"unknown config.data.dataset={name!r}; valid choices: "
+    raise RunError(f"unknown config.data.dataset={name!r}; valid choices: "
                        f"{sorted(datasets.TOY_DISTRIBUTIONS) + sorted(datasets.TFDS_DATASETS)}, "
                        "'lsun/<category>', 'tfrecords:<folder>'")
   if feature_net == "auto":
     feature_net = feature_nets.default_name(name)
   if feature_net and feature_net not in feature_nets.FEATURE_NETS:
-    raise run.RunError(f"unknown config.eval.feature_net={feature_net!r}; valid choices: "
+    raise RunError(f"unknown config.eval.feature_net={feature_net!r}; valid choices: "
                        f"{sorted(feature_nets.FEATURE_NETS)}, 'auto', ''")
   fid = fid or {}
   if fid.get("fid_protocol", "uint8") not in evaluation.PROTOCOLS:
-    raise run.RunError(f"config.eval.fid_protocol={fid['fid_protocol']!r}; valid choices: "
+    raise RunError(f"config.eval.fid_protocol={fid['fid_protocol']!r}; valid choices: "
                        f"{sorted(evaluation.PROTOCOLS)}")
   if fid.get("fid_reference", "train") not in ("train", "eval"):
-    raise run.RunError(f"config.eval.fid_reference={fid['fid_reference']!r}; valid choices: "
+    raise RunError(f"config.eval.fid_reference={fid['fid_reference']!r}; valid choices: "
                        "['eval', 'train']")
   return ImageData(dataset, num_eval=num_eval, seed=seed, feature_net=feature_net,
                    **fid, **image_settings)
