@@ -19,7 +19,7 @@ least-squares combination of the stored profiles (`posthoc_coefficients`).
 
 In training: `decay_fn` gives the train state's EMA decay (a constant rate with or
 without warmup, or a power EMA); `track_power_emas` is an optax transformation that keeps
-more power EMAs of the parameters in the optimizer state (run/workdir.py stores
+more power EMAs of the parameters in the optimizer state (infra/workdir.py stores
 them and rebuilds other profiles from them).
 """
 from typing import NamedTuple

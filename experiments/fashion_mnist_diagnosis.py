@@ -23,7 +23,7 @@ from experiments import common
 import sampling
 from infra import figures
 from run import build as run_build
-from run import workdir as run_workdir
+from infra import workdir as run_workdir
 
 config_flags.DEFINE_config_file("config", "configs/fashion_mnist/vp_ddpm_cpu.py", "Run config.")
 flags.DEFINE_string("workdir", None, "The trained run's workdir.")

@@ -33,7 +33,7 @@ import feature_nets
 from run import build
 from run import classifier
 from run import evaluate
-from run import workdir as run_workdir
+from infra import workdir as run_workdir
 from configs.fashion_mnist import vp_ddpm_cpu
 from configs.fashion_mnist import vp_ddpm_cpu_conditional
 

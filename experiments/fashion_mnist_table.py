@@ -42,7 +42,7 @@ from experiments import common
 from run import build
 from run import evaluate
 from run import train
-from run import workdir as run_workdir
+from infra import workdir as run_workdir
 
 flags.DEFINE_list("processes", ["vp", "ve", "subvp", "edm", "rf"], "Processes to train and score.")
 flags.DEFINE_list("samplers", ["pc", "ode", "ddim", "dpm_solver_2m", "edm_heun"],

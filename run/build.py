@@ -25,7 +25,7 @@ from infra import xla_cpu
 from models import classifier as classifier_lib
 from models import parameterizations
 from run import experiment
-from run import mesh as mesh_lib
+from infra import mesh as mesh_lib
 
 P = jax.sharding.PartitionSpec
 

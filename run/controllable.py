@@ -18,7 +18,7 @@ import controllable_generation as cg
 import run
 from infra import figures
 from run import evaluate
-from run import workdir as wd
+from infra import workdir as wd
 
 def _complete(exp, workdir, name, get_sampler, args, original, known):
   """Runs get_sampler(...)(key, score_fn, *args) on a checkpoint; writes

@@ -19,7 +19,7 @@ import numpy as np
 import run
 from infra import metric_writer
 from run import classifier
-from run import workdir as wd
+from infra import workdir as wd
 
 
 def to_host(x) -> np.ndarray:

@@ -15,7 +15,7 @@ import jax
 import run
 from infra import metric_writer
 from run import evaluate
-from run import workdir as wd
+from infra import workdir as wd
 
 
 def _eta(seconds):

@@ -18,7 +18,7 @@ from configs.toy import vp_gmm
 from run import build
 from run import evaluate
 from run import train as run_train
-from run import workdir as wd
+from infra import workdir as wd
 from tests.test_training import shrink
 
 MAIN = densities.GaussianMixture(jnp.array([[-2.0, 0.0], [2.0, 1.0], [0.0, -2.5]]),

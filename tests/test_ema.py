@@ -14,7 +14,7 @@ from configs import default_toy
 from run import build
 from run import evaluate
 from run import train as run_train
-from run import workdir
+from infra import workdir
 from tests.test_training import shrink
 
 

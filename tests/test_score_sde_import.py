@@ -15,7 +15,7 @@ import pytest
 import run
 from configs import score_sde as score_sde_config
 from run import build
-from run import workdir as run_workdir
+from infra import workdir as run_workdir
 from tools import import_score_sde
 from tools import score_sde_port
 from tools import verify_score_sde

@@ -21,7 +21,7 @@ import run
 from run import build
 from run import evaluate
 from run import train as run_train
-from run import workdir as run_workdir
+from infra import workdir as run_workdir
 from configs import default_toy
 from tests import stats
 
@@ -384,7 +384,7 @@ print(json.dumps([len(jax.tree_util.tree_leaves(sharded)), len(split), sum(split
 @pytest.mark.slow
 def test_model_axis_two_on_four_devices_equals_the_replicated_run():
   """training.model_axis_size=2 on 4 devices: a (2, 2) mesh whose train state (params, Adam
-  moments, EMA, a post-hoc EMA) is split along 'model' by run/mesh.py's rule; 10 steps and one round of
+  moments, EMA, a post-hoc EMA) is split along 'model' by infra/mesh.py's rule; 10 steps and one round of
   samples equal the replicated run's up to float summation order, and the large arrays
   really are split (each device holds half of each such axis)."""
   env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4")

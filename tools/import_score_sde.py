@@ -28,7 +28,7 @@ from ml_collections import config_flags
 import losses
 import run
 from run import build
-from run import workdir as run_workdir
+from infra import workdir as run_workdir
 from tools import score_sde_port
 
 FLAGS = flags.FLAGS

@@ -29,7 +29,7 @@ from jax.experimental import multihost_utils
 import orbax.checkpoint as ocp
 
 import ema
-import run
+from infra import errors
 from infra import files
 
 _HELD = {}   # realpath -> [file descriptor, holders] of the locks this process holds
@@ -44,7 +44,7 @@ def open_for_writing(path: str, record: dict):
     if not os.access(path, os.W_OK | os.X_OK):
       raise PermissionError(errno.EACCES, os.strerror(errno.EACCES))
   except OSError as e:
-    raise run.WriteFailed(f"workdir {path!r} is not writable: {e.strerror}") from None
+    raise errors.WriteFailed(f"workdir {path!r} is not writable: {e.strerror}") from None
   with _lock(path) if jax.process_index() == 0 else contextlib.nullcontext():
     yield config_changes(path, record)
 
@@ -56,13 +56,13 @@ def _lock(path: str):
     try:
       fd = os.open(os.path.join(real, ".lock"), os.O_RDWR | os.O_CREAT, 0o644)
     except OSError as e:
-      raise run.WriteFailed(f"workdir {path!r} is not writable: {e.strerror}") from None
+      raise errors.WriteFailed(f"workdir {path!r} is not writable: {e.strerror}") from None
     try:
       fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
       holder = os.read(fd, 200).decode(errors="replace").strip() or "another process"
       os.close(fd)
-      raise run.WorkdirLocked(f"workdir {path!r} is in use by {holder}; wait for it to "
+      raise errors.WorkdirLocked(f"workdir {path!r} is in use by {holder}; wait for it to "
                               "finish or use another --workdir") from None
     try:
       os.ftruncate(fd, 0)
@@ -109,17 +109,26 @@ def record_config(path: str, record: dict):
     write_or_fail(target, json.dumps(record, indent=1, sort_keys=True).encode())
 
 
+def _write_error(path: str, e: OSError) -> errors.RunError:
+  """The one-line error of a failed write: a file where a folder should be (or the
+  reverse) is bad input (RunError, exit 2); anything else (disk full, no permission) a
+  WriteFailed."""
+  in_the_way = (NotADirectoryError, FileExistsError, IsADirectoryError)
+  error = errors.RunError if isinstance(e, in_the_way) else errors.WriteFailed
+  return error(f"could not write {path}: {e.strerror or e}")
+
+
 def write_or_fail(path: str, data: bytes):
-  """files.write_atomically, with an OSError as a one-line WriteFailed."""
+  """files.write_atomically, with an OSError as a one-line error (_write_error)."""
   try:
     files.write_atomically(path, data)
   except OSError as e:
-    raise run.WriteFailed(f"could not write {path}: {e.strerror or e}") from None
+    raise _write_error(path, e) from None
 
 
 def append_line(path: str, line: str):
   """Appends `line` and a newline to `path` (process 0), flushed to disk; an OSError is a
-  one-line WriteFailed."""
+  one-line error (_write_error)."""
   if jax.process_index() == 0:
     try:
       with open(path, "a") as f:
@@ -127,16 +136,16 @@ def append_line(path: str, line: str):
         f.flush()
         os.fsync(f.fileno())
     except OSError as e:
-      raise run.WriteFailed(f"could not write {path}: {e.strerror or e}") from None
+      raise _write_error(path, e) from None
 
 
 def save_npz(path: str, **arrays):
-  """files.save_npz (process 0), with an OSError as a one-line WriteFailed."""
+  """files.save_npz (process 0), with an OSError as a one-line error (_write_error)."""
   if jax.process_index() == 0:
     try:
       files.save_npz(path, **arrays)
     except OSError as e:
-      raise run.WriteFailed(f"could not write {path}: {e.strerror or e}") from None
+      raise _write_error(path, e) from None
 
 
 def manager(path: str, snapshot_freq: int) -> ocp.CheckpointManager:
@@ -188,7 +197,7 @@ def _write_failed(mngr: ocp.CheckpointManager, step: int, e: Exception):
       shutil.rmtree(leftover, ignore_errors=True)
   reason = os.strerror(errno.ENOSPC) if "No space left" in str(e) else (
       getattr(cause, "strerror", None) or str(cause).splitlines()[0])
-  return run.WriteFailed(f"could not write the checkpoint of step {step} to "
+  return errors.WriteFailed(f"could not write the checkpoint of step {step} to "
                          f"{mngr.directory}: {reason}; {last_good(mngr, step)}")
 
 
@@ -231,7 +240,7 @@ def _check_structure(mngr, step: int, abstract_state, record: dict):
   keys = ", ".join(f"{k} ({a!r} -> {b!r})" for k, (a, b) in changes.items()) or (
       "none found in config.json" if os.path.exists(os.path.join(workdir, "config.json"))
       else "unknown (no config.json)")
-  raise run.WorkdirMismatch(
+  raise errors.WorkdirMismatch(
       f"the checkpoint {mngr.directory}/{step} holds another train state: it has "
       f"{describe(stored)} where this config has {describe(expected)}; config keys that "
       f"differ from the run's: {keys}; use another --workdir, or set those keys back")
@@ -260,7 +269,7 @@ def restore(mngr: ocp.CheckpointManager, abstract_state, record: dict, step=None
     logging.warning("checkpoint at step %d in %s is unreadable (%s); falling back to the "
                     "previous one", candidate, mngr.directory, reason)
   if required:
-    raise run.RunError(f"no readable checkpoint in {mngr.directory}"
+    raise errors.RunError(f"no readable checkpoint in {mngr.directory}"
                        + (f" at step {step}" if step is not None else "") + "; train first")
   return None, None
 
@@ -287,7 +296,7 @@ def posthoc_ema(path: str, sigma_rel: float, step: int):
       with open(name, "rb") as f:
         snapshots.append(flax.serialization.msgpack_restore(f.read()))
   if not snapshots:
-    raise run.RunError(f"no post-hoc EMA snapshot at or before step {step} in "
+    raise errors.RunError(f"no post-hoc EMA snapshot at or before step {step} in "
                        f"{path}/ema_snapshots; train with config.training.posthoc_ema."
                        "sigma_rels set")
   return ema.posthoc_average(snapshots, sigma_rel, step)
