@@ -30,12 +30,12 @@ import numpy as np
 
 import evaluation
 import feature_nets
+from configs.fashion_mnist import vp_ddpm_cpu
+from configs.fashion_mnist import vp_ddpm_cpu_conditional
+from infra import workdir as run_workdir
 from run import build
 from run import classifier
 from run import evaluate
-from infra import workdir as run_workdir
-from configs.fashion_mnist import vp_ddpm_cpu
-from configs.fashion_mnist import vp_ddpm_cpu_conditional
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top

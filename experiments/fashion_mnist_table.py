@@ -39,10 +39,10 @@ from configs.fashion_mnist import subvp_ddpm_cpu
 from configs.fashion_mnist import ve_ddpm_cpu
 from configs.fashion_mnist import vp_ddpm_cpu
 from experiments import common
+from infra import workdir as run_workdir
 from run import build
 from run import evaluate
 from run import train
-from infra import workdir as run_workdir
 
 flags.DEFINE_list("processes", ["vp", "ve", "subvp", "edm", "rf"], "Processes to train and score.")
 flags.DEFINE_list("samplers", ["pc", "ode", "ddim", "dpm_solver_2m", "edm_heun"],

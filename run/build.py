@@ -21,11 +21,11 @@ import schedules
 import sde_lib
 import run
 from configs import schema
+from infra import mesh as mesh_lib
 from infra import xla_cpu
 from models import classifier as classifier_lib
 from models import parameterizations
 from run import experiment
-from infra import mesh as mesh_lib
 
 P = jax.sharding.PartitionSpec
 

@@ -20,8 +20,8 @@ import numpy as np
 
 import controllable_generation as cg
 import run
-from models import classifier as classifier_lib
 from infra import workdir as wd
+from models import classifier as classifier_lib
 
 ACCURACY_TIMES = (0.05, 0.2, 0.4, 0.6, 0.8, 1.0)   # fractions of T for info.json
 

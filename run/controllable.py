@@ -17,8 +17,8 @@ import numpy as np
 import controllable_generation as cg
 import run
 from infra import figures
-from run import evaluate
 from infra import workdir as wd
+from run import evaluate
 
 def _complete(exp, workdir, name, get_sampler, args, original, known):
   """Runs get_sampler(...)(key, score_fn, *args) on a checkpoint; writes

@@ -18,8 +18,8 @@ import numpy as np
 
 import run
 from infra import metric_writer
-from run import classifier
 from infra import workdir as wd
+from run import classifier
 
 
 def to_host(x) -> np.ndarray:

@@ -14,8 +14,8 @@ import jax
 
 import run
 from infra import metric_writer
-from run import evaluate
 from infra import workdir as wd
+from run import evaluate
 
 
 def _eta(seconds):

@@ -15,10 +15,10 @@ import run
 import sampling
 import sde_lib
 from configs.toy import vp_gmm
+from infra import workdir as wd
 from run import build
 from run import evaluate
 from run import train as run_train
-from infra import workdir as wd
 from tests.test_training import shrink
 
 MAIN = densities.GaussianMixture(jnp.array([[-2.0, 0.0], [2.0, 1.0], [0.0, -2.5]]),

@@ -11,10 +11,10 @@ import pytest
 import ema
 import run
 from configs import default_toy
+from infra import workdir
 from run import build
 from run import evaluate
 from run import train as run_train
-from infra import workdir
 from tests.test_training import shrink
 
 

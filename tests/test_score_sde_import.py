@@ -14,8 +14,8 @@ import pytest
 
 import run
 from configs import score_sde as score_sde_config
-from run import build
 from infra import workdir as run_workdir
+from run import build
 from tools import import_score_sde
 from tools import score_sde_port
 from tools import verify_score_sde

@@ -18,11 +18,11 @@ import pytest
 
 import datasets
 import run
+from configs import default_toy
+from infra import workdir as run_workdir
 from run import build
 from run import evaluate
 from run import train as run_train
-from infra import workdir as run_workdir
-from configs import default_toy
 from tests import stats
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

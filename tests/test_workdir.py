@@ -20,9 +20,9 @@ import pytest
 
 import run
 from configs import default_toy
+from infra import workdir as run_workdir
 from run import build
 from run import train as run_train
-from infra import workdir as run_workdir
 from tests.test_training import CONFIG, ROOT, TINY, run_main, shrink, train
 
 TRAIN = ["--mode=train", "--config.training.n_iters=10", "--config.training.n_jitted_steps=5",

@@ -27,8 +27,8 @@ from ml_collections import config_flags
 
 import losses
 import run
-from run import build
 from infra import workdir as run_workdir
+from run import build
 from tools import score_sde_port
 
 FLAGS = flags.FLAGS
