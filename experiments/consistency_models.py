@@ -27,7 +27,7 @@ NLL under p (minus p's entropy) and the component-weight error of the 1- and 2-s
 students' samples, beside the teacher ODE's (the 40 Heun steps the student distils, from
 prior draws) and exact draws'.
 
-  python -m experiments.consistency_models [--quick]     # ~4 min on 2 CPU cores
+  python -m experiments.consistency_models [--quick]     # ~6 min on 2 CPU cores
 """
 import dataclasses
 import functools
@@ -322,7 +322,10 @@ def main(_):
   notes = ("What the numbers do not show. One SDE (VP), one teacher (Heun on 40 EDM steps) "
            "and one student size per data set; consistency training on the Gaussian only, at one "
            "budget, with the paper's CIFAR-10 schedule constants (s0 2, s1 150, mu0 0.9) "
-           "untuned here; the Fashion-MNIST distillation of the issue is not run here. The KL column fits a "
+           "untuned here (they were set for 800k steps); the no-teacher rows' expected gradient is "
+           "distillation's with a DDIM (first-order) step, not the Heun step distilled here, so "
+           "their gap to distillation mixes the one-sample estimate's noise with the step's "
+           "order; the Fashion-MNIST distillation of the issue is not run here. The KL column fits a "
            "Gaussian to the output, exact only as far as the learned map is linear.")
   common.write_outputs("consistency_models", "Consistency distillation against the exact ODE map",
                        setup, "\n\n".join([table, law_table, reading, mixture_table,
