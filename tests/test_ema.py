@@ -100,6 +100,7 @@ def test_posthoc_reconstruction_of_other_widths_and_end_points():
     assert np.linalg.norm(rebuilt - target) < nearest_stored / 50, sigma_rel
 
 
+@pytest.mark.slow        # ~16 s: keeps `make test` under 10 minutes
 def test_training_run_stores_snapshots_and_rebuilds_its_own_ema(tmp_path):
   """A toy run whose train-state EMA is the power EMA of width 0.10, storing 0.05 and 0.10
   every 10 steps: the post-hoc EMA of width 0.10 at the last step (in the span) equals the

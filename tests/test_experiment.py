@@ -38,6 +38,7 @@ def test_a_misspelt_key_in_a_config_file_stops_the_run_in_one_line(tmp_path):
   assert not (tmp_path / "run" / "checkpoints").exists()
 
 
+@pytest.mark.slow        # ~16 s: keeps `make test` under 10 minutes
 def test_evaluating_three_checkpoints_compiles_each_function_once(tmp_path):
   config = shrink(default_toy.get_default_configs(), n_iters=30)
   config.eval.likelihood_points = 100            # two likelihood batches of 64, one padded

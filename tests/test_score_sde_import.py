@@ -100,7 +100,8 @@ def _reference(name):
 
 
 @pytest.mark.parametrize("name, method, options", [
-    ("ve/cifar10_ncsnpp_continuous", "ddim", dict(num_steps=3)),
+    pytest.param("ve/cifar10_ncsnpp_continuous", "ddim", dict(num_steps=3),
+                 marks=pytest.mark.slow),     # ~30 s: keeps `make test` under 10 minutes
     pytest.param("vp/ddpm/cifar10", "pc", dict(num_steps=3), marks=pytest.mark.slow)])
 def test_imported_checkpoint_restores_and_samples(tmp_path, name, method, options):
   """Import, restore, the scores of the reference, and the config's sampler (the discrete

@@ -85,6 +85,7 @@ def test_every_config_builds_and_trains_a_tiny_step(path, tmp_path):
   assert int(state.step) == 5 and np.isfinite(history[-1][1])
 
 
+@pytest.mark.slow        # ~24 s for both: keeps `make test` under 10 minutes
 @pytest.mark.parametrize("objective", ["ism", "ssm"])
 def test_kernel_free_objectives_train_a_tiny_run(objective, tmp_path):
   """training.objective through build: the loss the Experiment evaluates is the kernel-free
@@ -132,6 +133,7 @@ def test_resume_after_sigkill_is_bit_identical(tmp_path):
     np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.slow        # ~11 s; the default tier keeps SIGTERM in test_workdir.py
 def test_sigterm_saves_and_stops(tmp_path):
   cmd = [sys.executable, os.path.join(ROOT, "main.py"), f"--config={CONFIG}",
          f"--workdir={tmp_path}", *TINY, "--mode=train", "--config.training.n_iters=100000",
@@ -259,6 +261,7 @@ def test_unwritable_workdir_fails_in_one_line(tmp_path):
     train(default_toy.get_default_configs(), blocker / "run")
 
 
+@pytest.mark.slow        # ~11 s: keeps `make test` under 10 minutes
 def test_corrupted_latest_checkpoint_falls_back_to_the_previous_one(tmp_path, caplog):
   config = shrink(default_toy.get_default_configs(), n_iters=20)
   train(config, tmp_path)
@@ -287,6 +290,7 @@ def test_non_finite_loss_stops_with_the_step_and_last_checkpoint(tmp_path):
   assert "\n" not in message
 
 
+@pytest.mark.slow        # ~22 s: keeps `make test` under 10 minutes
 def test_eval_and_sample_modes(tmp_path):
   config = shrink(default_toy.get_default_configs(), n_iters=20)
   exp = build.build(config)
