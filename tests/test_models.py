@@ -162,7 +162,7 @@ def test_network_output_shape_and_one_train_step(name):
   model = TINY[name]
   x = jax.random.uniform(jax.random.PRNGKey(1), (4, 16, 16, 3))
   c_noise = jnp.linspace(-3.0, 2.0, 4)
-  params = jax.jit(model.init)(jax.random.PRNGKey(0), x, c_noise)
+  params = init_params(model, x, c_noise)
   out = jax.jit(model.apply)(params, x, c_noise)
   assert out.shape == x.shape and out.dtype == jnp.float32
   assert np.all(np.isfinite(np.asarray(out)))
@@ -184,13 +184,19 @@ def test_network_output_shape_and_one_train_step(name):
   assert any(jax.tree_util.tree_leaves(moved))
 
 
-@functools.partial(jax.jit, static_argnums=1)
 def perturbed(params, scale):
-  """Every weight moved by scale x N(0, 1) (one compiled program, not one per leaf)."""
-  leaves, tree = jax.tree_util.tree_flatten(params)
-  keys = jax.random.split(jax.random.PRNGKey(3), len(leaves))
-  return jax.tree_util.tree_unflatten(
-      tree, [p + scale * jax.random.normal(k, p.shape) for p, k in zip(leaves, keys)])
+  """Every weight moved by scale x N(0, 1), drawn by numpy: XLA:CPU takes ~20 s to compile
+  a program of a few hundred random-number calls."""
+  rng = np.random.default_rng(3)
+  return jax.tree.map(lambda p: p + np.float32(scale) * rng.standard_normal(p.shape, np.float32),
+                      params)
+
+
+def init_params(model, *inputs):
+  """model.init compiled without XLA's backend optimizations, as run/build.py compiles
+  init_state on the CPU (tests/test_experiment.py checks the values agree to rounding)."""
+  options = {"xla_backend_optimization_level": 0} if jax.default_backend() == "cpu" else {}
+  return jax.jit(model.init, compiler_options=options)(jax.random.PRNGKey(0), *inputs)
 
 
 @pytest.mark.slow   # compile-bound (minutes on 2 cores)
@@ -199,7 +205,7 @@ def test_conditioning_reaches_the_output():
   x = jnp.tile(jax.random.uniform(jax.random.PRNGKey(1), (1, 16, 16, 3)), (2, 1, 1, 1))
   for name, expect_change in (("ncsn", True), ("ncsnv2", False), ("ncsnpp", True)):
     model = TINY[name]
-    params = jax.jit(model.init)(jax.random.PRNGKey(0), x, jnp.zeros((1,)))
+    params = init_params(model, x, jnp.zeros((1,)))
     # Zero-initialized output layers would hide the conditioning: perturb all weights.
     params = perturbed(params, 0.1)
     a, b = jax.jit(model.apply)(params, x, jnp.array([-2.0, 1.0]))   # same image, two levels
@@ -212,7 +218,7 @@ def test_remat_matches_and_bfloat16_is_close(name):
   model = TINY[name]
   x = jax.random.uniform(jax.random.PRNGKey(1), (2, 16, 16, 3))
   c_noise = jnp.array([-1.0, 0.5])
-  params = jax.jit(model.init)(jax.random.PRNGKey(0), x, c_noise)
+  params = init_params(model, x, c_noise)
   params = perturbed(params, 0.05)
   remat = type(model)(dataclasses.replace(model.config, remat=True))
   bf16 = type(model)(dataclasses.replace(model.config, dtype="bfloat16"))
