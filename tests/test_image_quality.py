@@ -138,10 +138,10 @@ def trained_feature_net(fashion_mnist_dir, tmp_path_factory):
 @pytest.mark.xdist_group("fashion_mnist")
 def test_feature_network_accuracy_and_fid_sanity(trained_feature_net):
   """The `make feature-net` command's network trained for 2 epochs: >= 88% test accuracy
-  (measured 0.895; 0.873 after 1 epoch, 0.914 after the command's 4); FID between 5000 training and 5000 test images is small, and grows monotonically as
-  the test images are blurred or noised more (the 4-epoch network on 10 000 images: 0.23 for
-  training images; blur sigma 0.5 / 1 / 2 px: 9.7 / 86 / 220; noise 0.05 / 0.1 / 0.2:
-  14 / 60 / 180)."""
+  (measured 0.895; 0.873 after 1 epoch, 0.914 after the command's 4). FID between 5000
+  training and 5000 test images is small, and grows monotonically as the test images are
+  blurred or noised more (the 4-epoch network on 10 000 images: 0.23 for training images;
+  blur sigma 0.5 / 1 / 2 px: 9.7 / 86 / 220; noise 0.05 / 0.1 / 0.2: 14 / 60 / 180)."""
   info, net, data_dir = trained_feature_net
   assert info["test_accuracy"] >= 0.88, info
   train_images, _ = datasets.load_labelled("fashion_mnist", "train", 28, data_dir)
