@@ -114,6 +114,24 @@ def classifier_loss(class_log_prob_fn, sde: sde_lib.SDE, x0, labels, key, min_ti
   return -jnp.mean(jnp.take_along_axis(class_log_prob_fn(x, t), labels[:, None], 1))
 
 
+def classifier_accuracy(class_log_prob_fn, sde: sde_lib.SDE, key, images, labels,
+                        times, batch_size: int = 500) -> dict:
+  """{f"{t / T:g}": accuracy of argmax p_t(c | x_t)} for t / T in `times`, over (images
+  [N, ...], labels [N]) as numpy, each image noised once (key folded with its batch start)."""
+  log_prob = jax.jit(class_log_prob_fn)
+  accuracy = {}
+  for fraction in times:
+    correct = 0
+    for start in range(0, len(images), batch_size):
+      x0 = jnp.asarray(images[start:start + batch_size])
+      x, t = noised(sde, jax.random.fold_in(key, start), x0,
+                    jnp.full(x0.shape[:1], fraction * sde.T))
+      predicted = np.argmax(np.asarray(log_prob(x, t)), axis=1)
+      correct += int(np.sum(predicted == labels[start:start + batch_size]))
+    accuracy[f"{fraction:g}"] = correct / len(images)
+  return accuracy
+
+
 def guided_score_fn(cond_score_fn, label, null_label: int = 0, guidance_scale: float = 0.0,
                     interval: Optional[tuple[float, float]] = None, class_log_prob_fn=None,
                     classifier_scale: float = 0.0):
@@ -201,6 +219,21 @@ def make_mask(kind: str, shape, seed: int = 0) -> np.ndarray:
   else:
     raise ValueError(f"unknown mask {kind!r}; valid choices: {list(MASKS)}")
   return mask
+
+
+def completion_problem(task: str, images: np.ndarray, mask: str = "half", seed: int = 0,
+                       fill: float = 0.0):
+  """(get_sampler, its extra arguments, the known part as a picture [N, H, W, C]) of
+  completing `images` [N, H, W, C]: "inpaint", the pixels outside make_mask(mask, seed)
+  unknown (pictured as `fill`); "colorize", only the channel mean of RGB images known."""
+  if task == "inpaint":
+    known = make_mask(mask, images.shape, seed)
+    return (get_inpainter, (jnp.asarray(images), jnp.asarray(known)),
+            np.where(known > 0, images, fill))
+  if images.shape[-1] != 3:
+    raise ValueError(f"colorize needs 3-channel images; this dataset has {images.shape[-1]}")
+  gray = images.mean(-1, keepdims=True)
+  return get_colorizer, (jnp.asarray(gray),), np.repeat(gray, 3, -1)
 
 
 METHODS = ("replacement", "repaint")

@@ -32,9 +32,9 @@ import evaluation
 import feature_nets
 from configs.fashion_mnist import vp_ddpm_cpu
 from configs.fashion_mnist import vp_ddpm_cpu_conditional
+from infra import weights
 from infra import workdir as run_workdir
 from run import build
-from run import classifier
 from run import evaluate
 
 matplotlib.use("Agg")
@@ -68,7 +68,7 @@ def _draw(kind: str, workdir: str, scale: float):
   one round of per_class samples of each class."""
   exp = build.build(_config(kind, scale))
   state, step = run_workdir.load_state(exp, workdir)
-  clf = classifier.load(exp, workdir) if kind == "cg" and scale else None
+  clf = weights.classifier_params(exp, workdir) if kind == "cg" and scale else None
   asked = np.repeat(np.arange(10, dtype=np.int32), FLAGS.per_class)
   x, nfe = evaluate.generate(exp, state.ema_params, jax.random.PRNGKey(0), len(asked),
                              os.path.join(workdir, "guidance", f"{kind}{scale:g}"),

@@ -6,11 +6,14 @@ state, EMA and post-hoc EMAs) is sharded along 'model' by one FSDP-style rule,
 `partition_spec`, and replicated along 'data'; XLA inserts the gathers and reductions
 each jitted function needs (no hand-written collectives). Consecutive devices form a
 'model' group, so with model_axis_size dividing each host's device count a group never
-spans hosts: its all-gathers stay on the host's interconnect.
+spans hosts: its all-gathers stay on the host's interconnect. `put` and `to_host` move
+host data onto the mesh and back.
 """
 import math
 
 import jax
+from jax.experimental import multihost_utils
+import numpy as np
 
 P = jax.sharding.PartitionSpec
 
@@ -42,3 +45,15 @@ def shardings(mesh: jax.sharding.Mesh, tree):
   size = mesh.shape["model"]
   return jax.tree_util.tree_map(
       lambda a: jax.sharding.NamedSharding(mesh, partition_spec(a.shape, size)), tree)
+
+
+def to_host(x) -> np.ndarray:
+  """A global array as one numpy array on every process."""
+  if jax.process_count() > 1:
+    return np.asarray(multihost_utils.process_allgather(x, tiled=True))
+  return np.asarray(x)
+
+
+def put(x: np.ndarray, sharding: jax.sharding.Sharding) -> jax.Array:
+  """Host data that every process holds whole -> a global array laid out by `sharding`."""
+  return jax.make_array_from_callback(x.shape, sharding, lambda index: x[index])

@@ -23,6 +23,12 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
 
 
+def hms(seconds: float) -> str:
+  """seconds as h:mm:ss (an ETA in the training log)."""
+  seconds = int(seconds)
+  return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+
+
 class MetricWriter:
   """write_scalars(step, {name: value}) -> event file in `logdir` (when `to_disk`) + log.
 

@@ -139,6 +139,15 @@ def append_line(path: str, line: str):
       raise _write_error(path, e) from None
 
 
+def logged_steps(path: str) -> set:
+  """The "step" of every line of the JSON-lines file `path` (`append_line`'s; none if the
+  file is missing)."""
+  if not os.path.exists(path):
+    return set()
+  with open(path) as f:
+    return {json.loads(line)["step"] for line in f if line.strip()}
+
+
 def save_npz(path: str, **arrays):
   """files.save_npz (process 0), with an OSError as a one-line error (_write_error)."""
   if jax.process_index() == 0:
@@ -213,6 +222,20 @@ def last_good(mngr: ocp.CheckpointManager, failed_step=None) -> str:
 def load_state(exp, path: str, step=None):
   """(train state, step) of <path>'s checkpoint of `step` (None: the newest readable)."""
   return restore(manager(path, exp.train.snapshot_freq), exp.abstract_state, exp.record, step)
+
+
+def restore_or_init(mngr: ocp.CheckpointManager, abstract_state, record: dict, changes: dict,
+                    init_state):
+  """The state to train from: the newest readable checkpoint (logging the config
+  `changes` since the run began, open_for_writing's), else init_state()."""
+  state, step = restore(mngr, abstract_state, record, required=False)
+  if state is None:
+    return init_state()
+  logging.info("resumed from step %d", step)
+  if changes:
+    logging.warning("resuming with settings changed since the run began (config.json): %s",
+                    ", ".join(f"{k} {a!r} -> {b!r}" for k, (a, b) in changes.items()))
+  return state
 
 
 def _leaves(tree) -> dict:

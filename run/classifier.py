@@ -20,41 +20,11 @@ import numpy as np
 
 import controllable_generation as cg
 import run
+from infra import weights
 from infra import workdir as wd
 from models import classifier as classifier_lib
 
 ACCURACY_TIMES = (0.05, 0.2, 0.4, 0.6, 0.8, 1.0)   # fractions of T for info.json
-
-
-def path(workdir: str) -> str:
-  return os.path.join(workdir, "classifier", "params.msgpack")
-
-
-def load(exp, workdir: str):
-  """The trained classifier's parameters; a RunError naming the command if there are none."""
-  if not os.path.exists(path(workdir)):
-    raise run.RunError(f"no noise-conditional classifier at {path(workdir)} for "
-                       f"config.sampling.classifier_scale={exp.sampling.classifier_scale}; "
-                       f"train one with --mode train_classifier --workdir {workdir}")
-  with open(path(workdir), "rb") as f:
-    return jax.tree.map(jnp.asarray, flax.serialization.msgpack_restore(f.read()))
-
-
-def held_out_accuracy(exp, params, key, times=ACCURACY_TIMES, batch_size=500) -> dict:
-  """{t / T: accuracy of argmax p_t(c | x_t) on the held-out images, each noised once}."""
-  log_prob = jax.jit(exp.class_log_prob_fn(params))
-  images, labels = exp.data.held_out, exp.data.held_out_labels
-  accuracy = {}
-  for fraction in times:
-    correct = 0
-    for start in range(0, len(images), batch_size):
-      x0 = jnp.asarray(images[start:start + batch_size])
-      x, t = cg.noised(exp.sde, jax.random.fold_in(key, start), x0,
-                       jnp.full(x0.shape[:1], fraction * exp.sde.T))
-      predicted = np.argmax(np.asarray(log_prob(x, t)), axis=1)
-      correct += int(np.sum(predicted == labels[start:start + batch_size]))
-    accuracy[f"{fraction:g}"] = correct / len(images)
-  return accuracy
 
 
 def train_classifier(exp, workdir: str) -> dict:
@@ -78,14 +48,16 @@ def train_classifier(exp, workdir: str) -> dict:
         loss_fn, params, batches, c.n_iters, c.lr, key, c.log_freq,
         lambda step, loss: logging.info("classifier step %d/%d  cross-entropy %.4f", step,
                                         c.n_iters, loss))
-    accuracy = held_out_accuracy(exp, params, jax.random.PRNGKey(exp.seed + 50_001))
+    accuracy = cg.classifier_accuracy(
+        exp.class_log_prob_fn(params), exp.sde, jax.random.PRNGKey(exp.seed + 50_001),
+        exp.data.held_out, exp.data.held_out_labels, ACCURACY_TIMES)
     info = {"held_out_accuracy_at_t_over_T": accuracy, "held_out_images": len(exp.data.held_out),
             **{k: v for k, v in dataclasses.asdict(c).items() if k not in ("min_time", "log_freq")}}
     if jax.process_index() == 0:
-      wd.write_or_fail(path(workdir), flax.serialization.msgpack_serialize(
+      wd.write_or_fail(weights.classifier_path(workdir), flax.serialization.msgpack_serialize(
           jax.tree.map(np.asarray, params)))
       wd.write_or_fail(os.path.join(workdir, "classifier", "info.json"),
                        json.dumps(info, indent=2).encode())
   logging.info("classifier: held-out accuracy against t / T: %s; wrote %s", accuracy,
-               path(workdir))
+               weights.classifier_path(workdir))
   return info

@@ -11,34 +11,38 @@ import os
 
 from absl import logging
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 import controllable_generation as cg
 import run
 from infra import figures
+from infra import mesh
+from infra import weights
 from infra import workdir as wd
-from run import evaluate
 
-def _complete(exp, workdir, name, get_sampler, args, original, known):
-  """Runs get_sampler(...)(key, score_fn, *args) on a checkpoint; writes
-  <workdir>/<name>/step_<step>/<name>.{npz,png}. Returns that folder."""
+
+def _complete(exp, workdir: str, name: str) -> str:
+  """Completes the held-out images by controllable_generation.completion_problem(name) on
+  a checkpoint; writes <workdir>/<name>/step_<step>/<name>.{npz,png}. Returns that folder."""
   c = exp.controllable
   if len(exp.data.example_shape) != 3:
     raise run.RunError(f"--mode {name} needs image data; this config's data are 2-D points")
+  original = exp.data.held_out[:exp.sampling.batch_size]
   try:
+    get_sampler, args, known = cg.completion_problem(name, original, c.mask, exp.seed,
+                                                     float(exp.data.scale(0.0)))
     sampler = get_sampler(exp.sde, original.shape, method=c.method, resamplings=c.resamplings,
                           **exp.sampler_kwargs["pc"])
   except ValueError as e:
     raise run.RunError(str(e).splitlines()[0]) from None
   with wd.open_for_writing(workdir, exp.record):
-    params, step = evaluate.restore_params(exp, workdir)
-    weak = evaluate.weak_params(exp)
+    params, step = weights.restore_params(exp, workdir)
+    weak = weights.weak_params(exp)
     a = exp.sampling.autoguidance      # the unconditional score, autoguided if weak
     score_fn = cg.sampling_score_fn(exp.score_fn, -1, autoguidance_weight=a and a.weight)
     x, nfe = jax.jit(lambda p, w, k: sampler(k, score_fn(p, weak_params=w), *args))(
         params, weak, jax.random.PRNGKey(exp.seed + 60_000))
-    x, nfe = evaluate.to_host(x), int(nfe)
+    x, nfe = mesh.to_host(x), int(nfe)
     out_dir = os.path.join(workdir, name, f"step_{step}")
     if jax.process_index() == 0:
       wd.save_npz(os.path.join(out_dir, f"{name}.npz"), original=original, known=known,
@@ -51,17 +55,8 @@ def _complete(exp, workdir, name, get_sampler, args, original, known):
 
 
 def inpaint(exp, workdir: str) -> str:
-  images = exp.data.held_out[:exp.sampling.batch_size]
-  mask = cg.make_mask(exp.controllable.mask, images.shape, exp.seed)
-  masked = np.where(mask > 0, images, float(exp.data.scale(0.0)))
-  return _complete(exp, workdir, "inpaint", cg.get_inpainter,
-                   (jnp.asarray(images), jnp.asarray(mask)), images, masked)
+  return _complete(exp, workdir, "inpaint")
 
 
 def colorize(exp, workdir: str) -> str:
-  images = exp.data.held_out[:exp.sampling.batch_size]
-  if images.shape[-1] != 3:
-    raise run.RunError(f"colorize needs 3-channel images; this dataset has {images.shape[-1]}")
-  gray = images.mean(-1, keepdims=True)
-  return _complete(exp, workdir, "colorize", cg.get_colorizer, (jnp.asarray(gray),),
-                   images, np.repeat(gray, 3, -1))
+  return _complete(exp, workdir, "colorize")

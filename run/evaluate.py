@@ -6,51 +6,21 @@ on how an array is sharded, so the samples are the same for any device count (up
 float rounding of a different per-device batch). `sample` writes one file per round and
 skips the rounds already written, so a killed run resumes without redoing them.
 """
-import glob
+import contextlib
 import json
 import math
 import os
 
 from absl import logging
 import jax
-from jax.experimental import multihost_utils
 import numpy as np
 
 import run
+from infra import mesh
 from infra import metric_writer
+from infra import resumable
+from infra import weights
 from infra import workdir as wd
-from run import classifier
-
-
-def to_host(x) -> np.ndarray:
-  """A global array as one numpy array on every process."""
-  if jax.process_count() > 1:
-    return np.asarray(multihost_utils.process_allgather(x, tiled=True))
-  return np.asarray(x)
-
-
-def _put(exp, x: np.ndarray) -> jax.Array:
-  """Host data that every process holds whole -> a global array split along `data`."""
-  return jax.make_array_from_callback(x.shape, exp.sharding("data"), lambda index: x[index])
-
-
-def _batched(fn, x: np.ndarray, batch_size: int, cache_prefix=None) -> np.ndarray:
-  """fn(i, batch [batch_size, ...]) over x in batches; the last one is padded by
-  repeating its final row (one compiled shape), and the padding dropped. With
-  cache_prefix, batch i's output is read from / written to <cache_prefix>_<i>.npz."""
-  outputs = []
-  for i, start in enumerate(range(0, len(x), batch_size)):
-    path = cache_prefix and f"{cache_prefix}_{i:05d}.npz"
-    if path and os.path.exists(path):
-      with np.load(path) as saved:
-        outputs.append(saved["output"])
-      continue
-    batch = x[start:start + batch_size]
-    padding = np.repeat(batch[-1:], batch_size - len(batch), axis=0)
-    outputs.append(fn(i, np.concatenate([batch, padding]))[:len(batch)])
-    if path:
-      wd.save_npz(path, output=outputs[-1])
-  return np.concatenate(outputs)
 
 
 def held_out_loss(exp, params) -> float:
@@ -61,8 +31,8 @@ def held_out_loss(exp, params) -> float:
 
   def batch(i):
     index = (i * e.batch_size + rows) % len(held_out)
-    x = _put(exp, held_out[index])
-    return (x, _put(exp, exp.data.held_out_labels[index])) if exp.num_label_classes else x
+    x = mesh.put(held_out[index], exp.sharding("data"))
+    return (x, mesh.put(exp.data.held_out_labels[index], exp.sharding("data"))) if exp.num_label_classes else x
 
   return float(np.mean([exp.eval_loss(params, batch(i), jax.random.fold_in(key, i))
                         for i in range(e.num_loss_batches)]))
@@ -73,26 +43,11 @@ def log_likelihood_fn(exp, params, cache_dir=None):
   compile). With cache_dir and a tag, each batch's result is kept in
   cache_dir/<tag>_<batch>.npz, so a killed evaluation resumes at its last finished batch."""
   def loglik(key, x, tag=None):
-    return _batched(lambda i, batch: to_host(exp.log_likelihood(
-        params, jax.random.fold_in(key, i), _put(exp, np.asarray(batch, np.float32)))),
-                    np.asarray(x), exp.eval.batch_size,
-                    cache_dir and tag and os.path.join(cache_dir, tag))
+    return resumable.batched(lambda i, batch: mesh.to_host(exp.log_likelihood(
+        params, jax.random.fold_in(key, i),
+        mesh.put(np.asarray(batch, np.float32), exp.sharding("data")))),
+        np.asarray(x), exp.eval.batch_size, cache_dir and tag and os.path.join(cache_dir, tag))
   return loglik
-
-
-def _claim(out_dir: str, settings: dict):
-  """out_dir/settings.json records the settings of out_dir's rounds: rounds drawn with
-  other settings are a RunError (never silently mixed in). Without rounds it blocks
-  nothing (a run that failed before drawing one is simply redone)."""
-  path = os.path.join(out_dir, "settings.json")
-  text = json.dumps(settings, sort_keys=True, indent=1)
-  if os.path.exists(path) and glob.glob(os.path.join(out_dir, "round_*.npz")):
-    with open(path) as f:
-      if f.read() != text:
-        raise run.RunError(f"{out_dir} holds samples drawn with other sampling settings (see "
-                           "its settings.json); remove it to draw them anew")
-  elif jax.process_index() == 0:
-    wd.write_or_fail(path, text.encode())
 
 
 def generate(exp, params, key, num: int, out_dir=None, method=None, classifier_params=None,
@@ -100,29 +55,24 @@ def generate(exp, params, key, num: int, out_dir=None, method=None, classifier_p
   """num samples [num, ...] and the NFE per sample, in rounds of sampling.batch_size,
   from sampler `method` (default: sampling.method; classifier_params for classifier
   guidance; labels [sampling.batch_size], the same in every round, replace
-  sampling.class_label; weak_params (`weak_params`) for autoguidance). With out_dir,
-  round r is kept in out_dir/round_<r>.npz (the sampling settings, key and labels must
-  match those the rounds were drawn with)."""
-  rounds, nfe, method = [], 0, method or exp.sampling.method
+  sampling.class_label; weak_params (infra/weights.weak_params) for autoguidance). With
+  out_dir, round r is kept in out_dir/round_<r>.npz (the sampling settings, key and
+  labels must match those the rounds were drawn with: infra/resumable.claim)."""
+  method = method or exp.sampling.method
   claim = {"method": method, "key": np.asarray(key).tolist(),
            "sampling": exp.sampling.settings[method],
            "labels": None if labels is None else np.asarray(labels).tolist()}
   if exp.eval.posthoc_sigma_rel:          # parameters other than the train state's EMA
     claim["posthoc_sigma_rel"] = exp.eval.posthoc_sigma_rel
   if out_dir:
-    _claim(out_dir, claim)
-  for r in range(math.ceil(num / exp.sampling.batch_size)):
-    path = out_dir and os.path.join(out_dir, f"round_{r:05d}.npz")
-    if path and os.path.exists(path):
-      with np.load(path) as saved:
-        x, nfe = saved["samples"], int(saved["nfe"])
-    else:
-      x, nfe = exp.samplers[method](params, jax.random.fold_in(key, r), classifier_params, labels,
-                                    weak_params)
-      x, nfe = to_host(x), int(nfe)
-      if path:
-        wd.save_npz(path, samples=x, nfe=nfe, round=r)
-    rounds.append(x)
+    resumable.claim(out_dir, claim)
+
+  def draw(r):
+    x, nfe = exp.samplers[method](params, jax.random.fold_in(key, r), classifier_params,
+                                  labels, weak_params)
+    return mesh.to_host(x), int(nfe)
+
+  rounds, nfe = resumable.rounds(draw, math.ceil(num / exp.sampling.batch_size), out_dir)
   return np.concatenate(rounds)[:num], nfe
 
 
@@ -170,67 +120,21 @@ def evaluate(exp, workdir: str) -> list:
     if not mngr.all_steps():
       raise run.RunError(f"no checkpoint in {mngr.directory} to evaluate; train first")
     path = os.path.join(workdir, "eval", "metrics.jsonl")
-    done = set()
-    if os.path.exists(path):
-      with open(path) as f:
-        done = {json.loads(line)["step"] for line in f if line.strip()}
-    results, writer, weak = [], None, weak_params(exp)
-    for step in sorted(mngr.all_steps()):
-      if step in done or (step % exp.train.snapshot_freq and step != mngr.latest_step()):
-        continue
-      state, _ = wd.restore(mngr, exp.abstract_state, exp.record, step)
-      metrics, _ = evaluate_params(exp, evaluation_params(exp, workdir, state), step,
-                                   os.path.join(workdir, "eval", f"step_{step}"), weak)
-      logging.info("eval step %d: %s", step, metrics)
-      writer = writer or metric_writer.MetricWriter(os.path.dirname(path),
-                                                    jax.process_index() == 0)
-      writer.write_scalars(step, {k: v for k, v in metrics.items()
-                                  if isinstance(v, (int, float)) and k != "step"})
-      wd.append_line(path, json.dumps(metrics))
-      results.append(metrics)
-    if writer:
-      writer.close()
+    done, results, weak = wd.logged_steps(path), [], weights.weak_params(exp)
+    with contextlib.closing(metric_writer.MetricWriter(os.path.dirname(path),
+                                                       jax.process_index() == 0)) as writer:
+      for step in sorted(mngr.all_steps()):
+        if step in done or (step % exp.train.snapshot_freq and step != mngr.latest_step()):
+          continue
+        state, _ = wd.restore(mngr, exp.abstract_state, exp.record, step)
+        metrics, _ = evaluate_params(exp, weights.evaluation_params(exp, workdir, state), step,
+                                     os.path.join(workdir, "eval", f"step_{step}"), weak)
+        logging.info("eval step %d: %s", step, metrics)
+        writer.write_scalars(step, {k: v for k, v in metrics.items()
+                                    if isinstance(v, (int, float)) and k != "step"})
+        wd.append_line(path, json.dumps(metrics))
+        results.append(metrics)
   return results
-
-
-def evaluation_params(exp, workdir: str, state):
-  """The parameters that are evaluated and sampled: the train state's EMA or, with
-  eval.posthoc_sigma_rel > 0, the post-hoc EMA of that width at the state's step,
-  rebuilt from <workdir>/ema_snapshots (its profile's relative residual is logged)."""
-  sigma_rel = exp.eval.posthoc_sigma_rel
-  if not sigma_rel:
-    return state.ema_params
-  params, residual = wd.posthoc_ema(workdir, sigma_rel, int(state.step))
-  logging.info("post-hoc EMA sigma_rel %g at step %d (profile residual %.2e)", sigma_rel,
-               int(state.step), residual)
-  return params
-
-
-def weak_params(exp):
-  """The autoguiding weak model's parameters: the EMA parameters of the checkpoint
-  config.sampling.autoguidance.checkpoint_step (-1: the latest) in its workdir, which
-  must hold a network of this config's shape; None when autoguidance is off. A missing
-  or different model is a one-line RunError naming the setting."""
-  a = exp.sampling.autoguidance
-  if a is None:
-    return None
-  where = f"config.sampling.autoguidance.workdir={a.workdir!r}"
-  if not os.path.isdir(os.path.join(a.workdir, "checkpoints")):
-    raise run.RunError(f"{where} holds no weak model (no checkpoints folder); train one there "
-                       "with this config's network first")
-  try:
-    state, step = wd.load_state(exp, a.workdir,
-                                None if a.checkpoint_step < 0 else a.checkpoint_step)
-  except run.RunError as e:
-    raise run.RunError(f"the weak model of {where}: {e}") from None
-  logging.info("autoguidance: weak model %s at step %d, weight %g", a.workdir, step, a.weight)
-  return state.ema_params
-
-
-def restore_params(exp, workdir: str):
-  """(evaluation parameters, step) of eval.checkpoint_step (None: the latest)."""
-  state, step = wd.load_state(exp, workdir, exp.eval.checkpoint_step)
-  return evaluation_params(exp, workdir, state), step
 
 
 def sample(exp, workdir: str) -> str:
@@ -241,9 +145,9 @@ def sample(exp, workdir: str) -> str:
   samples_uint8.npz in ADM's format; points: samples.npz) and samples.png. Returns that
   folder."""
   with wd.open_for_writing(workdir, exp.record):
-    params, step = restore_params(exp, workdir)
-    classifier_params = classifier.load(exp, workdir) if exp.sampling.classifier_scale else None
-    weak = weak_params(exp)
+    params, step = weights.restore_params(exp, workdir)
+    classifier_params = weights.classifier_params(exp, workdir) if exp.sampling.classifier_scale else None
+    weak = weights.weak_params(exp)
     out_dir = os.path.join(workdir, "samples", f"step_{step}", exp.sampling.folder)
     x, nfe = generate(exp, params, jax.random.PRNGKey(exp.seed + 40_000),
                       exp.sampling.num_samples, out_dir, classifier_params=classifier_params,
@@ -259,9 +163,9 @@ def sample(exp, workdir: str) -> str:
 def report(exp, workdir: str, state, weak=None) -> dict:
   """The train_eval outputs: <workdir>/metrics.json and <workdir>/report.png (2-D data:
   held-out data, samples, learned and true density; images: a grid of 64 samples);
-  samples autoguided by `weak` (`weak_params`) if given."""
+  samples autoguided by `weak` (infra/weights.weak_params) if given."""
   with wd.open_for_writing(workdir, exp.record):
-    params = evaluation_params(exp, workdir, state)
+    params = weights.evaluation_params(exp, workdir, state)
     metrics, x = evaluate_params(exp, params, int(state.step), weak_params=weak)
     if x is None:
       x, _ = generate(exp, params, jax.random.PRNGKey(exp.seed + 30_000),

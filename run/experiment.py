@@ -5,7 +5,7 @@ checkpoints compiles each once). run/build.py makes it; nothing reads a config a
   train_step(state, batch [n_jitted_steps, B, ...], key) -> (state, {"loss"})
   samplers[name](params, key, classifier_params=None, labels=None, weak_params=None) ->
     (x [sampling batch, ...], nfe), split over all devices; `sample` is the configured one
-    (weak_params: the autoguiding model's, run/evaluate.weak_params)
+    (weak_params: the autoguiding model's, infra/weights.weak_params)
   log_likelihood(params, key, x [eval batch, ...]) -> logp [eval batch] (nats)
   eval_loss(params, x0 [eval batch, ...], key) -> scalar (network in eval mode)
   (a class-conditional network's batches are (x0, labels [B]) pairs)

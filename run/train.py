@@ -13,27 +13,11 @@ from absl import logging
 import jax
 
 import run
+from infra import mesh
 from infra import metric_writer
+from infra import weights
 from infra import workdir as wd
 from run import evaluate
-
-
-def _eta(seconds):
-  seconds = int(seconds)
-  return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
-
-
-def _start(exp, workdir: str, changes: dict):
-  """(the checkpoint manager, the state to train from)."""
-  mngr = wd.manager(workdir, exp.train.snapshot_freq)
-  state, restored_step = wd.restore(mngr, exp.abstract_state, exp.record, required=False)
-  if state is None:
-    return mngr, exp.init_state(jax.random.PRNGKey(exp.seed))
-  logging.info("resumed from step %d", restored_step)
-  if changes:
-    logging.warning("resuming with settings changed since the run began (config.json): %s",
-                    ", ".join(f"{k} {a!r} -> {b!r}" for k, (a, b) in changes.items()))
-  return mngr, state
 
 
 def train(exp, workdir: str):
@@ -43,8 +27,10 @@ def train(exp, workdir: str):
   spec = exp.train
   with (wd.open_for_writing(workdir, exp.record) as changes, contextlib.closing(
       metric_writer.MetricWriter(workdir, to_disk=jax.process_index() == 0)) as writer):
-    mngr, state = _start(exp, workdir, changes)
-    weak = evaluate.weak_params(exp) if spec.eval_freq else None
+    mngr = wd.manager(workdir, spec.snapshot_freq)
+    state = wd.restore_or_init(mngr, exp.abstract_state, exp.record, changes,
+                               lambda: exp.init_state(jax.random.PRNGKey(exp.seed)))
+    weak = weights.weak_params(exp) if spec.eval_freq else None
     train_key = jax.random.split(jax.random.PRNGKey(exp.seed + 1))[0]
     preemption = types.SimpleNamespace(requested=False)   # SIGTERM: save and stop
     signal.signal(signal.SIGTERM, lambda signum, frame: setattr(preemption, "requested", True))
@@ -84,12 +70,12 @@ def _report(exp, workdir, writer, state, step, loss, start_step, start_time, wea
     rate = (step - start_step) / max(time.time() - start_time, 1e-9)
     writer.write_scalars(step, {"loss": loss, "steps_per_sec": rate})
     logging.info("step %d/%d  loss %.5f  %.2f steps/s  ETA %s", step, spec.n_iters, loss,
-                 rate, _eta((spec.n_iters - step) / max(rate, 1e-9)))
+                 rate, metric_writer.hms((spec.n_iters - step) / max(rate, 1e-9)))
   if spec.eval_freq and step % spec.eval_freq == 0:
     writer.write_scalars(step, {"eval_loss": evaluate.held_out_loss(exp, state.ema_params)})
     x, _ = exp.sample(state.ema_params, jax.random.PRNGKey(exp.seed + 30_000),
                       weak_params=weak)
-    writer.write_image(step, "samples", exp.data.picture(evaluate.to_host(x)))
+    writer.write_image(step, "samples", exp.data.picture(mesh.to_host(x)))
   if spec.posthoc_sigma_rels and step % spec.posthoc_freq == 0:
     wd.save_ema_snapshot(workdir, step, spec.posthoc_sigma_rels,
                          state.opt_state[-1].averages)   # ema.track_power_emas's state
@@ -99,5 +85,5 @@ def train_eval(exp, workdir: str) -> dict:
   """--mode train_eval: `train`, then evaluate.report on the final state (the feature
   network, if sample metrics need one, is checked before training)."""
   evaluate.check_feature_net(exp)
-  weak = evaluate.weak_params(exp)       # a missing weak model stops the run before training
+  weak = weights.weak_params(exp)       # a missing weak model stops the run before training
   return evaluate.report(exp, workdir, train(exp, workdir)[0], weak)

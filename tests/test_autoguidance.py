@@ -15,6 +15,7 @@ import run
 import sampling
 import sde_lib
 from configs.toy import vp_gmm
+from infra import weights
 from infra import workdir as wd
 from run import build
 from run import evaluate
@@ -67,7 +68,7 @@ def test_bad_autoguidance_settings_are_one_line(tmp_path):
     build.build(_config(workdir=str(tmp_path), checkpoint_step=-2))
   missing = str(tmp_path / "nowhere")
   with pytest.raises(run.RunError, match="autoguidance.workdir=.*nowhere.* holds no weak model"):
-    evaluate.weak_params(build.build(_config(workdir=missing, weight=2.0)))
+    weights.weak_params(build.build(_config(workdir=missing, weight=2.0)))
   assert not os.path.exists(missing)
 
 
@@ -85,7 +86,7 @@ def test_autoguidance_settings_reach_the_sampler(tmp_path):
   assert os.path.basename(out_dir) == "ddim_autoguided2"
   with np.load(os.path.join(out_dir, "round_00000.npz")) as saved:
     samples = saved["samples"]
-  main, _ = evaluate.restore_params(exp, workdir)
+  main, _ = weights.restore_params(exp, workdir)
   weak = wd.load_state(exp, workdir, 5)[0].ema_params
   sampler = sampling.get_ddim_sampler(exp.sde, (16, 2), num_steps=5)
   expected, _ = jax.jit(lambda p, w, k: sampler(k, cg.autoguidance(
@@ -95,4 +96,4 @@ def test_autoguidance_settings_reach_the_sampler(tmp_path):
   np.testing.assert_allclose(samples, expected, rtol=1e-4, atol=1e-4)
   assert float(np.abs(samples - np.asarray(unguided)).max()) > 1e-2
   with pytest.raises(run.RunError, match="the weak model of .*no readable checkpoint .*step 7"):
-    evaluate.weak_params(build.build(_config(workdir=workdir, checkpoint_step=7, weight=2.0)))
+    weights.weak_params(build.build(_config(workdir=workdir, checkpoint_step=7, weight=2.0)))

@@ -10,6 +10,7 @@ import pytest
 import models
 from models import classifier as classifier_lib
 import run
+from infra import weights
 from run import build
 from run import classifier
 from run import evaluate
@@ -131,7 +132,7 @@ def test_classifier_guidance_adds_the_scaled_classifier_gradient(fashion_mnist_d
   for guided, expected in guided_and_expected():
     np.testing.assert_allclose(guided, expected, rtol=1e-4, atol=1e-4)
   with pytest.raises(run.RunError, match="--mode train_classifier --workdir"):
-    classifier.load(exp, str(tmp_path))
+    weights.classifier_params(exp, str(tmp_path))
 
 
 def test_classifier_guidance_needs_a_class_and_labelled_data():

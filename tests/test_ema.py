@@ -11,6 +11,7 @@ import pytest
 import ema
 import run
 from configs import default_toy
+from infra import weights
 from infra import workdir
 from run import build
 from run import evaluate
@@ -122,7 +123,7 @@ def test_training_run_stores_snapshots_and_rebuilds_its_own_ema(tmp_path):
                          jax.tree_util.tree_leaves(rebuilt)[0])
   config.eval.posthoc_sigma_rel = 0.2
   exp = build.build(config)
-  params = evaluate.evaluation_params(exp, str(tmp_path), state)
+  params = weights.evaluation_params(exp, str(tmp_path), state)
   jax.tree_util.tree_map(np.testing.assert_array_equal, params, other)
   out_dir = evaluate.sample(exp, str(tmp_path))
   assert out_dir.endswith("_ema0.2")
