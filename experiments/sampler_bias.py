@@ -95,73 +95,67 @@ def main(_):
     _run()
 
 
-def _run():
-  quick = common.FLAGS.quick
-  steps = np.array([8, 16, 32] if quick else [8, 16, 32, 64, 128, 256])
-  sdes = {"VP": sde_lib.VPSDE(), "VE (sigma_max 20)": sde_lib.VESDE(sigma_min=0.01, sigma_max=20.0)}
+SDES = {"VP": sde_lib.VPSDE(), "VE (sigma_max 20)": sde_lib.VESDE(sigma_min=0.01, sigma_max=20.0)}
+MISMATCH_HEADER = ["KL(p_T || prior)", "DDIM eta 0: KL(p_eps || output), N={n}",
+                   "its bias from exact p_T", "DDPM ancestral: KL, N={n}",
+                   "its bias from exact p_T", "DDIM KL / prior KL", "DDPM KL / prior KL"]
+
+
+def _order_study(steps):
+  """(table rows [SDE, sampler, KL per N, slope, weak order], {(SDE, sampler): (NFE, KL)})."""
   rows, curves = [], {}
-  for sde_name, sde in sdes.items():
+  for sde_name, sde in SDES.items():
     exact = target_variance(sde, EPS)
     for name, (factory, evals) in SAMPLERS.items():
       kls = np.array([gaussian_kl(exact, output_variance(factory, sde, int(n))) for n in steps])
       slope = np.polyfit(np.log(steps[-3:]), np.log(kls[-3:]), 1)[0]
       curves[(sde_name, name)] = (steps * evals, kls)
       rows.append([sde_name, name, *[f"{k:.2e}" for k in kls], f"{slope:.2f}", f"{-slope / 2:.2f}"])
-  bias_table = common.markdown_table(
-      ["SDE", "sampler", *[f"N={n}" for n in steps], "slope (last 3)", "weak order"], rows)
+  return rows, curves
 
-  mismatch_rows, carried = [], []
-  sigma_maxes = (1.0, 5.0) if quick else (0.5, 1.0, 2.0, 5.0, 20.0, 80.0)
-  n_final = 64 if quick else 512
-  mismatch_header = ["KL(p_T || prior)", f"DDIM eta 0: KL(p_eps || output), N={n_final}",
-                     "its bias from exact p_T", f"DDPM ancestral: KL, N={n_final}",
-                     "its bias from exact p_T", "DDIM KL / prior KL", "DDPM KL / prior KL"]
 
-  def mismatch_row(label, sde, prior_variance):
-    prior_kl, results = carried_through(sde, prior_variance, n_final)
-    (ode_kl, ode_bias), (sde_kl, sde_bias) = results
-    row = [label, f"{prior_kl:.3e}", f"{ode_kl:.3e}", f"{ode_bias:.1e}", f"{sde_kl:.3e}",
-           f"{sde_bias:.1e}", f"{ode_kl / prior_kl:.3g}", f"{sde_kl / prior_kl:.3g}"]
-    return row, (prior_kl, ode_kl / prior_kl, sde_kl / prior_kl, min(ode_bias, sde_bias))
+def _mismatch_study(cases, n_final):
+  """(table rows, [(case, prior KL, ODE KL / prior KL, SDE KL / prior KL, smaller bias)])
+  of cases [(label, sde, prior variance)]."""
+  rows, summaries = [], []
+  for label, sde, prior_variance in cases:
+    prior_kl, ((ode_kl, ode_bias), (sde_kl, sde_bias)) = carried_through(sde, prior_variance,
+                                                                         n_final)
+    rows.append([f"{label:g}", f"{prior_kl:.3e}", f"{ode_kl:.3e}", f"{ode_bias:.1e}",
+                 f"{sde_kl:.3e}", f"{sde_bias:.1e}", f"{ode_kl / prior_kl:.3g}",
+                 f"{sde_kl / prior_kl:.3g}"])
+    summaries.append((label, prior_kl, ode_kl / prior_kl, sde_kl / prior_kl,
+                      min(ode_bias, sde_bias)))
+  return rows, summaries
 
-  for sigma_max in sigma_maxes:
-    row, summary = mismatch_row(f"{sigma_max:g}", sde_lib.VESDE(sigma_min=0.01,
-                                                                sigma_max=sigma_max),
-                                sigma_max**2)
-    mismatch_rows.append(row)
-    carried.append((sigma_max, *summary))
-  mismatch_table = common.markdown_table(["sigma_max", *mismatch_header], mismatch_rows)
 
-  horizon_rows, horizon = [], []
-  for t_end in ((0.05, 1.0) if quick else (0.05, 0.1, 0.15, 0.2, 0.3, 1.0)):
-    row, summary = mismatch_row(f"{t_end:g}", sde_lib.VPSDE(T=t_end), 1.0)
-    horizon_rows.append(row)
-    horizon.append((t_end, *summary))
-  horizon_table = common.markdown_table(["T", *mismatch_header], horizon_rows)
-
+def _score_error_study(deltas, n_final):
+  """(table rows, [(delta, bound, DDIM KL, DDPM KL)]) for the scores (1 + delta) s*."""
   vp = sde_lib.VPSDE()
   exact_score = densities.GaussianMixture(jnp.zeros((1, 1)), jnp.array([STD]),
                                           jnp.ones(1)).score_fn(vp)
-  error_rows, errors = [], []
-  for delta in ((0.1,) if quick else (0.01, 0.03, 0.1, 0.3)):
+  rows, errors = [], []
+  for delta in deltas:
     scaled = lambda x, t, delta=delta: (1 + delta) * exact_score(x, t)
     bound = score_error_bound(vp, delta)
     kls = [gaussian_kl(target_variance(vp, EPS), output_variance(f, vp, n_final, None, scaled))
            for f in ODE_AND_SDE]
-    error_rows.append([f"{delta:g}", f"{bound:.3e}", f"{kls[0]:.3e}", f"{kls[1]:.3e}",
-                       f"{kls[0] / bound:.3g}", f"{kls[1] / bound:.3g}"])
+    rows.append([f"{delta:g}", f"{bound:.3e}", f"{kls[0]:.3e}", f"{kls[1]:.3e}",
+                 f"{kls[0] / bound:.3g}", f"{kls[1] / bound:.3g}"])
     errors.append((delta, bound, *kls))
-  error_table = common.markdown_table(
-      ["delta", "bound: delta^2 / 2 int g^2 E s*^2 dt", f"DDIM eta 0: KL, N={n_final}",
-       f"DDPM ancestral: KL, N={n_final}", "DDIM KL / bound", "DDPM KL / bound"], error_rows)
+  return rows, errors
+
+
+def findings(order_rows, carried, horizon, errors) -> str:
+  """The page's reading, computed from the four studies' results."""
   largest = max(carried, key=lambda c: c[1])
   negligible = [c[0] for c in carried if c[1] < c[4]]
   shortest = min(horizon, key=lambda c: c[0])
   sde_below = all(e[3] <= e[1] for e in errors)
   ode_over = [e[0] for e in errors if e[2] > e[1]]
-  orders = {name: [r[-1] for r in rows if r[1] == name] for name in SAMPLERS}
-  last = {name: [r[-3] for r in rows if r[1] == name] for name in SAMPLERS}
-  findings = (
+  orders = {name: [r[-1] for r in order_rows if r[1] == name] for name in SAMPLERS}
+  last = {name: [r[-3] for r in order_rows if r[1] == name] for name in SAMPLERS}
+  return (
       "**What the numbers show.** Weak orders (last column, VP / VE): " + "; ".join(
           f"{name} {' / '.join(o)}" for name, o in orders.items()) + ". DDIM and DDPM's "
       "ancestral step are first order; every other sampler here is second order, 3M "
@@ -190,8 +184,10 @@ def _run():
       "the ODE model has no such guarantee. Not shown: non-Gaussian data (nonlinear score, "
       "non-Gaussian output law) and learned scores.")
 
-  fig, axes = plt.subplots(1, len(sdes), figsize=(13, 4.8), squeeze=False)
-  for ax, sde_name in zip(axes[0], sdes):
+
+def _figure(curves):
+  fig, axes = plt.subplots(1, len(SDES), figsize=(13, 4.8), squeeze=False)
+  for ax, sde_name in zip(axes[0], SDES):
     for name in SAMPLERS:
       nfe, kls = curves[(sde_name, name)]
       ax.loglog(nfe, kls, "o-", label=name, markersize=3)
@@ -199,23 +195,48 @@ def _run():
     ax.set_ylabel("KL(p_eps || output), exact")
     ax.set_title(sde_name)
   axes[0, 0].legend(fontsize=7)
+  return fig
+
+
+def _run():
+  quick = common.FLAGS.quick
+  steps = np.array([8, 16, 32] if quick else [8, 16, 32, 64, 128, 256])
+  n_final = 64 if quick else 512
+  order_rows, curves = _order_study(steps)
+  carried_rows, carried = _mismatch_study(
+      [(s, sde_lib.VESDE(sigma_min=0.01, sigma_max=s), s**2)
+       for s in ((1.0, 5.0) if quick else (0.5, 1.0, 2.0, 5.0, 20.0, 80.0))], n_final)
+  horizon_rows, horizon = _mismatch_study(
+      [(t, sde_lib.VPSDE(T=t), 1.0)
+       for t in ((0.05, 1.0) if quick else (0.05, 0.1, 0.15, 0.2, 0.3, 1.0))], n_final)
+  error_rows, errors = _score_error_study((0.1,) if quick else (0.01, 0.03, 0.1, 0.3), n_final)
+  mismatch_header = [h.format(n=n_final) for h in MISMATCH_HEADER]
+  table = common.markdown_table
   setup = (
       f"Data N(0, {STD}^2), one dimension; each sampler's output law computed exactly (its "
       "output is affine in the prior draw and noises; `densities.gaussian_sampler_variance`), "
       f"started from the exact p_T, stopping at eps = {EPS:g} without a final denoising step; "
       "KL(p_eps || output) against the number of steps N. The weak order is minus half the "
       "slope of log KL against log N over the last three N (KL ~ (v_N / v - 1)^2 / 4). "
-      "No Monte Carlo: every digit is the sampler's.\n\n" + bias_table +
-      "\n\n**Prior mismatch** (VE SDE, sigma_min 0.01): the sampler starts from the prior "
-      f"N(0, sigma_max^2) instead of p_T = N(0, {STD}^2 + sigma_max^2).\n\n" + mismatch_table
+      "No Monte Carlo: every digit is the sampler's.\n\n"
+      + table(["SDE", "sampler", *[f"N={n}" for n in steps], "slope (last 3)", "weak order"],
+              order_rows)
+      + "\n\n**Prior mismatch** (VE SDE, sigma_min 0.01): the sampler starts from the prior "
+      f"N(0, sigma_max^2) instead of p_T = N(0, {STD}^2 + sigma_max^2).\n\n"
+      + table(["sigma_max", *mismatch_header], carried_rows)
       + "\n\n**Short horizons** (VP SDE, beta 0.1-20 over [0, T]): the prior N(0, 1) instead "
-      "of p_T, which is further from it the earlier the process stops.\n\n" + horizon_table
+      "of p_T, which is further from it the earlier the process stops.\n\n"
+      + table(["T", *mismatch_header], horizon_rows)
       + "\n\n**Score error** (VP SDE, exact p_T): the score (1 + delta) s*, against the "
       "bound KL(p_eps || p_SDE) <= 1/2 int_eps^T g^2 E||s - s*||^2 dt (Song et al. 2021b, "
-      "Thm. 1; the prior term is zero here).\n\n" + error_table + "\n\n" + findings)
+      "Thm. 1; the prior term is zero here).\n\n"
+      + table(["delta", "bound: delta^2 / 2 int g^2 E s*^2 dt", f"DDIM eta 0: KL, N={n_final}",
+               f"DDPM ancestral: KL, N={n_final}", "DDIM KL / bound", "DDPM KL / bound"],
+              error_rows)
+      + "\n\n" + findings(order_rows, carried, horizon, errors))
   common.write_outputs("sampler_bias",
                        "Exact sampler bias on Gaussian data; prior mismatch; score error",
-                       setup, "", fig)
+                       setup, "", _figure(curves))
 
 
 if __name__ == "__main__":
