@@ -288,10 +288,24 @@ MULTI_LEVEL_LOSSES = {"continuous": sde_loss, "weighted": weighted_loss, "smld":
                       "ddpm": ddpm_loss}
 
 
-def get_multi_level_loss(name: str) -> Callable:
+def get_multi_level_loss(name: str, *, reduce_mean: bool = False, objective: Objective = DSM,
+                         eps: float = 1e-5, sigma_data: float = 0.5,
+                         likelihood_weighting: bool = False, importance_sampling: bool = False,
+                         weighted=None) -> Callable:
+  """loss(score_fn, sde, x0, key) of MULTI_LEVEL_LOSSES[name] with the settings it takes:
+  every loss reduce_mean and objective; "continuous" also likelihood_weighting,
+  importance_sampling and eps; "weighted" eps, sigma_data and the dict `weighted` (its
+  weighting, noise levels and their parameters: `weighted_loss`'s keywords)."""
   if name not in MULTI_LEVEL_LOSSES:
     raise ValueError(f"unknown loss {name!r}; valid choices: {sorted(MULTI_LEVEL_LOSSES)}")
-  return MULTI_LEVEL_LOSSES[name]
+  kwargs = dict(reduce_mean=reduce_mean, objective=objective)
+  if name == "continuous":
+    kwargs.update(likelihood_weighting=likelihood_weighting,
+                  importance_sampling=importance_sampling, eps=eps)
+  elif name == "weighted":
+    kwargs.update(eps=eps, sigma_data=sigma_data, **(weighted or {}))
+  loss = MULTI_LEVEL_LOSSES[name]
+  return lambda score_fn, sde, x0, key: loss(score_fn, sde, x0, key, **kwargs)
 
 
 def get_loss_fn(loss: Callable, score_fn: Callable, sde: sde_lib.SDE, num_classes: int = 0,

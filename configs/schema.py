@@ -102,6 +102,9 @@ DOMAINS = {
     **dict.fromkeys(("eval.checkpoint_step", "sampling.autoguidance.checkpoint_step"),
                     (_number(lambda v: v >= -1), ">= 0, or -1 for the latest")),
     "sampling.autoguidance.weight": AT_LEAST_0,
+    # ema.gamma_of_sigma_rel's domain: the relative widths of power EMAs with gamma > 0
+    "eval.posthoc_sigma_rel": (_number(lambda v: v == 0 or 0 < v < 12 ** -0.5),
+                               "0 (off) or in (0, 0.2887)"),
 }
 
 

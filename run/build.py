@@ -45,8 +45,6 @@ def _specs(config) -> dict:
       f"_classifier{s.classifier_scale:g}" if s.classifier_scale else "")
   folder += f"_ema{e.posthoc_sigma_rel:g}" if e.posthoc_sigma_rel else ""
   folder += f"_autoguided{s.autoguidance.weight:g}" if s.autoguidance.workdir else ""
-  if e.posthoc_sigma_rel:
-    ema.gamma_of_sigma_rel(e.posthoc_sigma_rel)    # a ValueError names a bad width
   return dict(
       train=experiment.TrainSpec(
           t.batch_size, t.n_iters, t.n_jitted_steps, t.log_freq, t.snapshot_freq,
@@ -63,19 +61,6 @@ def _specs(config) -> dict:
           folder, {name: {**general, name: s[name].to_dict()} for name in sampling.SAMPLERS}),
       controllable=experiment.ControllableSpec(**config.controllable),
       classifier=experiment.ClassifierSpec(**c, min_time=t.min_time, log_freq=t.log_freq))
-
-
-def _loss(t, sigma_data):
-  """The training loss `loss(score_fn, sde, x0, key)` of config.training."""
-  kwargs = dict(reduce_mean=t.reduce_mean, objective=losses.Objective(
-      t.objective, t.n_projections, t.trace_estimator))
-  if t.loss == "continuous":
-    kwargs.update(likelihood_weighting=t.likelihood_weighting,
-                  importance_sampling=t.importance_sampling, eps=t.min_time)
-  elif t.loss == "weighted":
-    kwargs.update(eps=t.min_time, sigma_data=sigma_data, **t.weighted)
-  loss = losses.MULTI_LEVEL_LOSSES[t.loss]
-  return lambda score_fn, sde, x0, key: loss(score_fn, sde, x0, key, **kwargs)
 
 
 def _objects(config, mesh) -> tuple[dict, dict]:
@@ -112,8 +97,12 @@ def _objects(config, mesh) -> tuple[dict, dict]:
   ), dict(
       samplers={name: sampling.SAMPLERS[name](sde, shape, **sampler_kwargs[name])
                 for name in dict.fromkeys((s.method, *specs["eval"].samplers))},
-      loss_fn=losses.get_loss_fn(_loss(t, m.sigma_data), score_fn, sde, num_classes,
-                                 t.label_dropout),
+      loss_fn=losses.get_loss_fn(losses.get_multi_level_loss(
+          t.loss, reduce_mean=t.reduce_mean, objective=losses.Objective(
+              t.objective, t.n_projections, t.trace_estimator), eps=t.min_time,
+          sigma_data=m.sigma_data, likelihood_weighting=t.likelihood_weighting,
+          importance_sampling=t.importance_sampling, weighted=t.weighted.to_dict()),
+          score_fn, sde, num_classes, t.label_dropout),
       ema_decay=ema.decay_fn(m.ema_rate, m.ema_warmup, m.ema_sigma_rel),
       loglik_fn=likelihood.get_likelihood_fn(sde, **e.likelihood))
 

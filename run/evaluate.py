@@ -103,18 +103,13 @@ def evaluate_params(exp, params, step: int, out_dir=None, weak_params=None):
   return metrics, first
 
 
-def check_feature_net(exp):
-  """The modes that compute sample features stop before writing if the network is missing."""
-  if exp.eval.enable_sampling:
-    exp.data.check_feature_net()
-
-
 def evaluate(exp, workdir: str) -> list:
   """Evaluates (EMA parameters) every kept snapshot not evaluated yet, and the latest
   checkpoint; appends to <workdir>/eval/metrics.jsonl. A killed evaluation resumes at the
   checkpoint it was on, and within it at its last finished likelihood batch and sampling
   round (kept in <workdir>/eval/step_<step>/)."""
-  check_feature_net(exp)
+  if exp.eval.enable_sampling:        # features needed: a missing network stops it here
+    exp.data.check_feature_net()
   with wd.open_for_writing(workdir, exp.record):
     mngr = wd.manager(workdir, exp.train.snapshot_freq)
     if not mngr.all_steps():

@@ -66,6 +66,7 @@ BAD_INPUTS = [
     (["--mode=train", "--config.optim.lr=-1"], "config.optim.lr=-1"),
     (["--mode=train", "--config.training.n_iters=-5"], "config.training.n_iters=-5"),
     (["--mode=eval", "--config.eval.batch_size=0"], "config.eval.batch_size=0"),
+    (["--mode=eval", "--config.eval.posthoc_sigma_rel=0.3"], "config.eval.posthoc_sigma_rel=0.3"),
     (["--mode=train", "--config.model.ema_rate=1.5"], "config.model.ema_rate=1.5"),
 ]
 
