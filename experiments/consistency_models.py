@@ -234,56 +234,61 @@ def _pm(values, fmt=".4f") -> str:
   return f"{values.mean():{fmt}} +- {se:{fmt}}"
 
 
-def main(_):
-  checkpoints = (0, 50) if FLAGS.quick else (0, 250, 500, 1000, 2000, 4000)
-  sampler_steps, draws = ((1, 2), 10_000) if FLAGS.quick else ((1, 2, 4), 100_000)
-  seeds = 2 if FLAGS.quick else 3
-  runs = {"c_skip(sigma_min) = 1": parameterizations.consistency_coefficients,
-          "c_skip(sigma_min) = 0.9 (wrong)": wrong_boundary,
-          TRAINED: parameterizations.consistency_coefficients,
-          SCHEDULED: parameterizations.consistency_coefficients}
+RUNS = {"c_skip(sigma_min) = 1": parameterizations.consistency_coefficients,
+        "c_skip(sigma_min) = 0.9 (wrong)": wrong_boundary,
+        TRAINED: parameterizations.consistency_coefficients,
+        SCHEDULED: parameterizations.consistency_coefficients}
+
+
+def _gaussian_students(checkpoints, seeds: int) -> tuple[dict, dict]:
+  """({run: [per checkpoint: [per seed: (error vs exact map, vs teacher chain)]]},
+  {run: [per seed: final parameters]}) of every run of RUNS."""
   errors, finals = {}, {}
-  for name, coefficients in runs.items():
+  for name, coefficients in RUNS.items():
     per_seed = [distill(jax.random.PRNGKey(s), checkpoints, coefficients,
                         teacher=name not in (TRAINED, SCHEDULED), schedules=name == SCHEDULED)
                 for s in range(seeds)]
     errors[name] = [[map_errors(p[c], jax.random.PRNGKey(77), coefficients)
                      for p in per_seed] for c in range(len(checkpoints))]
     finals[name] = [p[-1] for p in per_seed]
-  rows = [[name, n, _pm([e[0] for e in errors[name][c]]), _pm([e[1] for e in errors[name][c]])]
-          for name in runs for c, n in enumerate(checkpoints)]
-  table = common.markdown_table(["student", "training steps", "rel. RMS error vs exact ODE map",
-                                 "vs teacher chain (N = 40 Heun)"], rows)
-  teacher_gap = chain_error()
-  law_rows, one_step = [], None
-  for name in runs:
+  return errors, finals
+
+
+def _output_laws(finals, sampler_steps, draws) -> tuple[str, tuple]:
+  """(the table of each student's output law per number of sampler steps, the first
+  row's (mean, SE) of the output variance: the right boundary at one step)."""
+  rows, one_step = [], None
+  for name in RUNS:
     for steps in sampler_steps:
-      laws = [output_law(p, runs[name], steps, jax.random.PRNGKey(5), draws)
+      laws = [output_law(p, RUNS[name], steps, jax.random.PRNGKey(5), draws)
               for p in finals[name]]
       if one_step is None:
         variances = np.array([v for v, _ in laws])
         one_step = (variances.mean(), variances.std(ddof=1) / np.sqrt(len(variances)))
-      law_rows.append([name, steps, _pm([v for v, _ in laws]), _pm([k for _, k in laws], ".2e")])
-  law_table = common.markdown_table(
+      rows.append([name, steps, _pm([v for v, _ in laws]), _pm([k for _, k in laws], ".2e")])
+  return common.markdown_table(
       ["student", "sampler steps", f"output variance (data: {STD**2:g})",
-       "KL(Gaussian fit || data)"], law_rows)
+       "KL(Gaussian fit || data)"], rows), one_step
+
+
+def gaussian_reading(errors, checkpoints, teacher_gap: float, one_step) -> str:
+  """The Gaussian study's reading, computed from its errors and output variances."""
   mean_error = lambda name, c: np.mean([e[0] for e in errors[name][c]])
-  good, bad, trained, scheduled = runs
+  good, bad, trained, scheduled = RUNS
   final = lambda name: np.array([e[0] for e in errors[name][-1]])
 
   def versus_distillation(name):
     gap = final(name).mean() - final(good).mean()
-    se = np.hypot(*(final(n).std(ddof=1) / np.sqrt(seeds) for n in (good, name)))
+    se = np.hypot(*(final(n).std(ddof=1) / np.sqrt(len(final(n))) for n in (good, name)))
     return (f"{final(name).mean():.4f}, " + (
         f"above distillation's by {gap:.4f} +- {se:.4f} (resolved beyond twice the SE)"
         if gap > 2 * se else f"{gap:+.4f} +- {se:.4f} from distillation's (not resolved)"))
   lowest_bad = min(range(len(checkpoints)), key=lambda c: mean_error(bad, c))
-  grid = times()
-  chain_variance = float(consistency.teacher_chain_map(SDE, STD, grid)[0] ** 2
+  chain_variance = float(consistency.teacher_chain_map(SDE, STD, times())[0] ** 2
                          * SDE.prior_std**2)
   exact_variance = float(SDE.marginal(jnp.array([EPS]))[0][0] ** 2 * STD**2
                          + SDE.marginal(jnp.array([EPS]))[1][0] ** 2)
-  reading = (
+  return (
       f"Reading. With the boundary c_skip(sigma_min) = 1 the learned map's error against the "
       f"exact ODE map falls from {mean_error(good, 0):.4f} at initialization (f = c_skip x) "
       f"to {mean_error(good, -1):.4f} after {checkpoints[-1]} steps; the teacher chain the "
@@ -305,8 +310,11 @@ def main(_):
       f"{versus_distillation(trained)}; with the paper's schedules (N(k) from 2 to 151 grid "
       f"points, EMA mu(k) from 0.9 to {float(consistency.training_schedule(1.0, 1)[1]):.4f}) "
       f"it is {versus_distillation(scheduled)}.")
+
+
+def _figure(errors, checkpoints, teacher_gap: float):
   figure, ax = plt.subplots(figsize=(5.5, 3.8))
-  for name in runs:
+  for name in RUNS:
     mean = [np.mean([e[0] for e in errors[name][c]]) for c in range(len(checkpoints))]
     ax.plot(checkpoints, mean, marker="o", label=name)
   ax.axhline(teacher_gap, color="k", linestyle="--", label="teacher chain vs exact")
@@ -314,6 +322,21 @@ def main(_):
   ax.set_xlabel("training steps")
   ax.set_ylabel("rel. RMS error vs exact ODE map")
   ax.legend(fontsize=7)
+  return figure
+
+
+def main(_):
+  checkpoints = (0, 50) if FLAGS.quick else (0, 250, 500, 1000, 2000, 4000)
+  sampler_steps, draws = ((1, 2), 10_000) if FLAGS.quick else ((1, 2, 4), 100_000)
+  seeds = 2 if FLAGS.quick else 3
+  errors, finals = _gaussian_students(checkpoints, seeds)
+  rows = [[name, n, _pm([e[0] for e in errors[name][c]]), _pm([e[1] for e in errors[name][c]])]
+          for name in RUNS for c, n in enumerate(checkpoints)]
+  table = common.markdown_table(["student", "training steps", "rel. RMS error vs exact ODE map",
+                                 "vs teacher chain (N = 40 Heun)"], rows)
+  teacher_gap = chain_error()
+  law_table, one_step = _output_laws(finals, sampler_steps, draws)
+  reading = gaussian_reading(errors, checkpoints, teacher_gap, one_step)
   setup = (f"VP SDE, data N(0, {STD:g}^2), eps {EPS:g}; MLP 64x2 through the consistency "
            f"parameterization; distilled from one Heun step of the exact score on the EDM grid "
            f"of {GRID_STEPS} steps, EMA target 0.95, Adam 1e-3, batch 256; {seeds} seeds, mean +- "
@@ -329,7 +352,8 @@ def main(_):
            "Gaussian to the output, exact only as far as the learned map is linear.")
   common.write_outputs("consistency_models", "Consistency distillation against the exact ODE map",
                        setup, "\n\n".join([table, law_table, reading, mixture_table,
-                                             mixture_reading, notes]), figure)
+                                             mixture_reading, notes]), _figure(errors, checkpoints,
+                                                                               teacher_gap))
 
 
 def mixture_section(seeds: int, quick: bool) -> tuple[str, str]:

@@ -65,9 +65,9 @@ def _mean_se(values):
   return values.mean(), values.std(ddof=1) / np.sqrt(values.size)
 
 
-def main(_):
-  seeds = SEEDS[:1] if FLAGS.quick else SEEDS
-  n_points = 200 if FLAGS.quick else 2000
+def measure(seeds, n_points) -> tuple[dict, tuple]:
+  """({(weighting, seed): (ODE gaps, bound gaps) [n_points]}, the exact score's gaps on
+  the first seed's points): each weighting's network trained per seed."""
   results = {}
   for seed in seeds:
     for name, flags in WEIGHTINGS.items():
@@ -81,42 +81,48 @@ def main(_):
     if seed == seeds[0]:
       exact = _gaps(exp, exp.data.distribution.mixture.score_fn(exp.sde), x,
                     jax.random.PRNGKey(seed + 7))
+  return results, exact
 
-  def cell(gap):
-    mean, se = _mean_se(gap)
-    return f"{mean:.4f} ± {se:.4f}"
 
-  rows = [["exact score (seed 0's points)", cell(exact[0]), cell(exact[1]),
-           cell(exact[1] - exact[0]), "-", "-"]]
-  summary = {}
+def _cell(gap) -> str:
+  mean, se = _mean_se(gap)
+  return f"{mean:.4f} ± {se:.4f}"
+
+
+def gap_table(results, exact, seeds) -> str:
+  """One row per network (and the exact score's), with the per-seed means' mean ± SE."""
+  rows = [["exact score (seed 0's points)", _cell(exact[0]), _cell(exact[1]),
+           _cell(exact[1] - exact[0]), "-", "-"]]
   for name in WEIGHTINGS:
-    ode_means = [results[name, s][0].mean() for s in seeds]
-    bound_means = [results[name, s][1].mean() for s in seeds]
-    summary[name] = (ode_means, bound_means)
     for seed in seeds:
       ode_gap, bound_gap = results[name, seed]
-      rows.append([f"{name}, seed {seed}", cell(ode_gap), cell(bound_gap),
-                   cell(bound_gap - ode_gap), "", ""])
+      rows.append([f"{name}, seed {seed}", _cell(ode_gap), _cell(bound_gap),
+                   _cell(bound_gap - ode_gap), "", ""])
     if len(seeds) > 1:
-      rows[-len(seeds)][4] = cell(ode_means)
-      rows[-len(seeds)][5] = cell(bound_means)
-  table = common.markdown_table(
+      rows[-len(seeds)][4] = _cell([results[name, s][0].mean() for s in seeds])
+      rows[-len(seeds)][5] = _cell([results[name, s][1].mean() for s in seeds])
+  return common.markdown_table(
       ["network (weighting, seed)", "ODE NLL - true NLL", "SDE bound - true NLL",
        "bound - ODE NLL", "ODE gap: mean ± SE over seeds", "bound gap: mean ± SE over seeds"],
       rows)
 
+
+def _figure(results, seeds):
   fig, ax = plt.subplots(figsize=(6.5, 4))
   for i, name in enumerate(WEIGHTINGS):
-    ode_means, bound_means = summary[name]
-    ax.plot([i - 0.1] * len(seeds), ode_means, "o", color="C0",
-            label="ODE NLL - true" if i == 0 else None)
-    ax.plot([i + 0.1] * len(seeds), bound_means, "s", color="C1",
-            label="SDE bound - true" if i == 0 else None)
+    ax.plot([i - 0.1] * len(seeds), [results[name, s][0].mean() for s in seeds], "o",
+            color="C0", label="ODE NLL - true" if i == 0 else None)
+    ax.plot([i + 0.1] * len(seeds), [results[name, s][1].mean() for s in seeds], "s",
+            color="C1", label="SDE bound - true" if i == 0 else None)
   ax.axhline(0.0, color="gray", lw=0.8)
   ax.set_xticks(range(len(WEIGHTINGS)), list(WEIGHTINGS))
   ax.set_ylabel("nats per point (one marker per seed)")
   ax.legend()
+  return fig
 
+
+def reading(results, seeds) -> str:
+  """The paired changes against sigma^2 weighting and what they show, computed."""
   def paired(name, which):   # per seed: mean ± SE over points of (name - sigma^2)
     values = [_mean_se(results[name, s][which] - results["sigma^2", s][which]) for s in seeds]
     return values, ", ".join(f"{m:+.4f} ± {e:.4f}" for m, e in values)
@@ -124,16 +130,8 @@ def main(_):
   lowered = {name: paired(name, 1) for name in WEIGHTINGS if name != "sigma^2"}
   ode_change = {name: paired(name, 0) for name in WEIGHTINGS if name != "sigma^2"}
   always_lower = [name for name, (v, _) in lowered.items() if all(m + 2 * e < 0 for m, e in v)]
-  bound_gaps = [_mean_se(results[k][1]) for k in results]
-  nonnegative = all(m + 2 * e >= 0 for m, e in bound_gaps)
-  setup = (
-      f"VP SDE (beta 0.1-20), eps = {EPS}; {n_points} held-out points per seed (seed "
-      f"{list(seeds)}: its own training data, initialization and points); ± is the SE over "
-      f"points (columns 2-4) or over seeds (5-6). The bound uses {NUM_DRAWS} Monte-Carlo draws "
-      "per point, the same for every network of a seed, so its differences between "
-      "weightings are paired. The exact-score row checks the estimators: its ODE gap is the "
-      "solver's and the prior's error, its bound gap the prior mismatch "
-      "E[log p_T / prior] plus Monte-Carlo noise.\n\n"
+  nonnegative = all(m + 2 * e >= 0 for m, e in (_mean_se(results[k][1]) for k in results))
+  return (
       "Paired change against sigma^2 weighting (per seed, mean ± SE over points): of the "
       "bound, " + "; ".join(f"{k}: {v}" for k, (_, v) in lowered.items())
       + "; of the ODE NLL, " + "; ".join(f"{k}: {v}" for k, (_, v) in ode_change.items())
@@ -150,9 +148,23 @@ def main(_):
       + "The ODE's NLL is not bounded by the SDE's bound and is a different model's; its "
       "changes are listed above. **Not shown:** image data (Song et al.'s bits/dim gains are "
       "on CIFAR-10), other SDEs, longer training.")
+
+
+def main(_):
+  seeds = SEEDS[:1] if FLAGS.quick else SEEDS
+  n_points = 200 if FLAGS.quick else 2000
+  results, exact = measure(seeds, n_points)
+  setup = (
+      f"VP SDE (beta 0.1-20), eps = {EPS}; {n_points} held-out points per seed (seed "
+      f"{list(seeds)}: its own training data, initialization and points); ± is the SE over "
+      f"points (columns 2-4) or over seeds (5-6). The bound uses {NUM_DRAWS} Monte-Carlo draws "
+      "per point, the same for every network of a seed, so its differences between "
+      "weightings are paired. The exact-score row checks the estimators: its ODE gap is the "
+      "solver's and the prior's error, its bound gap the prior mismatch "
+      "E[log p_T / prior] plus Monte-Carlo noise.\n\n" + reading(results, seeds))
   common.write_outputs("likelihood_weighting",
                        "Song et al. (2021b): likelihood weighting, the SDE bound and the ODE NLL",
-                       setup, table, fig)
+                       setup, gap_table(results, exact, seeds), _figure(results, seeds))
 
 
 if __name__ == "__main__":

@@ -87,18 +87,17 @@ def train(kernel, sigma, seed, steps, batch=1024):
   return np.asarray(apply(params, jnp.asarray(GRID[WINDOW][:, None], jnp.float32)))[:, 0] / sigma
 
 
-def main(_):
-  steps = 100 if FLAGS.quick else 12_000
-  seeds = (0,) if FLAGS.quick else (0, 1, 2)
-  sigmas = (0.5,) if FLAGS.quick else (0.5, 0.25)
-  kernels = common.subset(KERNEL_DENSITIES, 2)
-  data_score, _ = smoothed("gaussian", 0.0)
+SWEEP = (0.5, 0.25, 0.125, 0.0625, 0.03125)
 
-  # Consistency, exact: the targets' separation from the Gaussian one and from the data score.
-  sweep = (0.5, 0.25, 0.125, 0.0625, 0.03125)
+
+def consistency_sweep(kernels) -> tuple[str, dict, list]:
+  """Exact, by quadrature, over SWEEP: (the table of each target's weighted RMSE to the
+  data score and to the Gaussian target, {kernel: [RMSE to the Gaussian target per
+  sigma]}, [per sigma and kernel: RMSE to the data score / the Gaussian target's])."""
+  data_score, _ = smoothed("gaussian", 0.0)
   separation = {k: [] for k in kernels if k != "gaussian"}
-  sweep_rows, closeness = [], []
-  for sigma in sweep:
+  rows, closeness = [], []
+  for sigma in SWEEP:
     gauss, gauss_density = smoothed("gaussian", sigma)
     row = [sigma, weighted_rmse(gauss, data_score, gauss_density)]
     for kernel in separation:
@@ -106,13 +105,18 @@ def main(_):
       separation[kernel].append(weighted_rmse(target, gauss, density))
       row += [weighted_rmse(target, data_score, density), separation[kernel][-1]]
       closeness.append(row[-2] / row[1])
-    sweep_rows.append(row)
-  slopes = {k: np.polyfit(np.log(sweep[-2:]), np.log(v[-2:]), 1)[0] for k, v in separation.items()}
-  sweep_table = common.markdown_table(
+    rows.append(row)
+  table = common.markdown_table(
       ["sigma", "RMSE(gaussian target, data score)"]
       + [c for k in separation for c in (f"RMSE({k} target, data score)",
-                                         f"RMSE({k} target, gaussian target)")], sweep_rows)
+                                         f"RMSE({k} target, gaussian target)")], rows)
+  return table, separation, closeness
 
+
+def trained_networks(kernels, sigmas, seeds, steps) -> tuple[list, dict, list, list]:
+  """(table rows, {(sigma, kernel): (last seed's learned score, target) on WINDOW}, the
+  non-Gaussian networks' RMSE to their own target / the targets' separation, and their
+  W1 to their own p * kernel / the W1 between p * kernel and p * Gaussian)."""
   rows, curves, fractions, w1_ratios = [], {}, [], []
   for sigma in sigmas:
     gauss_target, _ = smoothed("gaussian", sigma)
@@ -134,32 +138,45 @@ def main(_):
       rows.append([sigma, kernel, weighted_rmse(target[WINDOW], gauss_target[WINDOW], weight),
                    mean_se(own), mean_se(other), mean_se(w1),
                    w1_on_window(target[WINDOW], gauss_target[WINDOW])])
+  return rows, curves, fractions, w1_ratios
+
+
+def _figure(kernels, sigma, seed, curves, separation):
+  fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
+  x = GRID[WINDOW]
+  for i, kernel in enumerate(kernels):
+    learned, exact = curves[(sigma, kernel)]
+    axes[0].plot(x, exact, color=f"C{i}", label=f"score of p * {kernel}")
+    axes[0].plot(x, learned, "--", color=f"C{i}", label=f"DSM, {kernel} noise (seed {seed})")
+  axes[0].set(xlabel="x", title=f"sigma = {sigma}")
+  axes[0].legend(fontsize=8)
+  for kernel, values in separation.items():
+    axes[1].loglog(SWEEP, values, "o-", label=f"{kernel} vs gaussian target")
+  axes[1].loglog(SWEEP, np.array(SWEEP) ** 4 * separation["laplace"][0] / SWEEP[0] ** 4, "k:",
+                 label="sigma^4")
+  axes[1].set(xlabel="sigma", ylabel="weighted RMSE between targets")
+  axes[1].legend(fontsize=8)
+  return fig
+
+
+def main(_):
+  steps = 100 if FLAGS.quick else 12_000
+  seeds = (0,) if FLAGS.quick else (0, 1, 2)
+  sigmas = (0.5,) if FLAGS.quick else (0.5, 0.25)
+  kernels = common.subset(KERNEL_DENSITIES, 2)
+  sweep_table, separation, closeness = consistency_sweep(kernels)
+  slopes = {k: np.polyfit(np.log(SWEEP[-2:]), np.log(v[-2:]), 1)[0] for k, v in separation.items()}
+  rows, curves, fractions, w1_ratios = trained_networks(kernels, sigmas, seeds, steps)
   table = common.markdown_table(
       ["sigma", "kernel", "target separation: RMSE(own target, gaussian target)",
        "network: RMSE to own target", "network: RMSE to gaussian target",
        "network: W1(learned density, p * kernel)", "W1(p * kernel, p * gaussian)"], rows)
-
-  fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
-  x = GRID[WINDOW]
-  for i, kernel in enumerate(kernels):
-    learned, exact = curves[(sigmas[0], kernel)]
-    axes[0].plot(x, exact, color=f"C{i}", label=f"score of p * {kernel}")
-    axes[0].plot(x, learned, "--", color=f"C{i}", label=f"DSM, {kernel} noise (seed {seeds[-1]})")
-  axes[0].set(xlabel="x", title=f"sigma = {sigmas[0]}")
-  axes[0].legend(fontsize=8)
-  for kernel, values in separation.items():
-    axes[1].loglog(sweep, values, "o-", label=f"{kernel} vs gaussian target")
-  axes[1].loglog(sweep, np.array(sweep) ** 4 * separation["laplace"][0] / sweep[0] ** 4, "k:",
-                 label="sigma^4")
-  axes[1].set(xlabel="sigma", ylabel="weighted RMSE between targets")
-  axes[1].legend(fontsize=8)
-
-  n_seeds = len(seeds)
   setup = (
       f"1-D mixture (weights 0.2/0.5/0.3). Networks: MLP width 128, {steps} Adam steps, "
-      f"learning rate 3e-3 with cosine decay to 0, batch 1024; mean ± SE over {n_seeds} seeds "
-      "(initialization and data). RMSEs weighted by p * kernel on [-4.5, 5.5]; W1 between "
-      "densities integrated from the scores on the same window (exact, no sampler).\n\n"
+      f"learning rate 3e-3 with cosine decay to 0, batch 1024; mean ± SE over {len(seeds)} "
+      "seeds (initialization and data). RMSEs weighted by p * kernel on [-4.5, 5.5]; W1 "
+      "between densities integrated from the scores on the same window (exact, no sampler)."
+      "\n\n"
       "In score, each network is closer to its own kernel's target than to the Gaussian one, "
       f"its error to its own target {min(fractions):.2f}-{max(fractions):.2f} of the targets' "
       "separation: DSM with Laplace or Student-t noise learns the score of the data smoothed "
@@ -177,7 +194,8 @@ def main(_):
       "(at rate sigma^2), and the non-Gaussian targets approach the Gaussian one faster, with "
       f"log-log slopes {', '.join(f'{k} {v:.2f}' for k, v in slopes.items())} over the last "
       "halving (theory: 4, the kurtosis term).\n\n" + sweep_table)
-  common.write_outputs("q7_non_gaussian_dsm", "Q7. DSM with non-Gaussian noise", setup, table, fig)
+  common.write_outputs("q7_non_gaussian_dsm", "Q7. DSM with non-Gaussian noise", setup, table,
+                       _figure(kernels, sigmas[0], seeds[-1], curves, separation))
 
 
 if __name__ == "__main__":
