@@ -25,14 +25,14 @@ from infra import workdir as wd
 
 def held_out_loss(exp, params) -> float:
   """The training loss (network in eval mode) over eval.num_loss_batches held-out batches."""
-  e, held_out = exp.eval, exp.data.held_out
+  e, held_out, split = exp.eval, exp.data.held_out, exp.sharding("data")
   key = jax.random.PRNGKey(exp.seed + 20_000)
   rows = np.arange(e.batch_size)
 
   def batch(i):
     index = (i * e.batch_size + rows) % len(held_out)
-    x = mesh.put(held_out[index], exp.sharding("data"))
-    return (x, mesh.put(exp.data.held_out_labels[index], exp.sharding("data"))) if exp.num_label_classes else x
+    x = mesh.put(held_out[index], split)
+    return (x, mesh.put(exp.data.held_out_labels[index], split)) if exp.num_label_classes else x
 
   return float(np.mean([exp.eval_loss(params, batch(i), jax.random.fold_in(key, i))
                         for i in range(e.num_loss_batches)]))
@@ -103,19 +103,26 @@ def evaluate_params(exp, params, step: int, out_dir=None, weak_params=None):
   return metrics, first
 
 
+def preflight(exp):
+  """What stops an evaluation before it writes anything: a missing feature network (when
+  sample metrics need one) or weak model. Returns the weak model's parameters or None."""
+  if exp.eval.enable_sampling:
+    exp.data.check_feature_net()
+  return weights.weak_params(exp)
+
+
 def evaluate(exp, workdir: str) -> list:
   """Evaluates (EMA parameters) every kept snapshot not evaluated yet, and the latest
   checkpoint; appends to <workdir>/eval/metrics.jsonl. A killed evaluation resumes at the
   checkpoint it was on, and within it at its last finished likelihood batch and sampling
   round (kept in <workdir>/eval/step_<step>/)."""
-  if exp.eval.enable_sampling:        # features needed: a missing network stops it here
-    exp.data.check_feature_net()
+  weak = preflight(exp)
   with wd.open_for_writing(workdir, exp.record):
     mngr = wd.manager(workdir, exp.train.snapshot_freq)
     if not mngr.all_steps():
       raise run.RunError(f"no checkpoint in {mngr.directory} to evaluate; train first")
     path = os.path.join(workdir, "eval", "metrics.jsonl")
-    done, results, weak = wd.logged_steps(path), [], weights.weak_params(exp)
+    done, results = wd.logged_steps(path), []
     with contextlib.closing(metric_writer.MetricWriter(os.path.dirname(path),
                                                        jax.process_index() == 0)) as writer:
       for step in sorted(mngr.all_steps()):
@@ -141,11 +148,11 @@ def sample(exp, workdir: str) -> str:
   folder."""
   with wd.open_for_writing(workdir, exp.record):
     params, step = weights.restore_params(exp, workdir)
-    classifier_params = weights.classifier_params(exp, workdir) if exp.sampling.classifier_scale else None
+    clf = weights.classifier_params(exp, workdir) if exp.sampling.classifier_scale else None
     weak = weights.weak_params(exp)
     out_dir = os.path.join(workdir, "samples", f"step_{step}", exp.sampling.folder)
     x, nfe = generate(exp, params, jax.random.PRNGKey(exp.seed + 40_000),
-                      exp.sampling.num_samples, out_dir, classifier_params=classifier_params,
+                      exp.sampling.num_samples, out_dir, classifier_params=clf,
                       weak_params=weak)
     name, samples = exp.data.export(x)
     wd.save_npz(os.path.join(out_dir, name), arr_0=samples)

@@ -82,9 +82,7 @@ def _report(exp, workdir, writer, state, step, loss, start_step, start_time, wea
 
 
 def train_eval(exp, workdir: str) -> dict:
-  """--mode train_eval: `train`, then evaluate.report on the final state (the feature
-  network, if sample metrics need one, is checked before training)."""
-  if exp.eval.enable_sampling:        # features needed: a missing network stops it here
-    exp.data.check_feature_net()
-  weak = weights.weak_params(exp)       # a missing weak model stops the run before training
+  """--mode train_eval: `train`, then evaluate.report on the final state (evaluate.preflight
+  first: a missing feature network or weak model stops the run before training)."""
+  weak = evaluate.preflight(exp)
   return evaluate.report(exp, workdir, train(exp, workdir)[0], weak)

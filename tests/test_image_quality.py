@@ -130,7 +130,8 @@ def test_eval_writes_quality_metrics_for_each_sampler(fashion_mnist_dir, tmp_pat
 def trained_feature_net(fashion_mnist_dir, tmp_path_factory):
   data_dir = _data_dir_with_own_feature_nets(fashion_mnist_dir, tmp_path_factory.mktemp("fn"))
   # Half of `make feature-net`'s 4 epochs, to save CI two minutes.
-  info = feature_nets.train_classifier("fashion_mnist", data_dir, epochs=2, log=lambda message: None)
+  info = feature_nets.train_classifier("fashion_mnist", data_dir, epochs=2,
+                                      log=lambda message: None)
   return info, feature_nets.load("fashion_mnist_cnn", data_dir, batch_size=500), data_dir
 
 

@@ -68,6 +68,7 @@ BAD_INPUTS = [
     (["--mode=eval", "--config.eval.batch_size=0"], "config.eval.batch_size=0"),
     (["--mode=eval", "--config.eval.posthoc_sigma_rel=0.3"], "config.eval.posthoc_sigma_rel=0.3"),
     (["--mode=train", "--config.model.ema_rate=1.5"], "config.model.ema_rate=1.5"),
+    (["--mode=inpaint"], "--mode inpaint needs image data"),
 ]
 
 
