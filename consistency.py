@@ -87,6 +87,36 @@ def training_schedule(k, total_steps: int, s0: int = 2, s1: int = 150, mu0: floa
   return n.astype(jnp.int32), jnp.exp(s0 * jnp.log(mu0) / n)
 
 
+LOSSES = ("consistency_distillation", "consistency_training")
+
+
+def get_loss_fn(name: str, consistency_fn, sde: sde_lib.SDE, teacher_score_fn=None, *,
+                num_steps: int = 18, grid: str = "edm", eps: float = 1e-3,
+                teacher: str = "heun", schedule_steps: int = 0):
+  """loss_fn(params, x0 [B, ...], key, target_params, teacher_params, step) -> scalar of
+  the train step (losses.get_train_step with `targeted`): `distillation_loss` on the grid
+  sampling.time_grid(sde, num_steps, grid, eps) with one `teacher` step of
+  teacher_score_fn(teacher_params), or `training_loss` on num_steps steps (with
+  schedule_steps = K > 0, training_schedule's N(step) - 1 over K steps instead). The
+  student is consistency_fn(params, train=True, dropout key) (models.parameterizations.
+  network_consistency_fn), the target consistency_fn(target_params): the train state's
+  EMA parameters."""
+  if name not in LOSSES:
+    raise ValueError(f"unknown consistency loss {name!r}; valid choices: {list(LOSSES)}")
+  times = sampling.time_grid(sde, num_steps, grid, eps)
+
+  def loss_fn(params, x0, key, target_params, teacher_params, step):
+    student = consistency_fn(params, True, jax.random.fold_in(key, 1))
+    target = consistency_fn(target_params)
+    if name == "consistency_distillation":
+      return distillation_loss(student, target, sde, teacher_score_fn(teacher_params), x0, key,
+                               times, teacher)
+    steps = training_schedule(step, schedule_steps)[0] - 1 if schedule_steps else num_steps
+    return training_loss(student, target, sde, x0, key, steps, grid, eps)
+
+  return loss_fn
+
+
 def gaussian_ode_map(sde: sde_lib.SDE, std: float, t, eps: float = 1e-3):
   """The exact consistency map of data N(0, std^2 I): the probability-flow ODE from t to
   eps is x -> r x with r = std_eps / std_t [B], std_t^2 = alpha(t)^2 std^2 + sigma(t)^2 (the

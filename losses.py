@@ -338,10 +338,14 @@ class TrainState:
 
 
 def get_train_step(loss_fn: Callable, optimizer: optax.GradientTransformation,
-                   ema_decay: Callable, unroll: bool = False, accumulation_steps: int = 1):
-  """Returns train_step(state, batch, base_key) -> (state, metrics).
+                   ema_decay: Callable, unroll: bool = False, accumulation_steps: int = 1,
+                   targeted: bool = False):
+  """Returns train_step(state, batch, base_key, frozen=None) -> (state, metrics).
 
-  `loss_fn(params, x0, key) -> scalar`; `batch` is [n_steps, B, ...] (or a pytree of
+  `loss_fn(params, x0, key) -> scalar`, or with `targeted` `loss_fn(params, x0, key,
+  target_params, frozen, step)`: the state's EMA parameters (a consistency model's
+  target), the frozen parameters passed to the step (a distillation teacher's) and the
+  step's index (consistency.get_loss_fn); `batch` is [n_steps, B, ...] (or a pytree of
   such arrays, e.g. (images, labels)): n_steps optimizer steps run under `lax.scan` (one
   step runs without a loop), or one after another without a loop if `unroll` (n_steps
   copies of the step to compile: XLA:CPU compiles convolution gradients inside a loop
@@ -358,31 +362,33 @@ def get_train_step(loss_fn: Callable, optimizer: optax.GradientTransformation,
   first axis on that device.) The EMA decay of step s is `ema_decay(s)` (ema.decay_fn).
   Pure; devices are the caller's.
   """
-  def mean_loss(params, examples, keys):
-    one = lambda x, key: loss_fn(params, jax.tree_util.tree_map(lambda a: a[None], x), key)
+  def mean_loss(params, examples, keys, extra):
+    one = lambda x, key: loss_fn(params, jax.tree_util.tree_map(lambda a: a[None], x), key,
+                                 *extra)
     return jnp.mean(jax.vmap(one)(examples, keys))
 
-  def loss_and_grads(params, x0, key):
+  def loss_and_grads(params, x0, key, extra):
     n = jax.tree_util.tree_leaves(x0)[0].shape[0]
     keys = jax.vmap(jax.random.fold_in, (None, 0))(key, jnp.arange(n))
     if accumulation_steps == 1:
-      return jax.value_and_grad(mean_loss)(params, x0, keys)
+      return jax.value_and_grad(mean_loss)(params, x0, keys, extra)
     k = accumulation_steps
     microbatches = jax.tree_util.tree_map(          # [k, B / k, ...]: examples m, m + k, ...
         lambda a: jnp.swapaxes(a.reshape(n // k, k, *a.shape[1:]), 0, 1), (x0, keys))
 
     def add_microbatch(total, microbatch):
-      value_and_grads = jax.value_and_grad(mean_loss)(params, *microbatch)
+      value_and_grads = jax.value_and_grad(mean_loss)(params, *microbatch, extra)
       return jax.tree_util.tree_map(jnp.add, total, value_and_grads), None
 
     zeros = jax.tree_util.tree_map(jnp.zeros_like, (jnp.zeros(()), params))
     total, _ = jax.lax.scan(add_microbatch, zeros, microbatches, unroll=unroll)
     return jax.tree_util.tree_map(lambda v: v / k, total)
 
-  def train_step(state: TrainState, batch, base_key):
+  def train_step(state: TrainState, batch, base_key, frozen=None):
     def one_step(state: TrainState, x0):
       key = jax.random.fold_in(base_key, state.step)
-      loss, grads = loss_and_grads(state.params, x0, key)
+      extra = (state.ema_params, frozen, state.step) if targeted else ()
+      loss, grads = loss_and_grads(state.params, x0, key, extra)
       updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
       params = optax.apply_updates(state.params, updates)
       decay = ema_decay(state.step)

@@ -62,7 +62,7 @@ def row(path: str, model_axis_size: int) -> dict:
   batch = jax.ShapeDtypeStruct((1, exp.train.batch_size, *exp.data.example_shape), "float32",
                                sharding=exp.sharding(None, "data"))
   start = time.time()
-  compiled = exp.train_step.lower(exp.abstract_state, batch, jax.random.PRNGKey(0)).compile(
+  compiled = exp.train_step.lower(exp.abstract_state, batch, jax.random.PRNGKey(0), None).compile(
       compiler_options={"xla_backend_optimization_level": 0})    # LLVM's codegen: not memory
   m = compiled.memory_analysis()
   total = (m.argument_size_in_bytes + m.temp_size_in_bytes + m.output_size_in_bytes

@@ -176,7 +176,7 @@ class OurSide:
       self.timings["setup_seconds"] = time.perf_counter() - start
     while self.seconds + time.perf_counter() - start < seconds:
       step_start = time.perf_counter()
-      self.state, metrics = self.exp.train_step(self.state, next(self.batches), self.key)
+      self.state, metrics = self.exp.train_step(self.state, next(self.batches), self.key, None)
       self.loss = loss = float(metrics["loss"])           # blocks on the step
       self.timings.setdefault("first_step_seconds", time.perf_counter() - step_start)
       self.steps += self.exp.train.n_jitted_steps

@@ -12,6 +12,7 @@ import inspect
 
 import jax
 
+import consistency
 import controllable_generation as cg
 import datasets
 import likelihood
@@ -50,7 +51,9 @@ def keys() -> dict:
                    "min_time", "batch_size", "n_iters", "n_jitted_steps", "log_freq",
                    "snapshot_freq", "snapshot_freq_for_preemption", "eval_freq",
                    "label_dropout", "weighted", "posthoc_ema", "objective", "n_projections",
-                   "trace_estimator", "accumulation_steps", "model_axis_size"),
+                   "trace_estimator", "accumulation_steps", "model_axis_size", "consistency"),
+      "training.consistency": ("teacher_workdir", "teacher_checkpoint_step", "teacher",
+                               "num_steps", "grid", "eps", "schedule"),
       "training.posthoc_ema": ("sigma_rels", "snapshot_freq"),
       "optim": _arguments(schedules.get_optimizer, ("posthoc_sigma_rels",)),
       "eval": ("enable_loss", "enable_likelihood", "enable_sampling", "num_loss_batches",
@@ -89,19 +92,23 @@ DOMAINS = {
                      "classifier.n_iters", "classifier.batch_size",
                      "controllable.resamplings", "training.n_projections",
                      "optim.decay_steps", "training.accumulation_steps",
-                     "training.model_axis_size"), AT_LEAST_1),
+                     "training.model_axis_size", "training.consistency.num_steps"),
+                    AT_LEAST_1),
     **dict.fromkeys(("training.eval_freq", "training.posthoc_ema.snapshot_freq"),
                     OFF_OR_AT_LEAST_1),
     **dict.fromkeys(("optim.warmup", "optim.weight_decay", "optim.grad_clip",
                      "eval.fid_reference_size",
                      "sampling.guidance_scale", "sampling.classifier_scale"), AT_LEAST_0),
     **dict.fromkeys(("optim.lr", "optim.adam_eps", "optim.t_ref", "classifier.lr",
-                     "training.min_time", "model.sigma_data"), POSITIVE),
+                     "training.min_time", "model.sigma_data", "training.consistency.eps"),
+                    POSITIVE),
     **dict.fromkeys(("optim.beta1", "model.ema_rate"), UNIT),
     "training.label_dropout": (_number(lambda v: 0 <= v < 1), "in [0, 1)"),
     **dict.fromkeys(("eval.checkpoint_step", "sampling.autoguidance.checkpoint_step"),
                     (_number(lambda v: v >= -1), ">= 0, or -1 for the latest")),
     "sampling.autoguidance.weight": AT_LEAST_0,
+    "training.consistency.teacher_checkpoint_step": (_number(lambda v: v >= -1),
+                                                     ">= 0, or -1 for none"),
     # ema.gamma_of_sigma_rel's domain: the relative widths of power EMAs with gamma > 0
     "eval.posthoc_sigma_rel": (_number(lambda v: v == 0 or 0 < v < 12 ** -0.5),
                                "0 (off) or in (0, 0.2887)"),
@@ -133,7 +140,10 @@ def choices() -> dict:
   """Dotted key -> the names it may take (a dict's keys are listed sorted, a tuple's in
   order)."""
   return {"model.name": models.MODELS, "optim.schedule": schedules.SCHEDULES,
-          "training.loss": losses.MULTI_LEVEL_LOSSES, "training.objective": losses.OBJECTIVES,
+          "training.loss": (*losses.MULTI_LEVEL_LOSSES, *consistency.LOSSES),
+          "training.objective": losses.OBJECTIVES,
+          "training.consistency.teacher": consistency.TEACHERS,
+          "training.consistency.grid": sampling.TIME_GRIDS,
           "training.trace_estimator": losses.TRACE_ESTIMATORS,
           "training.weighted.weighting": weightings.WEIGHTINGS,
           "training.weighted.noise_levels": weightings.NOISE_LEVEL_DISTRIBUTIONS,
@@ -165,6 +175,7 @@ def check(config):
       raise RunError(f"config.{key}={value!r}: must be {description}")
   _check_labels(config, labelled=not toy)
   _check_noise_levels(config)
+  _check_consistency(config)
   _check_divisibility(config)
 
 
@@ -230,6 +241,31 @@ def _check_noise_levels(config):
   if levels and config.model.noise_conditioning != "level_index":
     raise RunError(f"config.model.noise_levels={levels} needs config.model.noise_conditioning="
                    f"'level_index' (the row's index), got {config.model.noise_conditioning!r}")
+
+
+def _check_consistency(config):
+  """A consistency loss trains an unconditional consistency function at the boundary time
+  its sampler uses; distillation names its teacher's checkpoint; the held-out loss (a
+  DSM-type loss's) is off."""
+  t, m = config.training, config.model
+  c, loss = t.consistency, f"config.training.loss={t.loss!r}"
+  if m.parameterization == "consistency" and config.sampling.consistency.eps != c.eps:
+    raise RunError(f"config.sampling.consistency.eps={config.sampling.consistency.eps} must "
+                   f"equal the consistency boundary config.training.consistency.eps={c.eps}")
+  if t.loss not in consistency.LOSSES:
+    return
+  needs = {"config.model.parameterization": (m.parameterization, "'consistency'"),
+           "config.model.num_label_classes": (m.get("num_label_classes", 0), "0"),
+           "config.eval.enable_loss": (config.eval.enable_loss, "False"),
+           "config.training.eval_freq": (t.eval_freq, "0")}
+  for key, (value, valid) in needs.items():
+    if repr(value) != valid:
+      raise RunError(f"{loss} needs {key}={valid}, got {value!r}")
+  if t.loss == "consistency_distillation" and (not c.teacher_workdir
+                                               or c.teacher_checkpoint_step < 0):
+    raise RunError(f"{loss} needs a teacher: set config.training.consistency.teacher_workdir "
+                   "(a trained run under this SDE) and its checkpoint_step (>= 0), got "
+                   f"{c.teacher_workdir!r} and {c.teacher_checkpoint_step}")
 
 
 def _check_divisibility(config):

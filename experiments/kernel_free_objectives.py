@@ -114,14 +114,14 @@ def step_costs(objectives, repeats: int, rounds: int) -> dict:
     exp = build.build(config)
     state = exp.init_state(jax.random.PRNGKey(0))
     batch = GMM.sample(jax.random.PRNGKey(1), 512)[None]
-    state, _ = exp.train_step(state, batch, jax.random.PRNGKey(2))     # compile
+    state, _ = exp.train_step(state, batch, jax.random.PRNGKey(2), None)     # compile
     steps[objective] = [exp.train_step, state, batch]
   costs = {objective: [] for objective in objectives}
   for _ in range(rounds):
     for objective, (train_step, state, batch) in steps.items():
       start = time.perf_counter()
       for _ in range(repeats):
-        state, metrics = train_step(state, batch, jax.random.PRNGKey(2))   # donates state
+        state, metrics = train_step(state, batch, jax.random.PRNGKey(2), None)   # donates state
       jax.block_until_ready(metrics)
       costs[objective].append((time.perf_counter() - start) / repeats)
       steps[objective][1] = state

@@ -47,6 +47,13 @@ def shardings(mesh: jax.sharding.Mesh, tree):
       lambda a: jax.sharding.NamedSharding(mesh, partition_spec(a.shape, size)), tree)
 
 
+def abstract(mesh: jax.sharding.Mesh, shapes):
+  """The ShapeDtypeStructs of `shapes` (a pytree of them) laid out by `shardings`."""
+  return jax.tree_util.tree_map(
+      lambda s, sharding: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sharding),
+      shapes, shardings(mesh, shapes))
+
+
 def to_host(x) -> np.ndarray:
   """A global array as one numpy array on every process."""
   if jax.process_count() > 1:

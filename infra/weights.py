@@ -1,6 +1,7 @@
 """The parameters a mode reads from workdirs: the evaluated parameters of a checkpoint
 (its EMA, or a post-hoc EMA rebuilt from the stored snapshots), the autoguiding weak
-model of another workdir, and the noise-conditional classifier of classifier guidance.
+model of another workdir, consistency distillation's teacher, and the noise-conditional
+classifier of classifier guidance.
 What is missing is a one-line RunError naming the setting or the command that makes it."""
 import os
 
@@ -49,6 +50,22 @@ def weak_params(exp):
   except errors.RunError as e:
     raise errors.RunError(f"the weak model of {where}: {e}") from None
   logging.info("autoguidance: weak model %s at step %d, weight %g", a.workdir, step, a.weight)
+  return state.ema_params
+
+
+def teacher_params(exp):
+  """Consistency distillation's teacher parameters: the EMA parameters of its checkpoint
+  (run/experiment.Teacher); None for every other loss."""
+  t = exp.teacher
+  if t is None:
+    return None
+  mngr = wd.manager(t.workdir, 1)
+  if t.checkpoint_step not in mngr.all_steps():
+    raise errors.RunError(
+        f"config.training.consistency.teacher_checkpoint_step={t.checkpoint_step}: "
+        f"{t.workdir} keeps the checkpoints {sorted(mngr.all_steps())}")
+  state, _ = wd.restore(mngr, t.abstract_state, t.record, t.checkpoint_step)
+  logging.info("consistency distillation: teacher %s at step %d", t.workdir, t.checkpoint_step)
   return state.ema_params
 
 

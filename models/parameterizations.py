@@ -39,7 +39,13 @@ score by `parameterization`:
   "flow"   (the flow-matching velocity, d/dt of alpha x_0 + sigma z): output = f x -
            g^2 s / 2, the probability-flow drift, so score = 2 (f x - output) / g^2; for
            rectified flow the target is z - x_0.
+  "consistency" (a consistency function, Song et al., 2023): "edm"'s form with
+           `consistency_coefficients` at the boundary time `consistency_eps`, so that
+           alpha(eps) D = f(x, t) is `get_consistency_fn`'s map to time eps and the score
+           is the one whose denoiser gives it (consistency.as_score_fn): every sampler
+           takes it, and sampling.get_consistency_sampler steps with f.
 """
+import functools
 from typing import Any, Callable, NamedTuple
 
 import jax
@@ -87,6 +93,15 @@ def _edm(net, n: Noisy, sde, sigma_data):
   return (n.alpha * denoised - n.x) / n.sigma**2
 
 
+def _consistency(net, n: Noisy, sde, sigma_data, eps=1e-3):
+  sigma_hat = n.sigma / n.alpha
+  sigma_hat_min = jnp.exp(-sde.log_snr(jnp.full((1,), eps)))[0]
+  c_skip, c_out, c_in = consistency_coefficients(sigma_hat, sigma_hat_min, sigma_data)
+  x_hat = n.x / n.alpha
+  denoised = c_skip * x_hat + c_out * net(c_in * x_hat)
+  return (n.alpha * denoised - n.x) / n.sigma**2
+
+
 def _v(net, n: Noisy, sde, sigma_data):
   r2 = n.alpha**2 + n.sigma**2
   eps_hat = n.sigma / r2 * n.x + n.alpha / jnp.sqrt(r2) * net(n.x_in)
@@ -100,7 +115,8 @@ def _flow(net, n: Noisy, sde, sigma_data):
 
 # (net(x_in) -> output, Noisy, sde, sigma_data) -> score [B, ...]
 PARAMETERIZATIONS = {"noise": _noise, "scaled_score": _scaled_score, "score": _score,
-                     "data": _data, "edm": _edm, "v": _v, "flow": _flow}
+                     "data": _data, "edm": _edm, "v": _v, "flow": _flow,
+                     "consistency": _consistency}
 # (sde, t [B]) -> c_noise [B]
 NOISE_CONDITIONINGS = {
     "log_sigma": lambda sde, t: jnp.log(sde.marginal(t)[1]),
@@ -112,13 +128,16 @@ NOISE_CONDITIONINGS = {
 def get_score_fn(apply_fn: Callable[..., jax.Array], params: Any, sde: sde_lib.SDE,
                  parameterization: str = "noise", scale_input: bool = True,
                  noise_conditioning: str = "log_sigma", sigma_data: float = 0.5,
-                 center_input: bool = False):
-  """Returns score_fn(x [B, ...], t [B]) -> [B, ...] for a network `apply_fn`."""
+                 center_input: bool = False, consistency_eps: float = 1e-3):
+  """Returns score_fn(x [B, ...], t [B]) -> [B, ...] for a network `apply_fn`
+  (consistency_eps: the boundary time of parameterization "consistency")."""
   for name, registry, what in ((parameterization, PARAMETERIZATIONS, "parameterization"),
                                (noise_conditioning, NOISE_CONDITIONINGS, "noise_conditioning")):
     if name not in registry:
       raise ValueError(f"unknown {what} {name!r}; valid choices: {list(registry)}")
   to_score = PARAMETERIZATIONS[parameterization]
+  if parameterization == "consistency":
+    to_score = functools.partial(to_score, eps=consistency_eps)
   conditioning = NOISE_CONDITIONINGS[noise_conditioning]
 
   def score_fn(x, t):
@@ -132,18 +151,33 @@ def get_score_fn(apply_fn: Callable[..., jax.Array], params: Any, sde: sde_lib.S
   return score_fn
 
 
+def _network(model, train: bool, key, labels) -> Callable[..., jax.Array]:
+  """apply_fn(params, x, c) of a Flax network (model.apply(params, x, c, train=...,
+  labels=...)), dropout drawn from `key` in training."""
+  rngs = {"dropout": key} if train else None
+  extra = {} if labels is None else {"labels": labels}
+  return lambda p, x, c: model.apply(p, x, c, train=train, rngs=rngs, **extra)
+
+
 def network_score_fn(model, sde: sde_lib.SDE, **options) -> Callable:
   """score_fn(params, train=False, key=None, labels=None) -> s(x, t) of a Flax network
-  (model.apply(params, x, c, train=..., labels=...), dropout drawn from `key` in
-  training) through `get_score_fn` with `options`."""
+  through `get_score_fn` with `options`."""
 
   def score_fn(params, train=False, key=None, labels=None):
-    rngs = {"dropout": key} if train else None
-    extra = {} if labels is None else {"labels": labels}
-    apply_fn = lambda p, x, c: model.apply(p, x, c, train=train, rngs=rngs, **extra)
-    return get_score_fn(apply_fn, params, sde, **options)
+    return get_score_fn(_network(model, train, key, labels), params, sde, **options)
 
   return score_fn
+
+
+def network_consistency_fn(model, sde: sde_lib.SDE, **options) -> Callable:
+  """consistency_fn(params, train=False, key=None) -> f(x, t) of a Flax network through
+  `get_consistency_fn` with `options` (eps, sigma_data, noise_conditioning): the map
+  whose score is parameterization "consistency"'s with the same settings."""
+
+  def consistency_fn(params, train=False, key=None):
+    return get_consistency_fn(_network(model, train, key, None), params, sde, **options)
+
+  return consistency_fn
 
 
 def consistency_coefficients(sigma_hat, sigma_hat_min, sigma_data: float):

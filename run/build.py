@@ -5,11 +5,16 @@ domain, every registry name), reads each value once into run/experiment.py's spe
 builds the SDE, the network, the optimizer and the data, resolves the score functions
 and jits the functions every mode uses.
 """
+import functools
 import json
+import os
 
 import jax
 import jax.numpy as jnp
+import ml_collections
+import optax
 
+import consistency
 import controllable_generation as cg
 import data as data_lib
 import ema
@@ -33,6 +38,60 @@ P = jax.sharding.PartitionSpec
 def build_sde(c) -> sde_lib.SDE:
   cls = sde_lib.SDES[c.name.lower()]
   return cls(N=c.num_scales, **{k: c[k] for k in schema.sde_keys(cls)})
+
+
+def _network(m, sde: sde_lib.SDE, consistency_eps: float):
+  """(the network, its score_fn(params, train, key, labels)) of a config.model section."""
+  model = models.get_model(m.name, **{k: v for k, v in m.items()
+                                      if k not in schema.NETWORK_KEYS})
+  return model, parameterizations.network_score_fn(
+      model, sde, parameterization=m.parameterization, scale_input=m.scale_input,
+      noise_conditioning=m.noise_conditioning, sigma_data=m.sigma_data,
+      center_input=m.get("center_input", False), consistency_eps=consistency_eps)
+
+
+def _init_state(model, optimizer, example_shape, key) -> losses.TrainState:
+  params = model.init(key, jnp.zeros((1, *example_shape)), jnp.zeros((1,)))
+  return losses.TrainState(step=jnp.zeros((), jnp.int32), params=params,
+                           opt_state=optimizer.init(params), ema_params=params)
+
+
+def _optimizer(config) -> optax.GradientTransformation:
+  return schedules.get_optimizer(**config.optim,
+                                 posthoc_sigma_rels=config.training.posthoc_ema.sigma_rels)
+
+
+def _as_config(record):
+  """A recorded config (JSON values: tuples became lists) as a ConfigDict."""
+  tuples = lambda v: (tuple(map(tuples, v)) if isinstance(v, list) else
+                      {k: tuples(w) for k, w in v.items()} if isinstance(v, dict) else v)
+  return ml_collections.ConfigDict(tuples(record))
+
+
+def _teacher(config, sde, mesh, example_shape) -> experiment.Teacher | None:
+  """Consistency distillation's teacher: the run in config.training.consistency.
+  teacher_workdir as its config.json records it (any network; this config's SDE)."""
+  c = config.training.consistency
+  if config.training.loss != "consistency_distillation":
+    return None
+  where = f"config.training.consistency.teacher_workdir={c.teacher_workdir!r}"
+  path = os.path.join(c.teacher_workdir, "config.json")
+  if not os.path.exists(path):
+    raise run.RunError(f"{where} holds no trained run (no config.json): train the teacher "
+                       "there first")
+  with open(path) as f:
+    record = json.load(f)
+  if record["sde"] != json.loads(json.dumps(config.sde.to_dict())):
+    raise run.RunError(f"{where} learned another process: its config.sde {record['sde']} "
+                       f"differs from this config's {config.sde.to_dict()}")
+  teacher = _as_config(record)
+  model, score_fn = _network(teacher.model, sde, teacher.training.get(
+      "consistency", {}).get("eps", c.eps))
+  shapes = jax.eval_shape(functools.partial(_init_state, model, _optimizer(teacher),
+                                            example_shape), jax.random.PRNGKey(0))
+  return experiment.Teacher(
+      c.teacher_workdir, c.teacher_checkpoint_step, record,
+      mesh_lib.abstract(mesh, shapes), lambda params: score_fn(params))
 
 
 def _specs(config) -> dict:
@@ -70,15 +129,11 @@ def _objects(config, mesh) -> tuple[dict, dict]:
   m, s, t = config.model, config.sampling, config.training
   e, num_classes = config.eval, m.get("num_label_classes", 0)
   sde = build_sde(config.sde)
-  model = models.get_model(m.name, **{k: v for k, v in m.items()
-                                      if k not in schema.NETWORK_KEYS})
+  model, score_fn = _network(m, sde, t.consistency.eps)
   data = data_lib.get_data(seed=config.seed, feature_net=e.feature_net, fid=dict(
       fid_protocol=e.fid_protocol, fid_reference=e.fid_reference,
       fid_reference_size=e.fid_reference_size), **config.data.to_dict())
-  score_fn = parameterizations.network_score_fn(
-      model, sde, parameterization=m.parameterization, scale_input=m.scale_input,
-      noise_conditioning=m.noise_conditioning, sigma_data=m.sigma_data,
-      center_input=m.get("center_input", False))
+  teacher = _teacher(config, sde, mesh, data.example_shape)
   net = classifier_lib.NoiseConditionalCNN(num_classes=config.classifier.num_classes)
   class_log_prob_fn = lambda params: cg.noise_conditional_log_prob(
       lambda x, c: net.apply({"params": params}, x, c), sde, m.sigma_data)
@@ -87,8 +142,7 @@ def _objects(config, mesh) -> tuple[dict, dict]:
   shape = (s.batch_size, *data.example_shape)
   return dict(
       sde=sde, model=model, data=data, mesh=mesh, num_label_classes=num_classes, **specs,
-      optimizer=schedules.get_optimizer(**config.optim,
-                                        posthoc_sigma_rels=t.posthoc_ema.sigma_rels),
+      optimizer=_optimizer(config), teacher=teacher,
       sampler_kwargs=sampler_kwargs, score_fn=score_fn, class_log_prob_fn=class_log_prob_fn,
       sampling_score_fn=cg.sampling_score_fn(
           score_fn, s.class_label, class_log_prob_fn, s.autoguidance.weight,
@@ -97,14 +151,37 @@ def _objects(config, mesh) -> tuple[dict, dict]:
   ), dict(
       samplers={name: sampling.SAMPLERS[name](sde, shape, **sampler_kwargs[name])
                 for name in dict.fromkeys((s.method, *specs["eval"].samplers))},
-      loss_fn=losses.get_loss_fn(losses.get_multi_level_loss(
-          t.loss, reduce_mean=t.reduce_mean, objective=losses.Objective(
-              t.objective, t.n_projections, t.trace_estimator), eps=t.min_time,
-          sigma_data=m.sigma_data, likelihood_weighting=t.likelihood_weighting,
-          importance_sampling=t.importance_sampling, weighted=t.weighted.to_dict()),
-          score_fn, sde, num_classes, t.label_dropout),
-      ema_decay=ema.decay_fn(m.ema_rate, m.ema_warmup, m.ema_sigma_rel),
+      loss_fn=_loss_fn(config, model, sde, score_fn, teacher),
+      targeted=t.loss in consistency.LOSSES,
+      ema_decay=(functools.partial(_scheduled_target_rate, total_steps=t.n_iters)
+                 if t.loss == "consistency_training" and t.consistency.schedule else
+                 ema.decay_fn(m.ema_rate, m.ema_warmup, m.ema_sigma_rel)),
       loglik_fn=likelihood.get_likelihood_fn(sde, **e.likelihood))
+
+
+def _scheduled_target_rate(step, total_steps: int):
+  """mu(k) of consistency training's schedule (consistency.training_schedule)."""
+  return consistency.training_schedule(step, total_steps)[1]
+
+
+def _loss_fn(config, model, sde, score_fn, teacher):
+  """The train step's loss: a multi-level (DSM-type) loss_fn(params, batch, key, train),
+  or a consistency loss_fn(params, x0, key, target, teacher params, step)."""
+  t, m = config.training, config.model
+  if t.loss in consistency.LOSSES:
+    c = t.consistency
+    return consistency.get_loss_fn(
+        t.loss, parameterizations.network_consistency_fn(
+            model, sde, eps=c.eps, sigma_data=m.sigma_data,
+            noise_conditioning=m.noise_conditioning),
+        sde, teacher and teacher.score_fn, num_steps=c.num_steps, grid=c.grid, eps=c.eps,
+        teacher=c.teacher, schedule_steps=t.n_iters if c.schedule else 0)
+  return losses.get_loss_fn(losses.get_multi_level_loss(
+      t.loss, reduce_mean=t.reduce_mean, objective=losses.Objective(
+          t.objective, t.n_projections, t.trace_estimator), eps=t.min_time,
+      sigma_data=m.sigma_data, likelihood_weighting=t.likelihood_weighting,
+      importance_sampling=t.importance_sampling, weighted=t.weighted.to_dict()),
+      score_fn, sde, m.get("num_label_classes", 0), t.label_dropout)
 
 
 def _jitted(o: dict, parts: dict, n_jitted_steps: int, accumulation_steps: int) -> dict:
@@ -112,14 +189,13 @@ def _jitted(o: dict, parts: dict, n_jitted_steps: int, accumulation_steps: int) 
   mesh, model, optimizer, score_fn = o["mesh"], o["model"], o["optimizer"], o["score_fn"]
   replicated, split = (jax.sharding.NamedSharding(mesh, spec) for spec in (P(), P("data")))
 
-  def init_state(key) -> losses.TrainState:
-    params = model.init(key, jnp.zeros((1, *o["data"].example_shape)), jnp.zeros((1,)))
-    return losses.TrainState(step=jnp.zeros((), jnp.int32), params=params,
-                             opt_state=optimizer.init(params), ema_params=params)
-
+  init_state = functools.partial(_init_state, model, optimizer, o["data"].example_shape)
   shapes = jax.eval_shape(init_state, jax.random.PRNGKey(0))
   state_sharding = mesh_lib.shardings(mesh, shapes)
   params_sharding = state_sharding.params
+  teacher, targeted = o["teacher"], parts["targeted"]
+  frozen_sharding = replicated if teacher is None else jax.tree_util.tree_map(
+      lambda a: a.sharding, teacher.abstract_state.params)
   options, unroll = xla_cpu.compile_settings(
       jax.default_backend(), [p.shape for p in jax.tree_util.tree_leaves(shapes.params)],
       n_jitted_steps > 1 or accumulation_steps > 1)
@@ -136,23 +212,21 @@ def _jitted(o: dict, parts: dict, n_jitted_steps: int, accumulation_steps: int) 
     return jax.jit(sample, out_shardings=(split, replicated))
 
   return dict(
-      abstract_state=jax.tree_util.tree_map(
-          lambda s, sharding: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sharding),
-          shapes, state_sharding),
+      abstract_state=mesh_lib.abstract(mesh, shapes),
       init_state=jax.jit(init_state, out_shardings=state_sharding, compiler_options=options),
       train_step=jax.jit(
           losses.get_train_step(parts["loss_fn"], optimizer, parts["ema_decay"], unroll=unroll,
-                                accumulation_steps=accumulation_steps),
+                                accumulation_steps=accumulation_steps, targeted=targeted),
           in_shardings=(state_sharding, jax.sharding.NamedSharding(mesh, P(None, "data")),
-                        replicated),
+                        replicated, frozen_sharding),
           out_shardings=(state_sharding, replicated), donate_argnums=(0,)),
       samplers={name: jit_sampler(sampler) for name, sampler in parts["samplers"].items()},
       log_likelihood=jax.jit(lambda params, key, x: parts["loglik_fn"](key, score_fn(params), x)[0],
                              in_shardings=(params_sharding, replicated, split),
                              out_shardings=split),
-      eval_loss=jax.jit(lambda params, x0, key: parts["loss_fn"](params, x0, key, train=False),
-                        in_shardings=(params_sharding, split, replicated),
-                        out_shardings=replicated))
+      eval_loss=None if targeted else jax.jit(
+          lambda params, x0, key: parts["loss_fn"](params, x0, key, train=False),
+          in_shardings=(params_sharding, split, replicated), out_shardings=replicated))
 
 
 def build(config) -> experiment.Experiment:

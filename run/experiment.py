@@ -2,12 +2,15 @@
 functions jitted once (each takes parameters as an argument, so evaluating many
 checkpoints compiles each once). run/build.py makes it; nothing reads a config after.
 
-  train_step(state, batch [n_jitted_steps, B, ...], key) -> (state, {"loss"})
+  train_step(state, batch [n_jitted_steps, B, ...], key, frozen) -> (state, {"loss"})
+    (frozen: consistency distillation's teacher parameters, infra/weights.teacher_params;
+    None for every other loss)
   samplers[name](params, key, classifier_params=None, labels=None, weak_params=None) ->
     (x [sampling batch, ...], nfe), split over all devices; `sample` is the configured one
     (weak_params: the autoguiding model's, infra/weights.weak_params)
   log_likelihood(params, key, x [eval batch, ...]) -> logp [eval batch] (nats)
-  eval_loss(params, x0 [eval batch, ...], key) -> scalar (network in eval mode)
+  eval_loss(params, x0 [eval batch, ...], key) -> scalar (network in eval mode; None for
+    the consistency losses, whose target is not the evaluated network)
   (a class-conditional network's batches are (x0, labels [B]) pairs)
 """
 import dataclasses
@@ -93,12 +96,23 @@ class ClassifierSpec:
 
 
 @dataclasses.dataclass(frozen=True)
+class Teacher:
+  """Consistency distillation's teacher (config.training.consistency): a trained run."""
+  workdir: str
+  checkpoint_step: int
+  record: dict                       # its config.json
+  abstract_state: Any                # its train state's shapes, laid out on this mesh
+  score_fn: Callable                 # its EMA parameters -> s(x, t)
+
+
+@dataclasses.dataclass(frozen=True)
 class Experiment:
   record: dict                       # the config as JSON values, recorded in the workdir
   seed: int
   sde: sde_lib.SDE
   model: Any
   optimizer: optax.GradientTransformation
+  teacher: Teacher | None            # consistency distillation's; else None
   data: Any                          # data.py: ToyData or ImageData
   mesh: jax.sharding.Mesh
   num_label_classes: int             # > 0: class-conditional (the null label); else 0
@@ -117,7 +131,7 @@ class Experiment:
   train_step: Callable
   samplers: dict
   log_likelihood: Callable
-  eval_loss: Callable
+  eval_loss: Callable | None
 
   @property
   def sample(self) -> Callable:

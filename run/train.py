@@ -31,6 +31,7 @@ def train(exp, workdir: str):
     state = wd.restore_or_init(mngr, exp.abstract_state, exp.record, changes,
                                lambda: exp.init_state(jax.random.PRNGKey(exp.seed)))
     weak = weights.weak_params(exp) if spec.eval_freq else None
+    teacher = weights.teacher_params(exp)
     train_key = jax.random.split(jax.random.PRNGKey(exp.seed + 1))[0]
     preemption = types.SimpleNamespace(requested=False)   # SIGTERM: save and stop
     signal.signal(signal.SIGTERM, lambda signum, frame: setattr(preemption, "requested", True))
@@ -40,7 +41,7 @@ def train(exp, workdir: str):
     start_step, start_time = step, time.time()
     try:
       while step < spec.n_iters:
-        state, metrics = exp.train_step(state, next(batches), train_key)
+        state, metrics = exp.train_step(state, next(batches), train_key, teacher)
         loss = float(metrics["loss"])
         step += spec.n_jitted_steps
         if not math.isfinite(loss):

@@ -106,7 +106,7 @@ def test_one_config_per_network_family_runs_one_train_step(path, objective):
   exp = build.build(config)
   state = exp.init_state(jax.random.PRNGKey(0))
   batch = jax.random.uniform(jax.random.PRNGKey(0), (1, 2, *exp.data.example_shape))
-  state, metrics = exp.train_step(state, batch, jax.random.PRNGKey(1))
+  state, metrics = exp.train_step(state, batch, jax.random.PRNGKey(1), None)
   assert int(state.step) == 1 and np.isfinite(float(metrics["loss"]))
 
 
@@ -122,7 +122,7 @@ def test_steps_of_networks_with_convolutions_are_unrolled_on_the_cpu():
     t.snapshot_freq = t.snapshot_freq_for_preemption = t.posthoc_ema.snapshot_freq = 2
     exp = build.build(config)
     batch = jax.ShapeDtypeStruct((2, t.batch_size, *exp.data.example_shape), jnp.float32)
-    jaxpr = exp.train_step.trace(exp.abstract_state, batch, jax.random.PRNGKey(0)).jaxpr
+    jaxpr = exp.train_step.trace(exp.abstract_state, batch, jax.random.PRNGKey(0), None).jaxpr
     (scan,) = [eqn for eqn in jaxpr.eqns if eqn.primitive.name == "scan"]
     assert scan.params["unroll"] == (2 if convolutional else 1), config.model.name
 

@@ -70,6 +70,30 @@ def test_the_consistency_sampler_with_the_exact_map_samples_the_exact_law(sde):
   assert int(jax.jit(lambda k: sampler(k, score_fn)[1])(jax.random.PRNGKey(0))) == 4
 
 
+@pytest.mark.parametrize("sde", PROCESSES, ids=lambda s: type(s).__name__)
+def test_the_consistency_parameterization_is_the_score_of_the_consistency_function(sde):
+  """parameterization "consistency" (what main.py's runs sample with) gives the score
+  consistency.as_score_fn makes of network_consistency_fn's map (what their loss trains),
+  for random weights; network_consistency_fn is get_consistency_fn of the network."""
+  model = mlp.MLP(mlp.MLPConfig(hidden=16, depth=1))
+  rng = np.random.default_rng(1)
+  params = jax.tree_util.tree_map(lambda s: rng.normal(size=s.shape).astype(np.float32),
+                                  jax.eval_shape(model.init, jax.random.PRNGKey(0),
+                                                 jnp.zeros((1, 2)), jnp.zeros((1,))))
+  x = jnp.asarray(2.0 * rng.normal(size=(16, 2)), jnp.float32)
+  t = jnp.linspace(0.01, sde.T, 16)
+  eps, sigma_data = 2e-3, 0.7
+  f = parameterizations.network_consistency_fn(model, sde, eps=eps, sigma_data=sigma_data)
+  score = parameterizations.network_score_fn(model, sde, parameterization="consistency",
+                                             sigma_data=sigma_data, consistency_eps=eps)
+  expected = consistency.as_score_fn(f(params), sde, eps)(x, t)
+  assert float(jnp.abs(expected).max()) > 1.0
+  np.testing.assert_allclose(score(params)(x, t), expected, rtol=1e-4, atol=1e-4)
+  np.testing.assert_array_equal(
+      f(params)(x, t), parameterizations.get_consistency_fn(model.apply, params, sde, eps,
+                                                            sigma_data)(x, t))
+
+
 @pytest.mark.slow
 def test_distillation_loss_vanishes_at_the_teacher_chain_and_not_elsewhere():
   """The distillation target on Gaussian data: the composed teacher steps

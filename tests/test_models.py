@@ -245,7 +245,7 @@ def test_remat_matches_and_bfloat16_is_close(name):
 def test_each_parameterization_turns_its_exact_target_into_the_exact_score(parameterization, sde):
   """A network that outputs the parameterization's exact target (computed from the
   mixture's exact score by Tweedie: E[x_0 | x], E[z | x] = -sigma s) gives the exact
-  score back; "edm" feeds it c_in x / alpha. The "v" and "flow" targets are the
+  score back; "edm" and "consistency" feed it c_in x / alpha. The "v" and "flow" targets are the
   published definitions: a z - b x_0 (a^2 + b^2 = 1) and d/dt (alpha x_0 + sigma z)."""
   gmm = datasets.gaussian_mixture()
   x = gmm.sample(jax.random.PRNGKey(0), 6) * 1.5
@@ -257,13 +257,19 @@ def test_each_parameterization_turns_its_exact_target_into_the_exact_score(param
   s_d, sigma_hat = 0.7, sigma / alpha
   c_skip = s_d**2 / (sigma_hat**2 + s_d**2)
   c_out = sigma_hat * s_d / jnp.sqrt(sigma_hat**2 + s_d**2)
+  # consistency models' (Song et al., 2023), with the boundary at t = 1e-3 (the default)
+  sigma_hat_min = float(jnp.exp(-sde.log_snr(jnp.full((1,), 1e-3)))[0])
+  c_skip_cm = s_d**2 / ((sigma_hat - sigma_hat_min) ** 2 + s_d**2)
+  c_out_cm = s_d * (sigma_hat - sigma_hat_min) / jnp.sqrt(s_d**2 + sigma_hat**2)
   r = jnp.sqrt(alpha**2 + sigma**2)[:, None]
   d_alpha, d_sigma = jax.vmap(jax.jacfwd(sde.marginal))(t)
   targets = {"noise": noise, "scaled_score": sigma[:, None] * score, "score": score,
              "data": denoised,
              "edm": (denoised - c_skip[:, None] * x / alpha[:, None]) / c_out[:, None],
              "v": (alpha[:, None] * noise - sigma[:, None] * denoised) / r,
-             "flow": d_alpha[:, None] * denoised + d_sigma[:, None] * noise}
+             "flow": d_alpha[:, None] * denoised + d_sigma[:, None] * noise,
+             "consistency": (denoised - c_skip_cm[:, None] * x / alpha[:, None])
+                            / c_out_cm[:, None]}
   inputs = []
 
   def apply_fn(params, x_in, c_noise):
@@ -273,7 +279,7 @@ def test_each_parameterization_turns_its_exact_target_into_the_exact_score(param
 
   score_fn = parameterizations.get_score_fn(apply_fn, None, sde, parameterization, sigma_data=s_d)
   np.testing.assert_allclose(score_fn(x, t), score, rtol=2e-4, atol=2e-4 * float(jnp.abs(score).max()))
-  if parameterization == "edm":
+  if parameterization in ("edm", "consistency"):
     expected_in = x / jnp.sqrt(sigma**2 + alpha**2 * s_d**2)[:, None]
     np.testing.assert_allclose(inputs[-1], expected_in, rtol=1e-5)
 

@@ -285,7 +285,7 @@ def test_training_goes_on_while_a_checkpoint_is_written_and_sigterm_waits_for_it
   exp = toy_30
   began_before_commit, state_10 = [], []
 
-  def train_step(state, batch, key):
+  def train_step(state, batch, key, frozen):
     if int(state.step) == 10:
       began_before_commit.append(not (tmp_path / "checkpoints" / "10").exists()
                                  and not (tmp_path / "config.json").exists())
@@ -293,7 +293,7 @@ def test_training_goes_on_while_a_checkpoint_is_written_and_sigterm_waits_for_it
       threading.Timer(0.5, release_10.set).start()
       threading.Timer(1.0, release_15.set).start()
       os.kill(os.getpid(), signal.SIGTERM)
-    return exp.train_step(state, batch, key)
+    return exp.train_step(state, batch, key, frozen)
   handler = signal.getsignal(signal.SIGTERM)
   try:
     with pytest.raises(run.Preempted, match="saved the checkpoint of step 15"):

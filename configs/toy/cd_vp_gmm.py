@@ -1,0 +1,30 @@
+"""Consistency distillation (Song et al., 2023) on the 2-D mixture, from the VP run of
+configs/toy/vp_gmm.py (train it first, into runs/vp_gmm): one Heun step of the teacher's
+probability-flow ODE on EDM's grid of 40 steps, the student a consistency function
+(parameterization "consistency", boundary eps = 1e-3) of the same MLP, its target the EMA
+of rate mu = 0.95 (the paper's), then one-step sampling.
+
+  python main.py --config configs/toy/vp_gmm.py --workdir runs/vp_gmm --mode train
+  python main.py --config configs/toy/cd_vp_gmm.py --workdir runs/cd_vp_gmm --mode train_eval
+
+The student's samples are scored as any run's (MMD and weights against the mixture); their
+likelihood is off: the probability-flow ODE of a consistency function's score is not what
+it learns. Sample in more steps with --config.sampling.consistency.num_steps=2.
+"""
+from configs import default_toy
+
+
+def get_config():
+  config = default_toy.get_default_configs()
+  config.model.parameterization = "consistency"
+  config.model.ema_rate = 0.95           # the target's rate mu
+  config.model.ema_warmup = False
+  t = config.training
+  t.loss = "consistency_distillation"
+  t.consistency.teacher_workdir = "runs/vp_gmm"
+  t.consistency.teacher_checkpoint_step = 6000
+  t.consistency.num_steps = 40
+  config.eval.enable_loss = False
+  config.eval.enable_likelihood = False
+  config.sampling.method = "consistency"
+  return config
