@@ -123,16 +123,19 @@ def _training():
   # noise levels from any distribution; "edm" + "log_normal" is EDM's loss.
   training.weighted = dict(weighting="sigma2", noise_levels="uniform", p_mean=-1.2, p_std=1.2,
                            min_snr_gamma=5.0, sigmoid_bias=0.0)
-  # loss "consistency_distillation" / "consistency_training" (consistency.get_loss_fn; the
-  # network's model.parameterization "consistency", its target the EMA: model.ema_rate is
-  # the target rate mu). Distillation: one `teacher` ODE step ("heun" or "ddim") of the
-  # EMA parameters of teacher_workdir's checkpoint teacher_checkpoint_step (a step it
-  # kept: the teacher of a resumed run is the same one), a trained run
-  # of any network under the same SDE, on the `grid` of num_steps steps from T to eps
-  # (eps: the consistency boundary, also the "consistency" parameterization's).
-  # Training: no teacher; `schedule` True takes the paper's N(k) and mu(k) instead.
+  # loss "consistency_distillation" / "consistency_training" (consistency.get_loss_fn):
+  # the network is a consistency function (model.parameterization "consistency"), its
+  # target the EMA (model.ema_rate is the target's rate mu). Distillation takes one
+  # `teacher` ODE step ("heun" or "ddim") on the `grid` of num_steps steps from T to eps
+  # (eps: the consistency boundary, also the parameterization's) with the EMA parameters
+  # of teacher_workdir's checkpoint teacher_checkpoint_step: a trained run of any network
+  # under the same SDE, at a step it keeps (a resumed run has the same teacher). With
+  # init_student the student starts from the teacher's parameters (the paper's
+  # distillation; the teacher must have the student's network). Training has no teacher;
+  # `schedule` True takes the paper's N(k) and mu(k) instead of num_steps and mu.
   training.consistency = dict(teacher_workdir="", teacher_checkpoint_step=-1, teacher="heun",
-                              num_steps=18, grid="edm", eps=1e-3, schedule=False)
+                              num_steps=18, grid="edm", eps=1e-3, schedule=False,
+                              init_student=False)
   return training
 
 

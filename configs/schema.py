@@ -53,7 +53,7 @@ def keys() -> dict:
                    "label_dropout", "weighted", "posthoc_ema", "objective", "n_projections",
                    "trace_estimator", "accumulation_steps", "model_axis_size", "consistency"),
       "training.consistency": ("teacher_workdir", "teacher_checkpoint_step", "teacher",
-                               "num_steps", "grid", "eps", "schedule"),
+                               "num_steps", "grid", "eps", "schedule", "init_student"),
       "training.posthoc_ema": ("sigma_rels", "snapshot_freq"),
       "optim": _arguments(schedules.get_optimizer, ("posthoc_sigma_rels",)),
       "eval": ("enable_loss", "enable_likelihood", "enable_sampling", "num_loss_batches",

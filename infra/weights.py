@@ -64,9 +64,9 @@ def teacher_params(exp):
     raise errors.RunError(
         f"config.training.consistency.teacher_checkpoint_step={t.checkpoint_step}: "
         f"{t.workdir} keeps the checkpoints {sorted(mngr.all_steps())}")
-  state, _ = wd.restore(mngr, t.abstract_state, t.record, t.checkpoint_step)
+  params = wd.restore_part(t.workdir, t.checkpoint_step, "ema_params", t.abstract_params)
   logging.info("consistency distillation: teacher %s at step %d", t.workdir, t.checkpoint_step)
-  return state.ema_params
+  return params
 
 
 def classifier_path(path: str) -> str:

@@ -297,6 +297,26 @@ def restore(mngr: ocp.CheckpointManager, abstract_state, record: dict, step=None
   return None, None
 
 
+def restore_part(path: str, step: int, part: str, abstract):
+  """The field `part` (e.g. "ema_params") of the train state in <path>'s checkpoint of
+  `step`, laid out as `abstract` (ShapeDtypeStructs with shardings), whatever the rest of
+  that state holds (another run's optimizer state: read from the checkpoint's metadata,
+  replicated, and dropped); shapes other than `abstract`'s are a WorkdirMismatch."""
+  mngr = manager(path, 1)
+  stored = mngr.item_metadata(step)["state"]
+  stored = {name: stored[name] for name in stored.keys()}
+  if _leaves(stored[part]) != _leaves(abstract):
+    raise errors.WorkdirMismatch(f"the checkpoint {mngr.directory}/{step} holds another "
+                                 f"network: its {part} differ from this config's")
+  mesh = jax.tree_util.tree_leaves(abstract)[0].sharding.mesh
+  replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
+  target = {name: abstract if name == part else jax.tree_util.tree_map(
+      lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=replicated), tree)
+            for name, tree in stored.items()}
+  restored = mngr.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(target)))
+  return restored.state[part]
+
+
 def save_ema_snapshot(path: str, step: int, sigma_rels, averages):
   """The tracked power EMAs (one tree per sigma_rel) at `step`, to
   <path>/ema_snapshots/<step>.msgpack (process 0)."""

@@ -12,7 +12,6 @@ import os
 import jax
 import jax.numpy as jnp
 import ml_collections
-import optax
 
 import consistency
 import controllable_generation as cg
@@ -56,11 +55,6 @@ def _init_state(model, optimizer, example_shape, key) -> losses.TrainState:
                            opt_state=optimizer.init(params), ema_params=params)
 
 
-def _optimizer(config) -> optax.GradientTransformation:
-  return schedules.get_optimizer(**config.optim,
-                                 posthoc_sigma_rels=config.training.posthoc_ema.sigma_rels)
-
-
 def _as_config(record):
   """A recorded config (JSON values: tuples became lists) as a ConfigDict."""
   tuples = lambda v: (tuple(map(tuples, v)) if isinstance(v, list) else
@@ -68,9 +62,10 @@ def _as_config(record):
   return ml_collections.ConfigDict(tuples(record))
 
 
-def _teacher(config, sde, mesh, example_shape) -> experiment.Teacher | None:
+def _teacher(config, sde, mesh, example_shape, student_shapes) -> experiment.Teacher | None:
   """Consistency distillation's teacher: the run in config.training.consistency.
-  teacher_workdir as its config.json records it (any network; this config's SDE)."""
+  teacher_workdir as its config.json records it (any network; this config's SDE; the
+  student's, `student_shapes`, if the student starts from it)."""
   c = config.training.consistency
   if config.training.loss != "consistency_distillation":
     return None
@@ -87,11 +82,14 @@ def _teacher(config, sde, mesh, example_shape) -> experiment.Teacher | None:
   teacher = _as_config(record)
   model, score_fn = _network(teacher.model, sde, teacher.training.get(
       "consistency", {}).get("eps", c.eps))
-  shapes = jax.eval_shape(functools.partial(_init_state, model, _optimizer(teacher),
-                                            example_shape), jax.random.PRNGKey(0))
+  shapes = jax.eval_shape(model.init, jax.random.PRNGKey(0), jnp.zeros((1, *example_shape)),
+                          jnp.zeros((1,)))
+  if c.init_student and shapes != student_shapes:
+    raise run.RunError(f"config.training.consistency.init_student=True needs a teacher of the "
+                       f"student's network; {where} holds another ({record['model']})")
   return experiment.Teacher(
       c.teacher_workdir, c.teacher_checkpoint_step, record,
-      mesh_lib.abstract(mesh, shapes), lambda params: score_fn(params))
+      mesh_lib.abstract(mesh, shapes), lambda params: score_fn(params), c.init_student)
 
 
 def _specs(config) -> dict:
@@ -133,7 +131,8 @@ def _objects(config, mesh) -> tuple[dict, dict]:
   data = data_lib.get_data(seed=config.seed, feature_net=e.feature_net, fid=dict(
       fid_protocol=e.fid_protocol, fid_reference=e.fid_reference,
       fid_reference_size=e.fid_reference_size), **config.data.to_dict())
-  teacher = _teacher(config, sde, mesh, data.example_shape)
+  teacher = _teacher(config, sde, mesh, data.example_shape, jax.eval_shape(
+      model.init, jax.random.PRNGKey(0), jnp.zeros((1, *data.example_shape)), jnp.zeros((1,))))
   net = classifier_lib.NoiseConditionalCNN(num_classes=config.classifier.num_classes)
   class_log_prob_fn = lambda params: cg.noise_conditional_log_prob(
       lambda x, c: net.apply({"params": params}, x, c), sde, m.sigma_data)
@@ -142,7 +141,9 @@ def _objects(config, mesh) -> tuple[dict, dict]:
   shape = (s.batch_size, *data.example_shape)
   return dict(
       sde=sde, model=model, data=data, mesh=mesh, num_label_classes=num_classes, **specs,
-      optimizer=_optimizer(config), teacher=teacher,
+      optimizer=schedules.get_optimizer(**config.optim,
+                                        posthoc_sigma_rels=t.posthoc_ema.sigma_rels),
+      teacher=teacher,
       sampler_kwargs=sampler_kwargs, score_fn=score_fn, class_log_prob_fn=class_log_prob_fn,
       sampling_score_fn=cg.sampling_score_fn(
           score_fn, s.class_label, class_log_prob_fn, s.autoguidance.weight,
@@ -195,7 +196,7 @@ def _jitted(o: dict, parts: dict, n_jitted_steps: int, accumulation_steps: int) 
   params_sharding = state_sharding.params
   teacher, targeted = o["teacher"], parts["targeted"]
   frozen_sharding = replicated if teacher is None else jax.tree_util.tree_map(
-      lambda a: a.sharding, teacher.abstract_state.params)
+      lambda a: a.sharding, teacher.abstract_params)
   options, unroll = xla_cpu.compile_settings(
       jax.default_backend(), [p.shape for p in jax.tree_util.tree_leaves(shapes.params)],
       n_jitted_steps > 1 or accumulation_steps > 1)

@@ -101,8 +101,9 @@ class Teacher:
   workdir: str
   checkpoint_step: int
   record: dict                       # its config.json
-  abstract_state: Any                # its train state's shapes, laid out on this mesh
+  abstract_params: Any               # its parameters' shapes, laid out on this mesh
   score_fn: Callable                 # its EMA parameters -> s(x, t)
+  init_student: bool                 # the student starts from the teacher's parameters
 
 
 @dataclasses.dataclass(frozen=True)

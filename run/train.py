@@ -11,6 +11,7 @@ import types
 
 from absl import logging
 import jax
+import jax.numpy as jnp
 
 import run
 from infra import mesh
@@ -28,10 +29,10 @@ def train(exp, workdir: str):
   with (wd.open_for_writing(workdir, exp.record) as changes, contextlib.closing(
       metric_writer.MetricWriter(workdir, to_disk=jax.process_index() == 0)) as writer):
     mngr = wd.manager(workdir, spec.snapshot_freq)
-    state = wd.restore_or_init(mngr, exp.abstract_state, exp.record, changes,
-                               lambda: exp.init_state(jax.random.PRNGKey(exp.seed)))
-    weak = weights.weak_params(exp) if spec.eval_freq else None
     teacher = weights.teacher_params(exp)
+    state = wd.restore_or_init(mngr, exp.abstract_state, exp.record, changes,
+                               lambda: _initial_state(exp, teacher))
+    weak = weights.weak_params(exp) if spec.eval_freq else None
     train_key = jax.random.split(jax.random.PRNGKey(exp.seed + 1))[0]
     preemption = types.SimpleNamespace(requested=False)   # SIGTERM: save and stop
     signal.signal(signal.SIGTERM, lambda signum, frame: setattr(preemption, "requested", True))
@@ -61,6 +62,16 @@ def train(exp, workdir: str):
     finally:     # no exit, SIGTERM or error included, before the last save is committed
       wd.finish(mngr, exp.record)
   return state, history
+
+
+def _initial_state(exp, teacher):
+  """The step-0 state; a distillation student that starts from its teacher (Song et al.,
+  2023) takes copies of the teacher's parameters (the step donates the state's)."""
+  state = exp.init_state(jax.random.PRNGKey(exp.seed))
+  if teacher is None or not exp.teacher.init_student:
+    return state
+  params = jax.tree_util.tree_map(jnp.copy, teacher)
+  return state.replace(params=params, ema_params=jax.tree_util.tree_map(jnp.copy, teacher))
 
 
 def _report(exp, workdir, writer, state, step, loss, start_step, start_time, weak):

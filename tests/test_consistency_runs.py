@@ -89,6 +89,23 @@ def test_distillation_loss_is_the_papers_on_the_teachers_checkpoint_and_resumes(
   np.testing.assert_allclose(metrics["loss"], expected, rtol=1e-5)
 
 
+def test_a_student_that_starts_from_its_teacher_starts_from_copies_of_its_ema(tmp_path):
+  """init_student: the step-0 state holds the teacher's EMA parameters as online and target
+  parameters, in buffers of their own (the step donates the state's while the teacher's
+  stay in use: training on is the check)."""
+  teacher_exp = _teacher(tmp_path / "teacher")
+  exp = build.build(_student(tmp_path / "teacher", **{
+      "training.consistency.init_student": True, "training.n_iters": 10}))
+  teacher = weights.teacher_params(exp)
+  state = run_train._initial_state(exp, teacher)      # pylint: disable=protected-access
+  expected = wd.load_state(teacher_exp, str(tmp_path / "teacher"), 10)[0].ema_params
+  for tree in (state.params, state.ema_params):
+    assert jax.tree_util.tree_all(jax.tree_util.tree_map(np.array_equal, tree, expected))
+    assert all(a is not b for a, b in zip(*map(jax.tree_util.tree_leaves, (tree, teacher))))
+  state, history = run_train.train(exp, str(tmp_path / "student"))
+  assert int(state.step) == 10 and np.isfinite(history[-1][1])
+
+
 def test_bad_consistency_settings_are_one_line(tmp_path):
   teacher = tmp_path / "teacher"
   _teacher(teacher)
@@ -105,6 +122,8 @@ def test_bad_consistency_settings_are_one_line(tmp_path):
       (_student(tmp_path / "nowhere"), r"teacher_workdir=.*nowhere.* holds no trained run"),
       (_student(teacher, **{"sde.beta_max": 10.0}),
        r"teacher_workdir=.* learned another process: its config.sde"),
+      (_student(teacher, **{"model.hidden": 16, "training.consistency.init_student": True}),
+       r"init_student=True needs a teacher of the student's network; .* holds another"),
   ]
   for config, message in cases:
     with pytest.raises(run.RunError, match=message):

@@ -255,3 +255,20 @@ def test_consistency_mixture_reading_follows_the_numbers():
   text = cm.mixture_reading(means)
   assert "more than twice the SE above exact draws' at both" in text
   assert "the students match their teacher within twice the SE" in text
+
+
+def test_fashion_mnist_consistency_calls_only_gaps_beyond_twice_their_se():
+  """Hand-made rows: a gap of 3 SE is called, one of 1.5 SE is not (a 1-SE rule would
+  call it), and the direction is the sign of the gap."""
+  from experiments import fashion_mnist_consistency as fc
+  se_one = np.array([-1.0, 0.0, 1.0])               # SE of the mean: 1 / sqrt(3)
+  rows = {name: {"fid": 50.0 + se_one} for name, *_ in fc.ROWS}
+  se_gap = np.sqrt(2.0 / 3.0)
+  rows["student, 1-step consistency"]["fid"] = 50.0 - 3.0 * se_gap + se_one
+  rows["teacher, DDIM eta 1, 10 steps"]["fid"] = 50.0 - 4.5 * se_gap + se_one
+  line = fc.conclusions(rows)[0]
+  assert line.startswith("The 1-step student's FID is lower than (-2.45 ± 0.82) teacher's "
+                         "denoiser, 1-step consistency sampler;"), line
+  assert "not resolved from (+1.22 ± 0.82) teacher, DDIM eta 1, 10 steps" in line
+  assert "lower than (-2.45 ± 0.82) teacher, DDIM eta 1, 20 steps" in line
+  assert "not resolved from (+0.00" in fc.conclusions(rows)[1]
