@@ -348,8 +348,9 @@ def main(_):
            "untuned here (they were set for 800k steps); the no-teacher rows' expected gradient is "
            "distillation's with a DDIM (first-order) step, not the Heun step distilled here, so "
            "their gap to distillation mixes the one-sample estimate's noise with the step's "
-           "order; the Fashion-MNIST distillation of the issue is not run here. The KL column fits a "
-           "Gaussian to the output, exact only as far as the learned map is linear.")
+           "order; the Fashion-MNIST distillation through main.py is on its own page "
+           "(fashion_mnist_consistency.md). The KL column fits a Gaussian to the output, exact "
+           "only as far as the learned map is linear.")
   common.write_outputs("consistency_models", "Consistency distillation against the exact ODE map",
                        setup, "\n\n".join([table, law_table, reading, mixture_table,
                                              mixture_reading, notes]), _figure(errors, checkpoints,

@@ -40,8 +40,9 @@ def test_the_targeted_train_step_gives_the_loss_the_ema_the_frozen_input_and_the
   np.testing.assert_allclose(state.ema_params, 0.5 * ema + 0.5 * (params - ema))
 
 
-def _teacher(path, n_iters=10):
+def _teacher(path, n_iters=10, **changes):
   config = shrink(vp_gmm.get_config(), n_iters=n_iters)
+  config.update_from_flattened_dict(changes)
   train(config, path)
   return build.build(config)
 
@@ -92,8 +93,10 @@ def test_distillation_loss_is_the_papers_on_the_teachers_checkpoint_and_resumes(
 def test_a_student_that_starts_from_its_teacher_starts_from_copies_of_its_ema(tmp_path):
   """init_student: the step-0 state holds the teacher's EMA parameters as online and target
   parameters, in buffers of their own (the step donates the state's while the teacher's
-  stay in use: training on is the check)."""
-  teacher_exp = _teacher(tmp_path / "teacher")
+  stay in use: training on is the check). The teacher's optimizer state is not the
+  student's (it tracks power EMAs): only its parameters are read."""
+  teacher_exp = _teacher(tmp_path / "teacher", **{
+      "training.posthoc_ema.sigma_rels": (0.1,), "training.posthoc_ema.snapshot_freq": 10})
   exp = build.build(_student(tmp_path / "teacher", **{
       "training.consistency.init_student": True, "training.n_iters": 10}))
   teacher = weights.teacher_params(exp)
