@@ -151,19 +151,19 @@ def guided_score_fn(cond_score_fn, label, null_label: int = 0, guidance_scale: f
 
 
 def sampling_score_fn(score_fn, class_label: int, class_log_prob_fn=None,
-                      autoguidance_weight: float = 1.0, **guidance):
+                      autoguidance_weight: float = 1.0, weak_score_fn=None, **guidance):
   """score(params, classifier_params=None, labels=None, weak_params=None) -> s(x, t), the
   score the samplers use, from a network's score_fn(params, labels=None) -> s(x, t):
   unconditional for class_label < 0, else `guided_score_fn` (with **guidance) of the
   labels [B] (None: class_label), with classifier guidance by class_log_prob_fn(
-  classifier_params) where given; with weak_params, `autoguidance` by the same score of
-  the weak model's parameters at autoguidance_weight."""
+  classifier_params) where given; with weak_params, `autoguidance` at autoguidance_weight
+  by the same score of the weak model, whose network is weak_score_fn's (None: score_fn's)."""
 
-  def class_score_fn(params, classifier_params, labels):
+  def class_score_fn(params, classifier_params, labels, network=score_fn):
     if class_label < 0:
-      return score_fn(params)
+      return network(params)
     return guided_score_fn(
-        lambda x, t, y: score_fn(params, labels=y)(x, t),
+        lambda x, t, y: network(params, labels=y)(x, t),
         class_label if labels is None else labels,
         class_log_prob_fn=(None if classifier_params is None
                            else class_log_prob_fn(classifier_params)), **guidance)
@@ -172,8 +172,8 @@ def sampling_score_fn(score_fn, class_label: int, class_log_prob_fn=None,
     main = class_score_fn(params, classifier_params, labels)
     if weak_params is None:
       return main
-    return autoguidance(main, class_score_fn(weak_params, classifier_params, labels),
-                        autoguidance_weight)
+    return autoguidance(main, class_score_fn(weak_params, classifier_params, labels,
+                                             weak_score_fn or score_fn), autoguidance_weight)
 
   return score
 

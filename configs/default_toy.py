@@ -65,7 +65,8 @@ def get_default_configs():
   sampling.guidance_interval = () # (t_lo, t_hi): guide only there; () everywhere
   sampling.classifier_scale = 0.0 # classifier guidance: s + scale grad log p_t(c | x)
   # Autoguidance (Karras et al., 2024): s_weak + weight (s - s_weak), the weak model the EMA
-  # parameters of another workdir's checkpoint (a network of this config's shape).
+  # parameters of another workdir's checkpoint (any network trained under this SDE: its
+  # config.json says which).
   sampling.autoguidance = ml_collections.ConfigDict()
   sampling.autoguidance.workdir = ""          # the weak model's workdir; "" off
   sampling.autoguidance.checkpoint_step = -1  # its checkpoint; -1 the latest

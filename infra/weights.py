@@ -33,40 +33,30 @@ def restore_params(exp, path: str):
   return evaluation_params(exp, path, state), step
 
 
-def weak_params(exp):
-  """The autoguiding weak model's parameters: the EMA parameters of the checkpoint
-  config.sampling.autoguidance.checkpoint_step (-1: the latest) in its workdir, which
-  must hold a network of this config's shape; None when autoguidance is off."""
-  a = exp.sampling.autoguidance
-  if a is None:
+def _other_params(network, what: str):
+  """The EMA parameters of an OtherNetwork's checkpoint (run/experiment.py; -1: the
+  latest), None for None; a step it does not keep is a one-line RunError."""
+  if network is None:
     return None
-  where = f"config.sampling.autoguidance.workdir={a.workdir!r}"
-  if not os.path.isdir(os.path.join(a.workdir, "checkpoints")):
-    raise errors.RunError(f"{where} holds no weak model (no checkpoints folder); train one "
-                          "there with this config's network first")
-  try:
-    state, step = wd.load_state(exp, a.workdir,
-                                None if a.checkpoint_step < 0 else a.checkpoint_step)
-  except errors.RunError as e:
-    raise errors.RunError(f"the weak model of {where}: {e}") from None
-  logging.info("autoguidance: weak model %s at step %d, weight %g", a.workdir, step, a.weight)
-  return state.ema_params
+  mngr = wd.manager(network.workdir, 1)
+  step = network.checkpoint_step if network.checkpoint_step >= 0 else mngr.latest_step()
+  if step not in mngr.all_steps():
+    raise errors.RunError(f"the {what} of {network.where}: no readable checkpoint in "
+                          f"{mngr.directory} at step {step}; it keeps {sorted(mngr.all_steps())}")
+  logging.info("%s: %s at step %d", what, network.workdir, step)
+  return wd.restore_part(network.workdir, step, "ema_params", network.abstract_params)
+
+
+def weak_params(exp):
+  """The autoguiding weak model's parameters (config.sampling.autoguidance: any network
+  trained under this SDE), or None."""
+  return _other_params(exp.weak, "weak model")
 
 
 def teacher_params(exp):
-  """Consistency distillation's teacher parameters: the EMA parameters of its checkpoint
-  (run/experiment.Teacher); None for every other loss."""
-  t = exp.teacher
-  if t is None:
-    return None
-  mngr = wd.manager(t.workdir, 1)
-  if t.checkpoint_step not in mngr.all_steps():
-    raise errors.RunError(
-        f"config.training.consistency.teacher_checkpoint_step={t.checkpoint_step}: "
-        f"{t.workdir} keeps the checkpoints {sorted(mngr.all_steps())}")
-  params = wd.restore_part(t.workdir, t.checkpoint_step, "ema_params", t.abstract_params)
-  logging.info("consistency distillation: teacher %s at step %d", t.workdir, t.checkpoint_step)
-  return params
+  """Consistency distillation's teacher parameters (config.training.consistency), or
+  None."""
+  return _other_params(exp.teacher, "teacher")
 
 
 def classifier_path(path: str) -> str:

@@ -62,34 +62,46 @@ def _as_config(record):
   return ml_collections.ConfigDict(tuples(record))
 
 
-def _teacher(config, sde, mesh, example_shape, student_shapes) -> experiment.Teacher | None:
-  """Consistency distillation's teacher: the run in config.training.consistency.
-  teacher_workdir as its config.json records it (any network; this config's SDE; the
-  student's, `student_shapes`, if the student starts from it)."""
-  c = config.training.consistency
-  if config.training.loss != "consistency_distillation":
-    return None
-  where = f"config.training.consistency.teacher_workdir={c.teacher_workdir!r}"
-  path = os.path.join(c.teacher_workdir, "config.json")
+def _other_network(key: str, workdir: str, step: int, config, sde, mesh, example_shape,
+                   missing: str) -> experiment.OtherNetwork:
+  """The network of another workdir (config.<key> names it) as its config.json records it:
+  any network, trained under this config's SDE; `missing` ends the error if it has none."""
+  where = f"config.{key}={workdir!r}"
+  path = os.path.join(workdir, "config.json")
   if not os.path.exists(path):
-    raise run.RunError(f"{where} holds no trained run (no config.json): train the teacher "
-                       "there first")
+    raise run.RunError(f"{where} holds no {missing}")
   with open(path) as f:
     record = json.load(f)
   if record["sde"] != json.loads(json.dumps(config.sde.to_dict())):
     raise run.RunError(f"{where} learned another process: its config.sde {record['sde']} "
                        f"differs from this config's {config.sde.to_dict()}")
-  teacher = _as_config(record)
-  model, score_fn = _network(teacher.model, sde, teacher.training.get(
-      "consistency", {}).get("eps", c.eps))
+  other = _as_config(record)
+  model, score_fn = _network(other.model, sde, other.training.get("consistency", {}).get(
+      "eps", config.training.consistency.eps))
   shapes = jax.eval_shape(model.init, jax.random.PRNGKey(0), jnp.zeros((1, *example_shape)),
                           jnp.zeros((1,)))
-  if c.init_student and shapes != student_shapes:
-    raise run.RunError(f"config.training.consistency.init_student=True needs a teacher of the "
-                       f"student's network; {where} holds another ({record['model']})")
-  return experiment.Teacher(
-      c.teacher_workdir, c.teacher_checkpoint_step, record,
-      mesh_lib.abstract(mesh, shapes), lambda params: score_fn(params), c.init_student)
+  return experiment.OtherNetwork(workdir, step, where, mesh_lib.abstract(mesh, shapes),
+                                 score_fn)
+
+
+def _others(config, sde, mesh, example_shape, shapes) -> dict:
+  """{"teacher": consistency distillation's, "weak": autoguidance's}: OtherNetworks or
+  None. A student that starts from its teacher (`shapes`: its parameters') needs a teacher
+  of its network."""
+  c, a = config.training.consistency, config.sampling.autoguidance
+  teacher = config.training.loss == "consistency_distillation" and _other_network(
+      "training.consistency.teacher_workdir", c.teacher_workdir, c.teacher_checkpoint_step,
+      config, sde, mesh, example_shape, "trained run (no config.json): train the teacher there "
+      "first")
+  if teacher and c.init_student and jax.tree_util.tree_map(
+      lambda a: a.shape, teacher.abstract_params) != jax.tree_util.tree_map(
+          lambda a: a.shape, shapes):
+    raise run.RunError("config.training.consistency.init_student=True needs a teacher of the "
+                       f"student's network; {teacher.where} holds another")
+  weak = a.workdir and _other_network(
+      "sampling.autoguidance.workdir", a.workdir, a.checkpoint_step, config, sde, mesh,
+      example_shape, "weak model (no config.json): train one there first")
+  return {"teacher": teacher or None, "weak": weak or None}
 
 
 def _specs(config) -> dict:
@@ -106,7 +118,7 @@ def _specs(config) -> dict:
       train=experiment.TrainSpec(
           t.batch_size, t.n_iters, t.n_jitted_steps, t.log_freq, t.snapshot_freq,
           t.snapshot_freq_for_preemption, t.eval_freq, tuple(t.posthoc_ema.sigma_rels),
-          t.posthoc_ema.snapshot_freq),
+          t.posthoc_ema.snapshot_freq, t.consistency.init_student),
       eval=experiment.EvalSpec(
           e.enable_loss, e.enable_likelihood, e.enable_sampling, e.num_loss_batches,
           e.batch_size, e.likelihood_points, e.bpd_repeats,
@@ -131,8 +143,9 @@ def _objects(config, mesh) -> tuple[dict, dict]:
   data = data_lib.get_data(seed=config.seed, feature_net=e.feature_net, fid=dict(
       fid_protocol=e.fid_protocol, fid_reference=e.fid_reference,
       fid_reference_size=e.fid_reference_size), **config.data.to_dict())
-  teacher = _teacher(config, sde, mesh, data.example_shape, jax.eval_shape(
+  others = _others(config, sde, mesh, data.example_shape, jax.eval_shape(
       model.init, jax.random.PRNGKey(0), jnp.zeros((1, *data.example_shape)), jnp.zeros((1,))))
+  teacher = others["teacher"]
   net = classifier_lib.NoiseConditionalCNN(num_classes=config.classifier.num_classes)
   class_log_prob_fn = lambda params: cg.noise_conditional_log_prob(
       lambda x, c: net.apply({"params": params}, x, c), sde, m.sigma_data)
@@ -143,10 +156,11 @@ def _objects(config, mesh) -> tuple[dict, dict]:
       sde=sde, model=model, data=data, mesh=mesh, num_label_classes=num_classes, **specs,
       optimizer=schedules.get_optimizer(**config.optim,
                                         posthoc_sigma_rels=t.posthoc_ema.sigma_rels),
-      teacher=teacher,
+      **others,
       sampler_kwargs=sampler_kwargs, score_fn=score_fn, class_log_prob_fn=class_log_prob_fn,
       sampling_score_fn=cg.sampling_score_fn(
           score_fn, s.class_label, class_log_prob_fn, s.autoguidance.weight,
+          others["weak"] and others["weak"].score_fn,
           null_label=num_classes, guidance_scale=s.guidance_scale,
           interval=tuple(s.guidance_interval) or None, classifier_scale=s.classifier_scale),
   ), dict(
@@ -175,7 +189,8 @@ def _loss_fn(config, model, sde, score_fn, teacher):
         t.loss, parameterizations.network_consistency_fn(
             model, sde, eps=c.eps, sigma_data=m.sigma_data,
             noise_conditioning=m.noise_conditioning),
-        sde, teacher and teacher.score_fn, num_steps=c.num_steps, grid=c.grid, eps=c.eps,
+        sde, teacher and (lambda params: teacher.score_fn(params)), num_steps=c.num_steps,
+        grid=c.grid, eps=c.eps,
         teacher=c.teacher, schedule_steps=t.n_iters if c.schedule else 0)
   return losses.get_loss_fn(losses.get_multi_level_loss(
       t.loss, reduce_mean=t.reduce_mean, objective=losses.Objective(
@@ -194,20 +209,22 @@ def _jitted(o: dict, parts: dict, n_jitted_steps: int, accumulation_steps: int) 
   shapes = jax.eval_shape(init_state, jax.random.PRNGKey(0))
   state_sharding = mesh_lib.shardings(mesh, shapes)
   params_sharding = state_sharding.params
-  teacher, targeted = o["teacher"], parts["targeted"]
+  teacher, weak, targeted = o["teacher"], o["weak"], parts["targeted"]
   frozen_sharding = replicated if teacher is None else jax.tree_util.tree_map(
       lambda a: a.sharding, teacher.abstract_params)
+  weak_sharding = weak and jax.tree_util.tree_map(lambda a: a.sharding, weak.abstract_params)
   options, unroll = xla_cpu.compile_settings(
       jax.default_backend(), [p.shape for p in jax.tree_util.tree_leaves(shapes.params)],
       n_jitted_steps > 1 or accumulation_steps > 1)
 
   def jit_sampler(sampler):
     # Called with 2 to 5 arguments, so no in_shardings (it must name every one passed):
-    # the parameters (the weak model's too) are laid out like the train state's inside.
+    # the parameters are laid out like the train state's inside (the weak model's like
+    # its own).
     def sample(params, key, classifier_params=None, labels=None, weak_params=None):
       params = jax.lax.with_sharding_constraint(params, params_sharding)
       if weak_params is not None:
-        weak_params = jax.lax.with_sharding_constraint(weak_params, params_sharding)
+        weak_params = jax.lax.with_sharding_constraint(weak_params, weak_sharding)
       return sampler(key, o["sampling_score_fn"](params, classifier_params, labels,
                                                  weak_params))
     return jax.jit(sample, out_shardings=(split, replicated))

@@ -37,6 +37,7 @@ class TrainSpec:
   eval_freq: int                     # 0: off
   posthoc_sigma_rels: tuple          # power EMAs stored for post-hoc EMA; (): none
   posthoc_freq: int
+  init_student: bool                 # a consistency student starts from its teacher
 
 
 @dataclasses.dataclass(frozen=True)
@@ -96,14 +97,14 @@ class ClassifierSpec:
 
 
 @dataclasses.dataclass(frozen=True)
-class Teacher:
-  """Consistency distillation's teacher (config.training.consistency): a trained run."""
+class OtherNetwork:
+  """The network of another trained run, as its config.json records it: consistency
+  distillation's teacher, autoguidance's weak model."""
   workdir: str
-  checkpoint_step: int
-  record: dict                       # its config.json
+  checkpoint_step: int               # -1: the latest
+  where: str                         # the setting that names it, for error messages
   abstract_params: Any               # its parameters' shapes, laid out on this mesh
-  score_fn: Callable                 # its EMA parameters -> s(x, t)
-  init_student: bool                 # the student starts from the teacher's parameters
+  score_fn: Callable                 # (params, train=False, key=None, labels=None) -> s(x, t)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -113,7 +114,8 @@ class Experiment:
   sde: sde_lib.SDE
   model: Any
   optimizer: optax.GradientTransformation
-  teacher: Teacher | None            # consistency distillation's; else None
+  teacher: OtherNetwork | None       # consistency distillation's; else None
+  weak: OtherNetwork | None          # autoguidance's weak model; else None
   data: Any                          # data.py: ToyData or ImageData
   mesh: jax.sharding.Mesh
   num_label_classes: int             # > 0: class-conditional (the null label); else 0

@@ -68,7 +68,7 @@ def _initial_state(exp, teacher):
   """The step-0 state; a distillation student that starts from its teacher (Song et al.,
   2023) takes copies of the teacher's parameters (the step donates the state's)."""
   state = exp.init_state(jax.random.PRNGKey(exp.seed))
-  if teacher is None or not exp.teacher.init_student:
+  if teacher is None or not exp.train.init_student:
     return state
   params = jax.tree_util.tree_map(jnp.copy, teacher)
   return state.replace(params=params, ema_params=jax.tree_util.tree_map(jnp.copy, teacher))

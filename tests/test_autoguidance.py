@@ -72,6 +72,26 @@ def test_bad_autoguidance_settings_are_one_line(tmp_path):
   assert not os.path.exists(missing)
 
 
+def test_a_weak_model_of_another_network_guides_with_its_own_network(tmp_path):
+  """A weak model of half the width (its workdir's config.json says so) guides by its own
+  network's score: the sampling score is autoguidance of the two networks' scores, with the
+  weak model's EMA parameters of its checkpoint."""
+  weak_config = _config()
+  weak_config.model.hidden = 16
+  weak_exp = build.build(weak_config)
+  run_train.train(weak_exp, str(tmp_path / "weak"))
+  guided = build.build(_config(workdir=str(tmp_path / "weak"), weight=2.0))
+  weak = weights.weak_params(guided)
+  expected_weak = wd.load_state(weak_exp, str(tmp_path / "weak"), 10)[0].ema_params
+  assert jax.tree_util.tree_all(jax.tree_util.tree_map(np.array_equal, weak, expected_weak))
+  main = guided.init_state(jax.random.PRNGKey(3)).ema_params
+  x = jax.random.normal(jax.random.PRNGKey(0), (32, 2)) * 2.0
+  t = jnp.linspace(0.05, 1.0, 32)
+  expected = cg.autoguidance(guided.score_fn(main), weak_exp.score_fn(weak), 2.0)(x, t)
+  np.testing.assert_allclose(guided.sampling_score_fn(main, None, None, weak)(x, t), expected,
+                             rtol=1e-5, atol=1e-5)
+
+
 @pytest.mark.slow
 def test_autoguidance_settings_reach_the_sampler(tmp_path):
   """A weak model of the workdir's step-5 checkpoint guides --mode sample's DDIM at w = 2:

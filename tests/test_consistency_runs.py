@@ -131,8 +131,8 @@ def test_bad_consistency_settings_are_one_line(tmp_path):
   for config, message in cases:
     with pytest.raises(run.RunError, match=message):
       build.build(config)
-  with pytest.raises(run.RunError, match=r"teacher_checkpoint_step=7: .* keeps the checkpoints "
-                                         r"\[10\]"):
+  with pytest.raises(run.RunError, match=r"the teacher of config.training.consistency.teacher_"
+                                         r"workdir=.*: no readable .* at step 7; it keeps \[10\]"):
     weights.teacher_params(build.build(_student(teacher, step=7)))
   assert not os.path.exists(tmp_path / "nowhere")
 
