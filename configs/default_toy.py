@@ -82,6 +82,19 @@ def get_default_configs():
   return config
 
 
+def consistency_student(config, loss: str = "consistency_distillation"):
+  """`config` turned into a consistency model's (Song et al., 2023) trained by `loss`: its
+  network a consistency function, the target an EMA of rate mu = 0.95 (the paper's), one-
+  step sampling; the held-out loss (a DSM-type loss's) and the likelihood off (the
+  probability-flow ODE of a consistency function's score is not what it learns)."""
+  config.model.parameterization = "consistency"
+  config.model.ema_rate, config.model.ema_warmup = 0.95, False
+  config.training.loss = loss
+  config.eval.enable_loss = config.eval.enable_likelihood = False
+  config.sampling.method = "consistency"
+  return config
+
+
 def sampler_settings() -> ml_collections.ConfigDict:
   """One sub-dict per sampler (sampling.SAMPLERS) with every keyword its factory takes,
   at the factory's defaults, so each is settable as --config.sampling.<sampler>.<name>."""

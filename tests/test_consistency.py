@@ -19,6 +19,16 @@ PROCESSES = [sde_lib.VPSDE(), sde_lib.VESDE(), sde_lib.subVPSDE(), sde_lib.EDMPr
              sde_lib.RectifiedFlow()]
 
 
+def _random_mlp(rng):
+  """A small MLP and random weights everywhere (its output layer starts at 0), drawn by
+  numpy on the host."""
+  model = mlp.MLP(mlp.MLPConfig(hidden=16, depth=1))
+  params = jax.tree_util.tree_map(lambda s: rng.normal(size=s.shape).astype(np.float32),
+                                  jax.eval_shape(model.init, jax.random.PRNGKey(0),
+                                                 jnp.zeros((1, 2)), jnp.zeros((1,))))
+  return model, params
+
+
 @pytest.mark.parametrize("sde", PROCESSES, ids=lambda s: type(s).__name__)
 def test_the_boundary_condition_holds_exactly(sde):
   """c_skip(sigma_min) = 1 and c_out(sigma_min) = 0 exactly, so f(x, eps) = x for any
@@ -27,12 +37,8 @@ def test_the_boundary_condition_holds_exactly(sde):
   c_skip, c_out, _ = parameterizations.consistency_coefficients(sigma_hat_min, sigma_hat_min, 0.5)
   np.testing.assert_array_equal(c_skip, 1.0)
   np.testing.assert_array_equal(c_out, 0.0)
-  model = mlp.MLP(mlp.MLPConfig(hidden=16, depth=1))
-  # Random weights everywhere (the output layer starts at 0), drawn by numpy on the host.
   rng = np.random.default_rng(0)
-  params = jax.tree_util.tree_map(lambda s: rng.normal(size=s.shape).astype(np.float32),
-                                  jax.eval_shape(model.init, jax.random.PRNGKey(0),
-                                                 jnp.zeros((1, 2)), jnp.zeros((1,))))
+  model, params = _random_mlp(rng)
   x = jnp.asarray(3.0 * rng.normal(size=(8, 2)), jnp.float32)
 
   @jax.jit
@@ -75,11 +81,8 @@ def test_the_consistency_parameterization_is_the_score_of_the_consistency_functi
   """parameterization "consistency" (what main.py's runs sample with) gives the score
   consistency.as_score_fn makes of network_consistency_fn's map (what their loss trains),
   for random weights; network_consistency_fn is get_consistency_fn of the network."""
-  model = mlp.MLP(mlp.MLPConfig(hidden=16, depth=1))
   rng = np.random.default_rng(1)
-  params = jax.tree_util.tree_map(lambda s: rng.normal(size=s.shape).astype(np.float32),
-                                  jax.eval_shape(model.init, jax.random.PRNGKey(0),
-                                                 jnp.zeros((1, 2)), jnp.zeros((1,))))
+  model, params = _random_mlp(rng)
   x = jnp.asarray(2.0 * rng.normal(size=(16, 2)), jnp.float32)
   t = jnp.linspace(0.01, sde.T, 16)
   eps, sigma_data = 2e-3, 0.7

@@ -13,22 +13,15 @@ Samples in one step (--config.sampling.consistency.num_steps=2 or 4 for more). T
 held-out loss and the likelihood are off: the loss is a DSM-type loss's, and the
 probability-flow ODE of a consistency function's score is not what it learns.
 """
+from configs import default_toy
 from configs.fashion_mnist import vp_ddpm_cpu
 
 
 def get_config():
-  config = vp_ddpm_cpu.get_config()
-  config.model.parameterization = "consistency"
-  config.model.ema_rate = 0.95          # the target's rate mu
-  config.model.ema_warmup = False
-  t = config.training
-  t.loss = "consistency_distillation"
-  t.consistency.teacher_workdir = "runs/fmnist_cpu"
-  t.consistency.teacher_checkpoint_step = 2400
-  t.consistency.init_student = True
+  config = default_toy.consistency_student(vp_ddpm_cpu.get_config())
+  c = config.training.consistency
+  c.teacher_workdir, c.teacher_checkpoint_step = "runs/fmnist_cpu", 2400
+  c.init_student = True
   config.optim.warmup = 0               # the student starts from a trained network
   config.optim.lr = 4e-4                # the paper's CIFAR-10 rate (Song et al., 2023, App. C)
-  config.eval.enable_loss = False
-  config.eval.enable_likelihood = False
-  config.sampling.method = "consistency"
   return config

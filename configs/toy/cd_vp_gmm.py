@@ -15,16 +15,7 @@ from configs import default_toy
 
 
 def get_config():
-  config = default_toy.get_default_configs()
-  config.model.parameterization = "consistency"
-  config.model.ema_rate = 0.95           # the target's rate mu
-  config.model.ema_warmup = False
-  t = config.training
-  t.loss = "consistency_distillation"
-  t.consistency.teacher_workdir = "runs/vp_gmm"
-  t.consistency.teacher_checkpoint_step = 6000
-  t.consistency.num_steps = 40
-  config.eval.enable_loss = False
-  config.eval.enable_likelihood = False
-  config.sampling.method = "consistency"
+  config = default_toy.consistency_student(default_toy.get_default_configs())
+  c = config.training.consistency
+  c.teacher_workdir, c.teacher_checkpoint_step, c.num_steps = "runs/vp_gmm", 6000, 40
   return config
