@@ -20,6 +20,10 @@ import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
 
 flags.DEFINE_string("outdir", "docs/results", "Where the table (.md) and figure (.png) go.")
 flags.DEFINE_bool("quick", False, "Tiny sizes: checks that the script runs, numbers are not meaningful.")
+# The Fashion-MNIST pages' scoring (fashion_mnist_table, fashion_mnist_consistency).
+flags.DEFINE_integer("sampling_seeds", 3, "Sampling seeds per network and sampler.")
+flags.DEFINE_integer("num_samples", 2000, "Samples per sampler and sampling seed.")
+flags.DEFINE_string("data_dir", "data/tfds", "The prepared dataset and feature network.")
 FLAGS = flags.FLAGS
 # The 1-D three-component mixture of Q5, Q7 and Q8.
 MIXTURE_1D = densities.GaussianMixture(means=jnp.array([[-2.0], [1.0], [3.0]]),

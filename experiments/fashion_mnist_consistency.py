@@ -44,9 +44,6 @@ from run import evaluate
 
 flags.DEFINE_string("teacher", "runs/fmnist_cpu", "The teacher's workdir (vp_ddpm_cpu).")
 flags.DEFINE_string("student", "runs/fmnist_cd", "The student's workdir (cd_vp_ddpm_cpu).")
-flags.DEFINE_integer("sampling_seeds", 3, "Sampling seeds per row.")
-flags.DEFINE_integer("num_samples", 2000, "Samples per row and sampling seed.")
-flags.DEFINE_string("data_dir", "data/tfds", "The prepared dataset and feature network.")
 FLAGS = common.FLAGS
 
 # (row name, whose parameters, sampler, steps)

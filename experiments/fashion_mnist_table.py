@@ -48,11 +48,8 @@ flags.DEFINE_list("processes", ["vp", "ve", "subvp", "edm", "rf"], "Processes to
 flags.DEFINE_list("samplers", ["pc", "ode", "ddim", "dpm_solver_2m", "edm_heun"],
                   "Samplers to score.")
 flags.DEFINE_integer("train_seeds", 3, "Training seeds per process (config.seed 0, 1, ...).")
-flags.DEFINE_integer("sampling_seeds", 3, "Sampling seeds per network and sampler.")
-flags.DEFINE_integer("num_samples", 2000, "Samples per sampler and sampling seed.")
 flags.DEFINE_integer("bpd_images", 1000, "Test images for bits/dim (one dequantization each).")
 flags.DEFINE_string("runs_root", "runs/fashion_mnist_table", "Where the trained runs live.")
-flags.DEFINE_string("data_dir", "data/tfds", "The prepared dataset and feature network.")
 FLAGS = common.FLAGS
 
 CONFIGS = {"vp": vp_ddpm_cpu, "ve": ve_ddpm_cpu, "subvp": subvp_ddpm_cpu, "edm": edm_ddpm_cpu,
