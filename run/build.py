@@ -189,8 +189,7 @@ def _loss_fn(config, model, sde, score_fn, teacher):
         t.loss, parameterizations.network_consistency_fn(
             model, sde, eps=c.eps, sigma_data=m.sigma_data,
             noise_conditioning=m.noise_conditioning),
-        sde, teacher and (lambda params: teacher.score_fn(params)), num_steps=c.num_steps,
-        grid=c.grid, eps=c.eps,
+        sde, teacher and teacher.score_fn, num_steps=c.num_steps, grid=c.grid, eps=c.eps,
         teacher=c.teacher, schedule_steps=t.n_iters if c.schedule else 0)
   return losses.get_loss_fn(losses.get_multi_level_loss(
       t.loss, reduce_mean=t.reduce_mean, objective=losses.Objective(

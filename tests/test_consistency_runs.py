@@ -15,6 +15,7 @@ import consistency
 import losses
 import run
 from configs.toy import cd_vp_gmm
+from configs.toy import ct_vp_gmm
 from configs.toy import vp_gmm
 from infra import weights
 from infra import workdir as wd
@@ -107,6 +108,32 @@ def test_a_student_that_starts_from_its_teacher_starts_from_copies_of_its_ema(tm
     assert all(a is not b for a, b in zip(*map(jax.tree_util.tree_leaves, (tree, teacher))))
   state, history = run_train.train(exp, str(tmp_path / "student"))
   assert int(state.step) == 10 and np.isfinite(history[-1][1])
+
+
+def test_scheduled_consistency_training_moves_its_target_at_the_papers_rate():
+  """consistency_training with `schedule`: step k's target EMA rate is mu(k) of
+  consistency.training_schedule (0.9938 at k = 1 of 20), not model.ema_rate's 0.95. (Step
+  0 moves nothing: the learning rate's warmup starts at 0.)"""
+  config = shrink(ct_vp_gmm.get_config(), n_iters=20)
+  config.training.consistency.schedule = True
+  config.optim.warmup = 1           # the full rate from step 1
+  exp = build.build(config)
+  state = exp.init_state(jax.random.PRNGKey(0))
+  x0 = jnp.asarray(np.random.default_rng(0).normal(size=(1, 64, 2)), jnp.float32)
+  state, _ = exp.train_step(state, x0, jax.random.PRNGKey(1), None)
+  copy = lambda tree: jax.tree_util.tree_map(lambda a: np.array(a, copy=True), tree)
+  target = copy(state.ema_params)                       # the step donates the state
+  state, metrics = exp.train_step(state, x0, jax.random.PRNGKey(1), None)
+  assert np.isfinite(float(metrics["loss"]))
+  mu = float(consistency.training_schedule(1, 20)[1])
+  assert abs(mu - 0.95) > 0.04
+  expected = jax.tree_util.tree_map(lambda a, b: mu * a + (1 - mu) * b, target,
+                                    copy(state.params))
+  moved = [float(np.abs(a - b).max()) for a, b in zip(*map(
+      jax.tree_util.tree_leaves, (target, copy(state.params))))]
+  assert max(moved) > 1e-4
+  for a, b in zip(*map(jax.tree_util.tree_leaves, (state.ema_params, expected))):
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
 
 
 def test_bad_consistency_settings_are_one_line(tmp_path):
