@@ -56,6 +56,7 @@ def _student(teacher_workdir="", step=10, **changes):
   return config
 
 
+@pytest.mark.slow        # 26 s: keeps `make test` under 10 minutes
 def test_distillation_loss_is_the_papers_on_the_teachers_checkpoint_and_resumes(tmp_path):
   """The train step's loss at step 10 (target EMA != online parameters) equals
   consistency.get_loss_fn's, example by example with the step's keys, on the teacher's
