@@ -25,6 +25,9 @@ flags.DEFINE_integer("sampling_seeds", 3, "Sampling seeds per network and sample
 flags.DEFINE_integer("num_samples", 2000, "Samples per sampler and sampling seed.")
 flags.DEFINE_string("data_dir", "data/tfds", "The prepared dataset and feature network.")
 FLAGS = flags.FLAGS
+# Sampling seed k of the Fashion-MNIST pages draws with PRNGKey(FASHION_MNIST_KEY + k): one
+# network and sampler give the same rounds on every page, which share them.
+FASHION_MNIST_KEY = 30_000
 # The 1-D three-component mixture of Q5, Q7 and Q8.
 MIXTURE_1D = densities.GaussianMixture(means=jnp.array([[-2.0], [1.0], [3.0]]),
                                        stds=jnp.array([0.3, 0.8, 0.5]),
@@ -47,6 +50,24 @@ def log_log_slope(x, y, y_se) -> tuple[float, float]:
   lx, ly = np.log(np.asarray(x, np.float64)), np.log(np.asarray(y, np.float64))
   c = (lx - lx.mean()) / np.sum((lx - lx.mean()) ** 2)       # slope = sum c_i log y_i
   return float(c @ ly), float(np.sqrt(np.sum((c * np.asarray(y_se) / np.exp(ly)) ** 2)))
+
+
+def mean_se(values) -> tuple[float, float]:
+  """(mean, SE of the mean) of per-seed values; SE nan for one value."""
+  v = np.asarray(values, np.float64)
+  return float(v.mean()), float(v.std(ddof=1) / np.sqrt(len(v))) if len(v) > 1 else np.nan
+
+
+def compare(a, b, fmt: str = ".2f") -> str:
+  """'lower' / 'higher' where the mean of per-seed values a differs from b's by more than
+  twice the SE of the gap (independent rows), else 'not resolved from'; the gap and its SE
+  follow in `fmt`."""
+  (ma, sa), (mb, sb) = mean_se(a), mean_se(b)
+  gap, se = ma - mb, float(np.hypot(sa, sb))
+  numbers = f"({gap:+{fmt}} ± {se:{fmt}})"
+  if not np.isfinite(se) or abs(gap) <= 2.0 * se:
+    return f"not resolved from {numbers}"
+  return f"{'lower' if gap < 0 else 'higher'} than {numbers}"
 
 
 def write_outputs(name, title, setup, table, figure):

@@ -66,7 +66,9 @@ def _experiment(who: str, method: str, num_steps: int):
   return build.build(config)
 
 
-def _folder(workdir: str, step: int, method: str, num_steps: int, seed: int) -> str:
+def sample_folder(workdir: str, step: int, method: str, num_steps: int, seed: int) -> str:
+  """Where the rounds of one row and sampling seed are kept (fashion_mnist_autoguidance
+  reads its unguided DDIM-20 rows from here too)."""
   if method == "ddim" and num_steps == 100:     # fashion_mnist_table's folder of the run
     return os.path.join(workdir, "table", f"step_{step}", f"ddim_seed{seed}")
   return os.path.join(workdir, "consistency_page", f"step_{step}",
@@ -83,28 +85,13 @@ def score_rows() -> tuple[dict, dict]:
     row = results[name] = {m: [] for m in METRICS}
     for k in range(FLAGS.sampling_seeds):
       x, row["nfe"] = evaluate.generate(
-          exp, params, jax.random.PRNGKey(30_000 + k), FLAGS.num_samples,
-          _folder(workdir, steps[who], method, num_steps, k), method)
+          exp, params, jax.random.PRNGKey(common.FASHION_MNIST_KEY + k), FLAGS.num_samples,
+          sample_folder(workdir, steps[who], method, num_steps, k), method)
       metrics = exp.data.sample_metrics(x)
       for m in METRICS:
         row[m].append(metrics[m])
     row["protocol"] = metrics["fid_protocol"]
   return results, steps
-
-
-def mean_se(values) -> tuple[float, float]:
-  v = np.asarray(values, np.float64)
-  return float(v.mean()), float(v.std(ddof=1) / np.sqrt(len(v))) if len(v) > 1 else np.nan
-
-
-def compare(a, b) -> str:
-  """'lower' / 'higher' where FID a differs from b by more than twice the SE of the gap
-  (independent rows), else 'not resolved from'."""
-  (ma, sa), (mb, sb) = mean_se(a), mean_se(b)
-  gap, se = ma - mb, float(np.hypot(sa, sb))
-  if not np.isfinite(se) or abs(gap) <= 2.0 * se:
-    return f"not resolved from ({gap:+.2f} ± {se:.2f})"
-  return f"{'lower' if gap < 0 else 'higher'} than ({gap:+.2f} ± {se:.2f})"
 
 
 def conclusions(results: dict) -> list:
@@ -114,7 +101,7 @@ def conclusions(results: dict) -> list:
   lines = []
   for n in (1, 2, 4):
     student = results[f"student, {n}-step consistency"]["fid"]
-    parts = [f"{compare(student, results[name]['fid'])} {name}" for name, *_ in ROWS
+    parts = [f"{common.compare(student, results[name]['fid'])} {name}" for name, *_ in ROWS
              if name.startswith("teacher's denoiser, " + f"{n}-") or "DDIM" in name]
     lines.append(f"The {n}-step student's FID is " + "; ".join(parts) + ".")
   return lines
@@ -127,7 +114,7 @@ def _figure(results: dict):
                         ("teacher (DDIM eta 1)", "teacher, DDIM")):
     rows = [r for r in results if r.startswith(prefix)]
     nfe = [results[r]["nfe"] for r in rows]
-    fid = [mean_se(results[r]["fid"]) for r in rows]
+    fid = [common.mean_se(results[r]["fid"]) for r in rows]
     ax.errorbar(nfe, [m for m, _ in fid], yerr=[2 * s for _, s in fid], marker="o",
                 capsize=3, label=label)
   ax.set(xscale="log", yscale="log", xlabel="network evaluations per sample",
@@ -145,7 +132,7 @@ def main(_):
   results, steps = score_rows()
   rows = []
   for name, row in results.items():
-    fid, kid = mean_se(row["fid"]), mean_se(row["kid"])
+    fid, kid = common.mean_se(row["fid"]), common.mean_se(row["kid"])
     rows.append([name, row["nfe"], f"{fid[0]:.2f} ± {fid[1]:.2f}",
                  f"{kid[0]:.4f} ± {kid[1]:.4f}", f"{np.mean(row['precision']):.3f}",
                  f"{np.mean(row['recall']):.3f}"])

@@ -111,7 +111,8 @@ def score_run(exp, params, out_dir: str, samplers) -> dict:
   float_data = dataclasses.replace(exp.data, fid_protocol="float")
   for sampler in samplers:
     for k in range(FLAGS.sampling_seeds):
-      x, nfe = evaluate.generate(exp, params, jax.random.PRNGKey(30_000 + k), FLAGS.num_samples,
+      key = jax.random.PRNGKey(common.FASHION_MNIST_KEY + k)
+      x, nfe = evaluate.generate(exp, params, key, FLAGS.num_samples,
                                  os.path.join(out_dir, f"{sampler}_seed{k}"), sampler)
       metrics = exp.data.sample_metrics(x)
       metrics["fid_float"] = float_data.sample_metrics(x)["fid"]

@@ -272,3 +272,32 @@ def test_fashion_mnist_consistency_calls_only_gaps_beyond_twice_their_se():
   assert "not resolved from (+1.22 ± 0.82) teacher, DDIM eta 1, 10 steps" in line
   assert "lower than (-2.45 ± 0.82) teacher, DDIM eta 1, 20 steps" in line
   assert "not resolved from (+0.00" in fc.conclusions(rows)[1]
+
+
+def test_fashion_mnist_autoguidance_verdicts_follow_the_numbers():
+  """Hand-made rows (SE of each mean 1 / sqrt(3), of a gap 0.82): the best w's FID 3 SE
+  below the unguided one is called lower, its recall 1.5 SE lower is not called (a 1-SE
+  rule would call it a loss of variety), and the equal-NFE rival is compared too."""
+  from experiments import fashion_mnist_autoguidance as fa
+  se_one, gap_se = np.array([-1.0, 0.0, 1.0]), np.sqrt(2.0 / 3.0)
+
+  def row(fid, recall):
+    return {"fid": fid + se_one, "precision": 0.9 + 0.01 * se_one,
+            "recall": recall + 0.01 * se_one}
+
+  results = {("alone", 20): row(40.0, 0.60), ("alone", 40): row(40.0 - 4 * gap_se, 0.60),
+             ("alone", 100): row(30.0, 0.70), ("weak at 800", 1.5): row(39.0, 0.60),
+             ("weak at 800", 2.0): row(40.0 - 3 * gap_se, 0.60 - 0.015 * gap_se),
+             ("weak at 800", 3.0): row(45.0, 0.50)}
+  line = fa.conclusions(results)[0]
+  assert "at w = 2 FID lower than (-2.45 ± 0.82), precision not resolved from" in line, line
+  assert "recall not resolved from (-0.012 ± 0.008)" in line
+  assert "at w = 3 FID higher than (+5.00 ± 0.82)" in line and "recall lower than" in line
+  assert ("its lowest mean FID (w = 2) is lower than the main model's alone, with no "
+          "resolved change of recall") in line
+  assert "the w = 2 row's FID is not resolved from (+0.82 ± 0.82) it" in line
+  results["weak at 800", 2.0] = row(40.0 - 3 * gap_se, 0.60 - 3 * 0.01 * gap_se)
+  assert "and its recall is lower than the main model's" in fa.conclusions(results)[0]
+  results["weak at 800", 2.0] = row(40.0 - 1.5 * gap_se, 0.60)
+  assert "no w lowers FID below the main model's alone by more than twice the SE (best " \
+         "mean at w = 2: not resolved from (-1.22 ± 0.82) it)" in fa.conclusions(results)[0]
