@@ -1,25 +1,30 @@
 r"""Song et al. (2021) Tables 2-3 in miniature, with its rankings resolved or said to be
 unresolved: the CPU Fashion-MNIST network trained under the VP, VE and sub-VP SDEs, EDM's
-process (with its loss) and rectified flow (flow matching), same budget, several training
-seeds each; bits/dim (probability-flow ODE) and, per sampler, FID / KID / precision /
-recall of the Fashion-MNIST feature network on the project's FID protocol (uint8 samples
-against the training split) over several sampling seeds.
+process (with its loss) and rectified flow (flow matching), same budget; three training
+seeds of each ranked process (VP and rectified flow by default), one of each --unranked
+one (shown, never ranked); bits/dim (probability-flow ODE) and, per sampler, FID / KID /
+precision / recall of the Fashion-MNIST feature network on the project's FID protocol
+(uint8 samples against the training split).
 
 Two standard errors are reported per cell: over sampling seeds of one network (the
-yardstick of a single run) and over training seeds (the one a ranking of processes
-needs). A ranking is stated only where the gap exceeds twice its standard error; the
-page's sentences are computed from the numbers (`conclusions`). Each FID is also taken
-on the float protocol (the same samples, not rounded to uint8), and the difference given.
+yardstick: the first process's training seed 0, drawn with --sampling_seeds seeds; every
+other network with --run_sampling_seeds) and over training seeds (the one a ranking of
+processes needs; it holds the sampling noise too). A ranking is stated only where the gap
+exceeds twice its standard error; the page's sentences are computed from the numbers
+(`conclusions`). Each FID is also taken on the float protocol (the same samples, not
+rounded to uint8), and the difference given.
 
   python -m experiments.fashion_mnist_table [--processes vp,rf] [--train_seeds 3]
 
 Needs the prepared dataset and the trained feature network (`make feature-net`). Trains
-every missing run (about 20 min each on 2 quiet cores: 5 processes x 3 seeds = 5 h),
-then evaluates (about 1.5 h at 2,000 samples x 3 sampling seeds). Everything resumes:
-runs in <runs_root>/<process>_seed<s>/, samples and likelihood batches under each run's
-table/ folder. Writes <outdir>/fashion_mnist_table.{md,png}. --quick: a tiny network,
-two steps, VP only, one training seed, 16 samples: checks that the script runs, nothing
-more (tests/test_experiments.py checks the statistics on hand-made cells).
+every missing run (about 25 min each on 2 quiet cores), then scores it: per network about
+27 min for the bits/dim of 1000 images and, per 2,000 samples, about 22 min of PC (500
+NFE), 4 min of DDIM (100 steps) and a few of the others, as measured on run B; the default
+9 networks take about 13 h. Everything resumes: runs in <runs_root>/<process>_seed<s>/,
+samples and likelihood batches under each run's table/ folder. Writes
+<outdir>/fashion_mnist_table.{md,png}. --quick: a tiny network, two steps, VP only, one
+training seed, 16 samples: checks that the script runs, nothing more
+(tests/test_experiments.py checks the statistics on hand-made cells).
 """
 import dataclasses
 import json
@@ -47,7 +52,12 @@ from run import train
 flags.DEFINE_list("processes", ["vp", "ve", "subvp", "edm", "rf"], "Processes to train and score.")
 flags.DEFINE_list("samplers", ["pc", "ode", "ddim", "dpm_solver_2m", "edm_heun"],
                   "Samplers to score.")
-flags.DEFINE_integer("train_seeds", 3, "Training seeds per process (config.seed 0, 1, ...).")
+flags.DEFINE_integer("train_seeds", 3, "Training seeds per ranked process (config.seed 0, 1, ...).")
+flags.DEFINE_list("unranked", ["ve", "subvp", "edm"],
+                  "Processes trained with one seed: in the table, never ranked.")
+flags.DEFINE_integer("run_sampling_seeds", 1,
+                     "Sampling seeds of every network but the yardstick (the first process's "
+                     "training seed 0, which gets --sampling_seeds).")
 flags.DEFINE_integer("bpd_images", 1000, "Test images for bits/dim (one dequantization each).")
 flags.DEFINE_string("runs_root", "runs/fashion_mnist_table", "Where the trained runs live.")
 FLAGS = common.FLAGS
@@ -101,8 +111,8 @@ def trained_run(process: str, seed: int):
   return exp, state.ema_params, os.path.join(workdir, "table", f"step_{step}"), seconds
 
 
-def score_run(exp, params, out_dir: str, samplers) -> dict:
-  """{"bits_per_dim", "sigma_eps", (sampler, metric): [sampling seeds]} of one network;
+def score_run(exp, params, out_dir: str, samplers, sampling_seeds: int) -> dict:
+  """{"bits_per_dim", "sigma_eps", (sampler, metric): [sampling_seeds]} of one network;
   metric "fid_float" is the FID of the same samples on the float protocol, "fid_rounding"
   the paired difference fid - fid_float."""
   eps = exp.record["eval"]["likelihood"]["eps"]
@@ -110,7 +120,7 @@ def score_run(exp, params, out_dir: str, samplers) -> dict:
   scores["sigma_eps"] = float(exp.sde.marginal(np.float32(eps))[1])
   float_data = dataclasses.replace(exp.data, fid_protocol="float")
   for sampler in samplers:
-    for k in range(FLAGS.sampling_seeds):
+    for k in range(sampling_seeds):
       key = jax.random.PRNGKey(common.FASHION_MNIST_KEY + k)
       x, nfe = evaluate.generate(exp, params, key, FLAGS.num_samples,
                                  os.path.join(out_dir, f"{sampler}_seed{k}"), sampler)
@@ -125,16 +135,17 @@ def score_run(exp, params, out_dir: str, samplers) -> dict:
 
 
 def cell(runs: list, sampler: str, metric: str) -> dict:
-  """Mean over training seeds of each network's mean over sampling seeds; "se_train": the
-  SE of that mean from the spread between training seeds (nan with one seed); "se_sample":
-  the SE over sampling seeds of one network (pooled variance over networks)."""
-  values = np.array([run[sampler, metric] for run in runs], np.float64)    # [S, K]
-  per_network = values.mean(axis=1)
-  s, k = values.shape
+  """Mean over training seeds of each network's mean over its sampling seeds; "se_train":
+  the SE of that mean from the spread between training seeds (nan with one seed);
+  "se_sample": the SE over sampling seeds of one network's mean, pooled over the networks
+  drawn with several (nan if none was)."""
+  per_seed = [np.asarray(run[sampler, metric], np.float64) for run in runs]
+  per_network = np.array([v.mean() for v in per_seed])
+  several = [v.var(ddof=1) / len(v) for v in per_seed if len(v) > 1]
+  s = len(per_network)
   return {"mean": float(per_network.mean()), "per_network": per_network,
           "se_train": float(per_network.std(ddof=1) / np.sqrt(s)) if s > 1 else float("nan"),
-          "se_sample": float(np.sqrt(values.var(axis=1, ddof=1).mean() / k)) if k > 1
-                       else float("nan")}
+          "se_sample": float(np.sqrt(np.mean(several))) if several else float("nan")}
 
 
 def _pm(mean: float, se: float, fmt: str = ".2f") -> str:
@@ -161,7 +172,9 @@ def conclusions(fid: dict) -> list:
       gaps.append((other, b["mean"] - a["mean"], float(np.hypot(a["se_train"], b["se_train"]))))
     if not gaps:
       continue
-    unresolved = [f"{p} ({_pm(g, se)})" for p, g, se in gaps if not _resolved(g, se)]
+    unresolved = [f"{p} ({_pm(g, se)})" if np.isfinite(se) else
+                  f"{p} ({g:+.2f}; one training seed: not ranked)"
+                  for p, g, se in gaps if not _resolved(g, se)]
     verdict = ("resolved: every gap exceeds twice its SE" if not unresolved else
                "not resolved against " + ", ".join(unresolved))
     lines.append(f"{SAMPLERS[sampler]}: lowest FID {best}; {verdict}.")
@@ -217,31 +230,38 @@ def check_ready():
 def main(_):
   check_ready()
   for name, given, valid in (("processes", FLAGS.processes, CONFIGS),
+                             ("unranked", FLAGS.unranked, CONFIGS),
                              ("samplers", FLAGS.samplers, SAMPLERS)):
     if set(given) - set(valid):
       raise app.UsageError(f"--{name} {sorted(set(given) - set(valid))}: valid choices are "
                            f"{sorted(valid)}")
   processes = ("vp",) if FLAGS.quick else FLAGS.processes
-  seeds = 1 if FLAGS.quick else FLAGS.train_seeds
   samplers = QUICK_SAMPLERS if FLAGS.quick else tuple(FLAGS.samplers)
   if FLAGS.quick:
     FLAGS.num_samples, FLAGS.bpd_images, FLAGS.sampling_seeds = 16, 4, 2
   results, train_seconds, train_seconds_here, start = {}, 0.0, 0.0, time.time()
   for process in processes:
     results[process] = []
+    seeds = 1 if FLAGS.quick or process in FLAGS.unranked else FLAGS.train_seeds
     for seed in range(seeds):
       began = time.time()
       exp, params, out_dir, seconds = trained_run(process, seed)
       train_seconds += seconds
       train_seconds_here += time.time() - began
-      results[process].append(score_run(exp, params, out_dir, samplers))
+      yardstick = process == processes[0] and seed == 0
+      results[process].append(score_run(
+          exp, params, out_dir, samplers,
+          FLAGS.sampling_seeds if yardstick else FLAGS.run_sampling_seeds))
   fid = {p: {m: cell(runs, m, "fid") for m in samplers} for p, runs in results.items()}
   first = results[processes[0]][0]
   setup = (
-      f"FID protocol: {first['protocol']}; {FLAGS.sampling_seeds} sampling seeds x "
-      f"{FLAGS.num_samples} samples per network, {seeds} training seeds per process. FID: "
-      "the mean over training seeds ± its SE from their spread [the SE over sampling seeds "
-      "of one network]; KID ± its SE over training seeds. bits/dim: "
+      f"FID protocol: {first['protocol']}; {FLAGS.num_samples} samples per sampling seed; "
+      f"{processes[0]}'s training seed 0 (the yardstick) {FLAGS.sampling_seeds} sampling "
+      f"seeds, every other network {FLAGS.run_sampling_seeds}; training seeds: "
+      + ", ".join(f"{p} {len(r)}" for p, r in results.items()) + ". FID: the mean over "
+      "training seeds of each network's mean ± its SE from their spread (which holds the "
+      "sampling noise too) [the SE over sampling seeds of one network]; KID ± its SE over "
+      "training seeds. bits/dim: "
       f"{FLAGS.bpd_images} test images, mean ± SE over training seeds. The processes stop "
       "at different σ(ε) (column), which smooths the data by different amounts: their "
       "bits/dim are not compared here. Last column: the FID of the samples rounded to uint8 "

@@ -6,7 +6,7 @@ Writes <outdir>/<name>.md and .png for each experiment, and <outdir>/../results.
 (docs/results.md by default): the seed report's questions in order, then the
 reproduced results. About two hours on 2 CPU cores at full size (q3 ~30 min,
 processes_gmm ~20 min, q7 ~17 min, q6 ~8-14 min, likelihood_weighting ~8 min), plus
-fashion_mnist_table's 15 training runs and their evaluation (~6.5 h; it needs
+fashion_mnist_table's 9 training runs and their scoring (~13 h; it needs
 `make feature-net` first, checked before anything runs).
 """
 import importlib
@@ -32,7 +32,7 @@ INTRO = """# Results: the seed report's eight questions, answered by experiment
 
 Each section below is written by one script in `experiments/` (its docstring states the
 setup); regenerate all of them with `python -m experiments.run_all` (about two hours on
-2 CPU cores, and the Fashion-MNIST table's training runs about 6.5 h more; `--quick` runs
+2 CPU cores, and the Fashion-MNIST table's runs about 13 h more; `--quick` runs
 everything at a tiny size in a few minutes). Seeds are
 fixed; where theory gives a number, the table puts it beside the measurement with the
 Monte-Carlo standard error. The questions are those of `shared/SEED.md`.

@@ -71,6 +71,19 @@ def test_fashion_mnist_table_ranks_only_what_its_standard_errors_resolve():
   assert lines[3] == ("rf: lowest FID with pc; not resolved against ddim (3.00 ± 2.00) "
                       "(paired over training seeds).")
   assert lines[4].startswith("ve: lowest FID with pc; resolved")
+  # The table's shape: the yardstick drawn with 3 sampling seeds, the other networks with
+  # 1, and an unranked process with one training seed.
+  results["vp"][0][("ddim", "fid")] = [29.0, 30.0, 31.0]
+  for run in results["vp"][1:] + results["rf"]:
+    run["ddim", "fid"] = run["ddim", "fid"][:1]
+  results["ve"] = [{("ddim", "fid"): [30.5]}]
+  ddim = {p: table.cell(r, "ddim", "fid") for p, r in results.items()}
+  np.testing.assert_allclose(ddim["vp"]["se_sample"], np.sqrt(1.0 / 3.0))   # the yardstick's
+  np.testing.assert_allclose(ddim["vp"]["mean"], (30.0 + 30.9 + 31.9) / 3)
+  assert np.isnan(ddim["rf"]["se_sample"]) and np.isnan(ddim["ve"]["se_train"])
+  assert table.conclusions({p: {"ddim": c} for p, c in ddim.items()})[0] == (
+      "DDIM eta 1: lowest FID rf; not resolved against ve (+0.60; one training seed: not "
+      "ranked), vp (1.03 ± 2.37).")
 
 
 def _processes_results(gaps, mmd2=0.5e-3, **cells):
