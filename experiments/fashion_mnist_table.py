@@ -14,7 +14,7 @@ exceeds twice its standard error; the page's sentences are computed from the num
 (`conclusions`). Each FID is also taken on the float protocol (the same samples, not
 rounded to uint8), and the difference given.
 
-  python -m experiments.fashion_mnist_table [--processes vp,rf] [--train_seeds 3]
+  python -m experiments.fashion_mnist_table [--processes vp,rf] [--train_seeds 3] [--train_only]
 
 Needs the prepared dataset and the trained feature network (`make feature-net`). Trains
 every missing run (about 25 min each on 2 quiet cores), then scores it: per network about
@@ -60,6 +60,7 @@ flags.DEFINE_integer("run_sampling_seeds", 1,
                      "training seed 0, which gets --sampling_seeds).")
 flags.DEFINE_integer("bpd_images", 1000, "Test images for bits/dim (one dequantization each).")
 flags.DEFINE_string("runs_root", "runs/fashion_mnist_table", "Where the trained runs live.")
+flags.DEFINE_bool("train_only", False, "Train every missing run, then stop (score later).")
 FLAGS = common.FLAGS
 
 CONFIGS = {"vp": vp_ddpm_cpu, "ve": ve_ddpm_cpu, "subvp": subvp_ddpm_cpu, "edm": edm_ddpm_cpu,
@@ -248,10 +249,15 @@ def main(_):
       exp, params, out_dir, seconds = trained_run(process, seed)
       train_seconds += seconds
       train_seconds_here += time.time() - began
+      if FLAGS.train_only:
+        continue
       yardstick = process == processes[0] and seed == 0
       results[process].append(score_run(
           exp, params, out_dir, samplers,
           FLAGS.sampling_seeds if yardstick else FLAGS.run_sampling_seeds))
+  if FLAGS.train_only:
+    print(f"trained: every run of {', '.join(processes)} under {FLAGS.runs_root}")
+    return
   fid = {p: {m: cell(runs, m, "fid") for m in samplers} for p, runs in results.items()}
   first = results[processes[0]][0]
   setup = (

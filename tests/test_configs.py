@@ -38,6 +38,8 @@ def tiny(path):
   config.eval.feature_net = ""
   if config.training.loss == "consistency_distillation":    # no trained teacher here: the
     config.training.loss = "consistency_training"          # network is built all the same
+  a = config.sampling.autoguidance                           # nor a trained weak model
+  a.workdir, a.weight = "", 1.0
   return config
 
 
