@@ -2,6 +2,7 @@
 import os
 import time
 
+from absl import app
 from absl import flags
 import flax.linen as nn
 import jax
@@ -13,6 +14,7 @@ import optax
 import datasets
 import densities
 import evaluation
+import feature_nets
 from models import mlp
 
 matplotlib.use("Agg")
@@ -50,6 +52,15 @@ def log_log_slope(x, y, y_se) -> tuple[float, float]:
   lx, ly = np.log(np.asarray(x, np.float64)), np.log(np.asarray(y, np.float64))
   c = (lx - lx.mean()) / np.sum((lx - lx.mean()) ** 2)       # slope = sum c_i log y_i
   return float(c @ ly), float(np.sqrt(np.sum((c * np.asarray(y_se) / np.exp(ly)) ** 2)))
+
+
+def require_feature_net(page: str):
+  """A one-line UsageError naming the command that makes the missing Fashion-MNIST feature
+  network (it needs the prepared dataset too), before a page draws anything."""
+  try:
+    feature_nets.check_available("fashion_mnist_cnn", FLAGS.data_dir)
+  except (ValueError, FileNotFoundError) as e:
+    raise app.UsageError(f"{page}: {e}") from None
 
 
 def mean_se(values) -> tuple[float, float]:

@@ -37,10 +37,10 @@ import jax
 import matplotlib.pyplot as plt
 import numpy as np
 
-import feature_nets
 from configs.fashion_mnist import vp_ddpm_cpu
 from experiments import common
 from experiments import fashion_mnist_consistency
+from infra import errors
 from infra import weights
 from run import build
 from run import evaluate
@@ -99,16 +99,16 @@ def _score(exp, params, folder, weak_params=None) -> dict:
   return row
 
 
-def score_rows() -> tuple[dict, int]:
-  """({(weak label, w) or ("alone", DDIM steps): row}, the main run's step)."""
+def score_rows(weak: list) -> tuple[dict, int]:
+  """({(weak label, w) or ("alone", DDIM steps): row}, the main run's step); weak: the
+  (workdir, step) of each weak model."""
   results = {}
   for n in UNGUIDED_STEPS:
     exp = _experiment(num_steps=n)
     params, step = weights.restore_params(exp, FLAGS.main)
     results["alone", n] = _score(exp, params, lambda k, n=n: (
         fashion_mnist_consistency.sample_folder(FLAGS.main, step, "ddim", n, k)))
-  for spec in FLAGS.weak:
-    workdir, weak_step = parse_weak(spec)
+  for workdir, weak_step in weak:
     label = weak_label(workdir, weak_step)
     for w in WEIGHTS:
       exp = _experiment((workdir, weak_step), w)
@@ -182,12 +182,13 @@ def _figure(results: dict):
 
 
 def main(_):
-  try:
-    feature_nets.check_available("fashion_mnist_cnn", FLAGS.data_dir)
-  except (ValueError, FileNotFoundError) as e:
-    raise app.UsageError(f"fashion_mnist_autoguidance: {e}") from None
+  common.require_feature_net("fashion_mnist_autoguidance")
+  weak = [parse_weak(spec) for spec in FLAGS.weak]
   start = time.time()
-  results, step = score_rows()
+  try:
+    results, step = score_rows(weak)
+  except errors.RunError as e:         # a missing run or checkpoint: one line
+    raise app.UsageError(f"fashion_mnist_autoguidance: {e}") from None
   rows = []
   for (label, w), row in results.items():
     fid, kid = common.mean_se(row["fid"]), common.mean_se(row["kid"])

@@ -34,10 +34,10 @@ import jax
 import matplotlib.pyplot as plt
 import numpy as np
 
-import feature_nets
 from configs.fashion_mnist import cd_vp_ddpm_cpu
 from configs.fashion_mnist import vp_ddpm_cpu
 from experiments import common
+from infra import errors
 from infra import weights
 from run import build
 from run import evaluate
@@ -124,12 +124,12 @@ def _figure(results: dict):
 
 
 def main(_):
-  try:
-    feature_nets.check_available("fashion_mnist_cnn", FLAGS.data_dir)
-  except (ValueError, FileNotFoundError) as e:
-    raise app.UsageError(f"fashion_mnist_consistency: {e}") from None
+  common.require_feature_net("fashion_mnist_consistency")
   start = time.time()
-  results, steps = score_rows()
+  try:
+    results, steps = score_rows()
+  except errors.RunError as e:         # a missing run or checkpoint: one line
+    raise app.UsageError(f"fashion_mnist_consistency: {e}") from None
   rows = []
   for name, row in results.items():
     fid, kid = common.mean_se(row["fid"]), common.mean_se(row["kid"])

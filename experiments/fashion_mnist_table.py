@@ -37,7 +37,6 @@ import jax
 import matplotlib.pyplot as plt
 import numpy as np
 
-import feature_nets
 from configs.fashion_mnist import edm_ddpm_cpu
 from configs.fashion_mnist import rf_ddpm_cpu
 from configs.fashion_mnist import subvp_ddpm_cpu
@@ -220,12 +219,8 @@ def _table(results: dict, samplers) -> str:
 
 
 def check_ready():
-  """A one-line UsageError naming the command that makes the missing feature network (it
-  needs the prepared dataset too), before anything is trained."""
-  try:
-    feature_nets.check_available("fashion_mnist_cnn", FLAGS.data_dir)
-  except (ValueError, FileNotFoundError) as e:
-    raise app.UsageError(f"fashion_mnist_table: {e}") from None
+  """Before anything is trained (run_all calls it first): the feature network is there."""
+  common.require_feature_net("fashion_mnist_table")
 
 
 def main(_):
