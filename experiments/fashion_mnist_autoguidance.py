@@ -17,9 +17,10 @@ sampling keys (common random numbers across w).
 Scores: the Fashion-MNIST feature network on the uint8 protocol against the training split,
 FID and KID mean ± SE over --sampling_seeds seeds of --num_samples samples, precision and
 recall at equal set sizes. The sentences are computed (`conclusions`): a change against
-w = 1 is called only where it exceeds twice its SE, the SEs added in quadrature (as if the
-rows were independent; with shared keys the true SE of a gap is smaller, so this errs
-towards "not resolved"). One main model: the spread between training seeds is not measured.
+w = 1 is called only where it exceeds twice its SE, the SEs added in quadrature as if the
+rows were independent (shared keys are expected to correlate them positively, which would
+make the true SE of a gap smaller: the rule errs towards "not resolved"). One main model:
+the spread between training seeds is not measured.
 
   python -m experiments.fashion_mnist_autoguidance --main runs/fmnist_cpu \
       --weak runs/fmnist_cpu@800,runs/fmnist_weak@800
@@ -220,10 +221,9 @@ NOTES = (
     f"with {NUM_STEPS} DDIM steps only: whether guidance helps as much at 100 steps, where the "
     "main model alone does better than at 20, is not measured. Run B's own checkpoint shares "
     "its initialization and its first 800 steps' batches with the main model, so its errors "
-    "are aligned with the main model's by construction; the half-width network's are not. "
-    "FID and KID use the "
-    "Fashion-MNIST feature network, not Inception: no number here can be set beside a "
-    "published one.")
+    "are aligned with the main model's by construction; the half-width network shares "
+    "neither. FID and KID use the Fashion-MNIST feature network, not Inception: no number "
+    "here can be set beside a published one.")
 
 
 if __name__ == "__main__":
