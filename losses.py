@@ -130,7 +130,7 @@ def _perturbed_residual(score_fn, sde, x0, t, z):
   return std * score_fn(sde.perturb(x0, t, z), t) + z
 
 
-OBJECTIVES = ("dsm", "ism", "ssm")
+OBJECTIVES = ("dsm", "dsm_cv", "ism", "ssm")
 TRACE_ESTIMATORS = ("auto", "exact", "hutchinson")
 EXACT_TRACE_MAX_DIM = 16   # "auto": the exact trace (D JVPs) up to this dimension D
 
@@ -141,6 +141,11 @@ class Objective:
   loss at x_t = alpha(t) x0 + sigma(t) z, per example [B]:
 
     "dsm"  ||sigma s(x_t, t) + z||^2 = sigma^2 ||s - grad log q(x_t | x0)||^2 (the kernel's score);
+    "dsm_cv"  DSM minus the control variate 2 sigma z . s(alpha x0, t) (`dsm_loss`'s
+           control_variate at every level), which has mean zero because z is independent of
+           x0 and t: DSM's expectation and expected gradient, one more network call, and to
+           first order in sigma the term 2 sigma z . s(x_t, t), whose gradient noise grows as
+           sigma falls, cancelled;
     "ism"  sigma^2 [||s||^2 + 2 tr(ds/dx)] (`ism_loss`): the trace exact (D Jacobian-vector
            products) or by Hutchinson (one Rademacher probe), `trace_estimator` "auto"
            choosing exact for D <= EXACT_TRACE_MAX_DIM;
@@ -168,8 +173,12 @@ class Objective:
 
   def __call__(self, score_fn, sde: sde_lib.SDE, x0, t, z, key) -> jax.Array:
     """[B]: x0, z [B, ...], t [B]; `key` draws the probes of ISM (Hutchinson) and SSM."""
-    if self.name == "dsm":
-      return _sum_per_example(_perturbed_residual(score_fn, sde, x0, t, z) ** 2)
+    if self.name in ("dsm", "dsm_cv"):
+      terms = _sum_per_example(_perturbed_residual(score_fn, sde, x0, t, z) ** 2)
+      if self.name == "dsm_cv":
+        alpha, std = (batch_broadcast(c, x0) for c in sde.marginal(t))
+        terms = terms - 2.0 * _sum_per_example(std * z * score_fn(alpha * x0, t))
+      return terms
     x_t = sde.perturb(x0, t, z)
     at_t = lambda x: score_fn(x, t)
     if self.name == "ssm":

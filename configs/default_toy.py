@@ -115,7 +115,8 @@ def _training():
   training.importance_sampling = False
   training.min_time = 1e-5        # smallest training time of the continuous loss
   # The per-noise-level term (losses.Objective), under the loss's time distribution and
-  # weighting: "dsm" (denoising, needs the kernel), or kernel-free "ism" / "ssm".
+  # weighting: "dsm" (denoising, needs the kernel; "dsm_cv" with its control variate), or
+  # kernel-free "ism" / "ssm".
   training.objective = "dsm"      # losses.OBJECTIVES
   training.n_projections = 1      # "ssm": Gaussian projections per example (one JVP each)
   training.trace_estimator = "auto"   # "ism": "exact" (D JVPs), "hutchinson", "auto" (D <= 16)
