@@ -101,12 +101,15 @@ def trained_run(process: str, seed: int):
   workdir = os.path.join(FLAGS.runs_root, f"{process}_seed{seed}")
   clock = os.path.join(workdir, "train_seconds.json")    # summed over invocations
   start = time.time()
-  train.train(exp, workdir)
-  seconds = time.time() - start
-  if os.path.exists(clock):
-    with open(clock) as f:
-      seconds += json.load(f)["seconds"]
-  run_workdir.write_or_fail(clock, json.dumps({"seconds": seconds}).encode())
+  try:
+    train.train(exp, workdir)
+  finally:                 # an interrupted or preempted (SIGTERM) invocation counts too
+    seconds = time.time() - start
+    if os.path.exists(clock):
+      with open(clock) as f:
+        seconds += json.load(f)["seconds"]
+    if os.path.isdir(workdir):
+      run_workdir.write_or_fail(clock, json.dumps({"seconds": seconds}).encode())
   state, step = run_workdir.load_state(exp, workdir)
   return exp, state.ema_params, os.path.join(workdir, "table", f"step_{step}"), seconds
 
@@ -268,7 +271,8 @@ def main(_):
       "bits/dim are not compared here. Last column: the FID of the samples rounded to uint8 "
       "minus that of the same samples scored as floats, paired per sampling seed [its SE "
       f"over sampling seeds]. Wall time on this machine: training {train_seconds / 3600:.2f} "
-      f"h (summed over the invocations that trained), scoring "
+      f"h (summed over the invocations that trained, interrupted ones included; one killed "
+      "outright, SIGKILL, is not counted), scoring "
       f"{(time.time() - start - train_seconds_here) / 3600:.2f} h."
       "\n\n" + "\n".join(f"- {line}" for line in conclusions(fid)))
   figure = _figure(results, fid, samplers)
