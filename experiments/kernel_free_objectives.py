@@ -3,23 +3,26 @@ r"""Issue 32: DSM vs SSM vs ISM at every noise level, where each objective is no
 The toy 2-D mixture (datasets.gaussian_mixture), the VP SDE, the toy residual MLP through
 the noise parameterization, trained 2000 steps with the continuous DSM loss. At that
 network and at each of a grid of times t, the per-example gradient of the per-level term
-sigma(t)^2 x (objective at x_t) (losses.Objective; the control variate through
-losses.dsm_loss at the level's alpha x0 and sigma): its variance over examples (the trace
-of the covariance, summed over parameters) and the squared norm of its mean, which the five
-rows share in expectation (DSM - ISM is a constant). Rows: DSM; DSM with the control
-variate -2 sigma z . s(alpha x0) (issue 30); SSM (variance-reduced, 1 Gaussian projection);
-ISM with one Rademacher Hutchinson probe; ISM with the exact trace.
+sigma(t)^2 x (objective at x_t) (losses.Objective; "dsm_cv" for the control variate): its
+variance over examples (the trace of the covariance, summed over parameters) and the
+squared norm of its mean, which the five rows share in expectation (DSM - ISM is a
+constant). Rows: DSM; DSM with the control variate -2 sigma z . s(alpha x0) (issue 30);
+SSM (variance-reduced, 1 Gaussian projection); ISM with one Rademacher Hutchinson probe;
+ISM with the exact trace.
 
-Prediction for the control variate: expanding s(alpha x0 + sigma z) to first order,
-DSM - CV = sigma^2 ||s||^2 + 2 sigma^2 z^T (ds/dx) z + ||z||^2 + O(sigma^3): SSM-VR with the
-Gaussian probe z, plus the constant-in-theta ||z||^2. So its gradient variance should
-match SSM's at small sigma and part from it where sigma is large.
+Prediction for the control variate: expanding s(alpha x0 + sigma z) to first order, DSM
+with the variate is sigma^2 ||s||^2 + 2 sigma^2 z^T (ds/dx) z + ||z||^2 + O(sigma^3):
+SSM-VR with the Gaussian probe z, plus the constant-in-theta ||z||^2. So its gradient
+variance should match SSM's at small sigma and part from it where sigma is large. In
+training it has DSM's expected gradient at one more network call per step, less noise
+than DSM at small t and more at large t: whether it gains at equal time is measured, not
+predicted.
 
 Then the cost of a training step of each objective (the jitted Experiment train step), and
 training at equal wall-clock: the toy VP run (configs/default_toy.py, batch 512, EMA 0.99)
-trained with each objective for the steps that DSM's 3000 steps cost, at the median step
-costs measured in the same invocation (the objectives alternating, 7 rounds of 50 steps),
-three seeds each; the held-out NLL minus the mixture's
+trained with each objective of losses.OBJECTIVES (dsm_cv too) for the steps that DSM's 3000
+steps cost, at the median step costs measured in the same invocation (the objectives
+alternating, 7 rounds of 50 steps), three seeds each; the held-out NLL minus the mixture's
 (an estimate of KL(p || model) >= 0) with its paired SE per seed, and the mean over seeds
 with the SE from their spread.
 
@@ -58,16 +61,9 @@ def _objective_term(objective: losses.Objective):
   return term
 
 
-def _control_variate_term(s, x0, t, key):
-  alpha, sigma = (c[0] for c in SDE.marginal(t))
-  at_t = lambda x: s(x, jnp.broadcast_to(t, x.shape[:1]))
-  return sigma**2 * losses.dsm_loss(at_t, alpha * x0, key, sigma, control_variate=True,
-                                    per_example=True)
-
-
 # name -> term(score_fn, x0 [B, 2], t [B], key) -> [B]: sigma(t)^2 x the objective at t.
 TERMS = {"DSM": _objective_term(losses.DSM),
-         "DSM + control variate": _control_variate_term,
+         "DSM + control variate": _objective_term(losses.Objective("dsm_cv")),
          "SSM-VR (1 Gaussian)": _objective_term(losses.Objective("ssm")),
          "ISM (Hutchinson)": _objective_term(losses.Objective("ism", trace_estimator="hutchinson")),
          "ISM (exact trace)": _objective_term(losses.Objective("ism", trace_estimator="exact"))}
