@@ -219,11 +219,12 @@ NOTES = (
     "networks (EDM2 on ImageNet) are far larger than this 0.28M-parameter one, and its "
     "weak models were chosen by a search this page does not repeat. The guided rows sample "
     f"with {NUM_STEPS} DDIM steps only: whether guidance helps as much at 100 steps, where the "
-    "main model alone does better than at 20, is not measured. Run B's own checkpoint shares "
-    "its initialization and its first 800 steps' batches with the main model, so its errors "
-    "are aligned with the main model's by construction; the half-width network shares "
-    "neither. FID and KID use the Fashion-MNIST feature network, not Inception: no number "
-    "here can be set beside a published one.")
+    "main model alone does better than at 20, is not measured. Run B's own checkpoint is "
+    "the main model earlier in the same run (its initialization and first 800 steps), so "
+    "its errors are aligned with the main model's by construction; the half-width network "
+    "has its own weights but the same seed, so it saw the same first 800 batches. FID and "
+    "KID use the Fashion-MNIST feature network, not Inception: no number here can be set "
+    "beside a published one.")
 
 
 if __name__ == "__main__":

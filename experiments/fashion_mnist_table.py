@@ -33,6 +33,7 @@ import time
 
 from absl import app
 from absl import flags
+from absl import logging
 import jax
 import matplotlib.pyplot as plt
 import numpy as np
@@ -94,6 +95,15 @@ def table_config(process: str, seed: int):
   return config
 
 
+def _add_seconds(clock: str, seconds: float) -> float:
+  """Adds `seconds` to the total in the clock file (created if missing); the new total."""
+  if os.path.exists(clock):
+    with open(clock) as f:
+      seconds += json.load(f)["seconds"]
+  run_workdir.write_or_fail(clock, json.dumps({"seconds": seconds}).encode())
+  return seconds
+
+
 def trained_run(process: str, seed: int):
   """(Experiment, EMA parameters, its table folder, training seconds summed over the
   invocations) of the run, trained here if missing."""
@@ -103,13 +113,13 @@ def trained_run(process: str, seed: int):
   start = time.time()
   try:
     train.train(exp, workdir)
-  finally:                 # an interrupted or preempted (SIGTERM) invocation counts too
-    seconds = time.time() - start
-    if os.path.exists(clock):
-      with open(clock) as f:
-        seconds += json.load(f)["seconds"]
-    if os.path.isdir(workdir):
-      run_workdir.write_or_fail(clock, json.dumps({"seconds": seconds}).encode())
+  except BaseException:    # an interrupted or preempted (SIGTERM) invocation counts too
+    try:
+      _add_seconds(clock, time.time() - start)
+    except Exception as e:  # pylint: disable=broad-except  (never hide why training stopped)
+      logging.warning("could not add the training time to %s: %s", clock, e)
+    raise
+  seconds = _add_seconds(clock, time.time() - start)
   state, step = run_workdir.load_state(exp, workdir)
   return exp, state.ema_params, os.path.join(workdir, "table", f"step_{step}"), seconds
 
@@ -161,39 +171,43 @@ def _resolved(gap: float, se: float) -> bool:
 
 
 def conclusions(fid: dict) -> list:
-  """Sentences computed from fid[process][sampler] = cell(...): per sampler, whether the
-  lowest-FID process beats every other by more than twice the SE of the gap (training
-  seeds, unpaired); per process, whether its best sampler beats every other by more than
-  twice the SE of the paired per-network gap."""
+  """Sentences computed from fid[process][sampler] = cell(...): per sampler, among the
+  processes with several training seeds, whether the lowest-FID one beats every other by
+  more than twice the SE of the gap (training seeds, unpaired), the others named as not
+  ranked; per process with several networks, whether its best sampler beats every other by
+  more than twice the SE of the paired per-network gap."""
   lines = []
   processes = list(fid)
   for sampler in fid[processes[0]]:
-    order = sorted(processes, key=lambda p: fid[p][sampler]["mean"])
-    best, gaps = order[0], []
+    ranked = [p for p in processes if np.isfinite(fid[p][sampler]["se_train"])]
+    if len(ranked) < 2:
+      continue
+    order = sorted(ranked, key=lambda p: fid[p][sampler]["mean"])
+    best, unresolved = order[0], []
     for other in order[1:]:
       a, b = fid[best][sampler], fid[other][sampler]
-      gaps.append((other, b["mean"] - a["mean"], float(np.hypot(a["se_train"], b["se_train"]))))
-    if not gaps:
-      continue
-    unresolved = [f"{p} ({_pm(g, se)})" if np.isfinite(se) else
-                  f"{p} ({g:+.2f}; one training seed: not ranked)"
-                  for p, g, se in gaps if not _resolved(g, se)]
+      gap, se = b["mean"] - a["mean"], float(np.hypot(a["se_train"], b["se_train"]))
+      if not _resolved(gap, se):
+        unresolved.append(f"{other} ({_pm(gap, se)})")
     verdict = ("resolved: every gap exceeds twice its SE" if not unresolved else
                "not resolved against " + ", ".join(unresolved))
-    lines.append(f"{SAMPLERS[sampler]}: lowest FID {best}; {verdict}.")
+    others = [p for p in processes if p not in ranked]
+    lines.append(f"{SAMPLERS[sampler]}: lowest FID {best}; {verdict}." + (
+        f" Not ranked (one training seed): {', '.join(others)}." if others else ""))
   for process in processes:
     cells = fid[process]
     order = sorted(cells, key=lambda m: cells[m]["mean"])
     best, unresolved = order[0], []
+    if len(order) < 2 or len(cells[best]["per_network"]) < 2:
+      continue
     for other in order[1:]:
       diff = cells[other]["per_network"] - cells[best]["per_network"]
-      se = diff.std(ddof=1) / np.sqrt(len(diff)) if len(diff) > 1 else float("nan")
+      se = diff.std(ddof=1) / np.sqrt(len(diff))
       if not _resolved(float(diff.mean()), float(se)):
         unresolved.append(f"{other} ({_pm(float(diff.mean()), float(se))})")
-    if len(order) > 1:
-      verdict = ("resolved against every other sampler" if not unresolved else
-                 "not resolved against " + ", ".join(unresolved))
-      lines.append(f"{process}: lowest FID with {best}; {verdict} (paired over training seeds).")
+    verdict = ("resolved against every other sampler" if not unresolved else
+               "not resolved against " + ", ".join(unresolved))
+    lines.append(f"{process}: lowest FID with {best}; {verdict} (paired over training seeds).")
   return lines
 
 
